@@ -1,0 +1,70 @@
+"""BERT-family encoders (transformers `BertForSequenceClassification`) for the pruning engine.
+
+It reuses the pretrained modules' own weights and recomputes only self-attention, so the
+engine can add a per-key bias and read the attention probabilities; everything else is the
+library's modules called as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import BertForSequenceClassification
+from transformers.models.bert.modeling_bert import BertLayer
+
+
+class BertAdapter:
+    """One `BertForSequenceClassification` seen layer by layer."""
+
+    def __init__(self, model: BertForSequenceClassification, special_ids: list[int]) -> None:
+        self.model = model
+        config = model.config
+        self.num_layers: int = config.num_hidden_layers
+        self.hidden_size: int = config.hidden_size
+        self.num_heads: int = config.num_attention_heads
+        self.intermediate_size: int = config.intermediate_size
+        self.special_ids = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Input embeddings [B, N, hidden]."""
+        return self.model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+
+    def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """True where the token is special and must survive."""
+        return torch.isin(input_ids, self.special_ids.to(input_ids.device))
+
+    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run layer `index` on `hidden` [B, n, d] with an additive key bias [B, n].
+
+        Returns the layer output and, when `need_probs`, the attention probabilities
+        [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
+        """
+        block: BertLayer = self.model.bert.encoder.layer[index]
+        attention = block.attention.self
+        batch, length, _ = hidden.shape
+        shape = (batch, length, self.num_heads, -1)
+        query = attention.query(hidden).view(shape).transpose(1, 2)
+        key = attention.key(hidden).view(shape).transpose(1, 2)
+        value = attention.value(hidden).view(shape).transpose(1, 2)
+        bias = key_bias[:, None, None, :].to(query.dtype)
+        dropout = attention.dropout.p if self.model.training else 0.0
+        probs = None
+        if need_probs:
+            probs = (query @ key.transpose(-1, -2) * attention.scaling + bias).softmax(dim=-1)
+            context = F.dropout(probs, dropout, self.model.training) @ value
+        else:
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, length, self.hidden_size)
+        attended = block.attention.output(context, hidden)
+        return block.output(block.intermediate(attended), attended), probs
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from the [CLS] state (position 0, never pruned) through pooler and head."""
+        pooled = self.model.bert.pooler(hidden)
+        return self.model.classifier(self.model.dropout(pooled))
+
+    def dense_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The library's own dense forward: the reference for equivalence and speed."""
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
+        return self.model(**inputs).logits

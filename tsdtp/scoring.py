@@ -1,0 +1,49 @@
+"""Token importance: attention received, the task-specific scorer, and their hybrid.
+
+Everything here works on the live tokens of a batch, `[B, n, ...]`, with a per-token
+`query_weight` that is 1 for live tokens, 0 for padding, and the soft keep mask in training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def attention_received(probs: torch.Tensor, query_weight: torch.Tensor) -> torch.Tensor:
+    """Mean over heads and (weighted) queries of `probs[b, h, i, j]`: the attention token j gets.
+
+    probs: [B, H, n, n] attention probabilities (rows are queries).
+    query_weight: [B, n] non-negative weight of each query (0 for padding).
+    Returns [B, n].
+    """
+    weights = query_weight / query_weight.sum(dim=-1, keepdim=True).clamp_min(1e-9)
+    return torch.einsum("bhij,bi->bj", probs, weights) / probs.shape[1]
+
+
+class TaskScorer(nn.Module):
+    """Task-specific attention of one layer: `T = softmax((X W)(phi(X))^T / sqrt(d_task))`.
+
+    `W` (hidden x d_task) maps the queries and `phi` (hidden -> d_task) the keys; both are
+    trained through the soft keep mask.
+    """
+
+    def __init__(self, hidden_size: int, d_task: int) -> None:
+        super().__init__()
+        self.phi = nn.Linear(hidden_size, d_task)
+        self.weight = nn.Parameter(torch.empty(hidden_size, d_task))
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(hidden_size))
+        self.d_task = d_task
+
+    def forward(self, features: torch.Tensor, key_bias: torch.Tensor, query_weight: torch.Tensor) -> torch.Tensor:
+        """Task attention received per token, `t(j)`, shape [B, n].
+
+        features: [B, n, hidden]; key_bias: [B, n] additive logit bias (0 live, very negative
+        for padding, `log m` in training); query_weight: [B, n].
+        """
+        queries = features @ self.weight
+        keys = self.phi(features)
+        logits = queries @ keys.transpose(1, 2) / math.sqrt(self.d_task) + key_bias[:, None, :]
+        return attention_received(logits.softmax(dim=-1)[:, None], query_weight)
