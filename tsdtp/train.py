@@ -139,8 +139,8 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
             batch = collate(train_split, indices, pad_id)
             output = model(batch)
             loss, parts = model.loss(output, batch["labels"])
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower --lr or check the data")
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -68,6 +68,8 @@ def read_tsv(task: GlueTask, path: Path) -> Dataset:
         raise DataError(f"missing data file {path}: expected a GLUE {task.folder} .tsv file")
     with path.open(encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
+        if not any(line.strip() for line in handle):
+            raise DataError(f"{path} has no rows; expected labelled {task.name} examples")
     strings = Features({name: Value("string") for name in header})
     try:
         table = load_dataset("csv", data_files=str(path), delimiter="\t", quoting=csv.QUOTE_NONE,
@@ -78,8 +80,6 @@ def read_tsv(task: GlueTask, path: Path) -> Dataset:
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; expected a header with {needed}")
-    if len(table) == 0:
-        raise DataError(f"{path} has no rows; expected labelled {task.name} examples")
     return table.select_columns(needed).map(lambda row: {"label": _label_id(task, row["label"], path)})
 
 

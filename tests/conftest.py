@@ -1,0 +1,88 @@
+"""Shared fixtures: offline settings, a tiny GLUE-layout data folder, the packaged model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from tsdtp.config import PruningConfig  # noqa: E402
+from tsdtp.model import PrunedClassifier  # noqa: E402
+from tsdtp.tasks.encoding import EncodedSplit, collate, encode_texts  # noqa: E402
+from tsdtp.train import load_tokenizer, special_token_ids  # noqa: E402
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+SST2_ROWS = [
+    ("it 's a charming and often affecting journey . ", 1),
+    ("unflinchingly bleak and desperate ", 0),
+    ('the "best" movie of the year , if you like "boring" ', 0),
+    ("a gorgeous , witty , seductive movie . ", 1),
+    ("the acting is dreadful and the plot makes no sense at all ", 0),
+    ("one of the most delightful films i have seen in a long time ", 1),
+    ("an ugly , pointless mess ", 0),
+    ("warm , funny and wise ", 1),
+]
+
+QNLI_ROWS = [
+    ("What came into force after the new constitution was herald?",
+     "As of that day, the new constitution heralding the Second Republic came into force.", "entailment"),
+    ("What is the first major city in the stream of the Rhine?",
+     "The most important tributaries in this area are the Ill below of Strasbourg.", "not_entailment"),
+] * 10
+
+
+def write_glue(root: Path) -> Path:
+    """Write a GLUE-layout folder: SST-2 train/dev, QNLI dev only (as offline)."""
+    sst2 = root / "glue" / "SST-2"
+    sst2.mkdir(parents=True)
+    rows = [f"{text}\t{label}" for text, label in SST2_ROWS]
+    (sst2 / "train.tsv").write_text("\n".join(["sentence\tlabel", *rows * 4]) + "\n")
+    (sst2 / "dev.tsv").write_text("\n".join(["sentence\tlabel", *rows]) + "\n")
+    qnli = root / "glue" / "QNLI"
+    qnli.mkdir(parents=True)
+    rows = ["index\tquestion\tsentence\tlabel"] + [f"{i}\t{q}\t{s}\t{l}" for i, (q, s, l) in enumerate(QNLI_ROWS)]
+    (qnli / "dev.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GLUE-layout data directory written by the tests."""
+    return write_glue(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The packaged MiniLM tokenizer."""
+    return load_tokenizer(MODEL)
+
+
+@pytest.fixture(scope="session")
+def base_model(tokenizer) -> PrunedClassifier:
+    """The packaged MiniLM with a (seeded) fresh classifier head, in eval mode."""
+    torch.manual_seed(0)
+    model = PrunedClassifier.from_pretrained(MODEL, 2, special_token_ids(tokenizer), PruningConfig())
+    return model.eval()
+
+
+@pytest.fixture()
+def model(base_model: PrunedClassifier) -> PrunedClassifier:
+    """The session model, reset to no pruning and eval mode for each test."""
+    base_model.pruning = PruningConfig()
+    base_model.zero_grad(set_to_none=True)
+    return base_model.eval()
+
+
+@pytest.fixture(scope="session")
+def batch(tokenizer) -> dict[str, torch.Tensor]:
+    """A padded batch of sentences of different lengths."""
+    texts = [(text,) for text, _ in SST2_ROWS]
+    ids, types = encode_texts(tokenizer, texts, 128)
+    split = EncodedSplit(ids, types, [label for _, label in SST2_ROWS], texts)
+    return collate(split, list(range(len(texts))), tokenizer.pad_token_id)

@@ -1,0 +1,56 @@
+"""Settings are validated on construction, with messages that name the problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.errors import ConfigError
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method": "magic"}, "unknown method 'magic'"),
+    ({"k": -10.0}, "k must be"),
+    ({"k": float("nan")}, "k must be"),
+    ({"gamma": -0.1}, "gamma must be"),
+    ({"method": "general-dtp", "gamma": 0.5}, "general-dtp is task-agnostic"),
+    ({"d_task": 0}, "d_task must be"),
+    ({"temperature": 0.0}, "temperature must be"),
+    ({"keep_target": 1.5}, "keep_target must be"),
+    ({"task_features": "pixels"}, "task_features"),
+    ({"prune_layers": (1, 1)}, "prune_layers"),
+    ({"keep_schedule": (0.5, 0.0)}, "keep_schedule"),
+])
+def test_out_of_range_pruning_settings_are_rejected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        PruningConfig(**changes)
+
+
+def test_prune_layers_are_checked_against_model_depth():
+    assert PruningConfig().resolved_prune_layers(6) == (1, 2, 3, 4)
+    with pytest.raises(ConfigError, match="out of range for a 6-layer model"):
+        PruningConfig(prune_layers=(2, 9)).resolved_prune_layers(6)
+
+
+def test_pruning_switches_off_for_none_and_infinite_k():
+    assert not PruningConfig().prunes
+    assert not PruningConfig(method="ts-dtp", k=float("inf")).prunes
+    assert PruningConfig(method="ts-dtp", k=1.0).prunes
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"max_train_samples": 0}, "max_train_samples"),
+    ({"pruning": PruningConfig(method="topk", gamma=0.0)}, "applied to a trained model"),
+])
+def test_out_of_range_training_settings_are_rejected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)
+
+
+def test_train_config_round_trips_through_a_dict():
+    config = TrainConfig(pruning=PruningConfig(method="ts-dtp", k=0.5, prune_layers=(1, 3)), epochs=0.5)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({**config.to_dict(), "colour": "red"})

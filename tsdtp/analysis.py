@@ -1,0 +1,209 @@
+"""Tidy frames for the figures and tables: settings chosen from results.csv, keep traces, the results table.
+
+Everything here reads `results.csv` (see `tsdtp.results`), the keep-trace parquet files that
+`tsdtp eval` writes beside each run (`<run_dir>/eval/<method>_k<k>_g<gamma>.parquet`), and,
+when present, the benchmark's `bench.csv`. Nothing here draws; `tsdtp.plots` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tsdtp.checkpoint import atomic_write_bytes
+from tsdtp.config import METHODS
+from tsdtp.token_kinds import KINDS, token_kinds
+
+SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
+"""Tasks whose token-kind breakdown separates sentiment-bearing words."""
+
+MEMORY_COLUMNS: tuple[str, ...] = ("peak_memory_mb", "peak_mem_mb", "activation_memory_mb", "memory_mb")
+"""Names a memory column of bench.csv may have, in order of preference (in MiB)."""
+
+
+def method_order(methods: Sequence[str]) -> list[str]:
+    """The methods given, in the harness's order (`METHODS`), unknown ones last."""
+    rank = {name: index for index, name in enumerate(METHODS)}
+    return sorted(dict.fromkeys(methods), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
+    """One row per task, model and method: the setting whose k is closest to `k` (dense, top-k and random have one)."""
+    if results.empty:
+        return results
+    distance = (results["k"].astype(float) - k).abs()
+    ranked = results.assign(_distance=distance).sort_values(["task", "model", "method", "_distance", "k"],
+                                                            kind="stable")
+    return ranked.drop_duplicates(["task", "model", "method"]).drop(columns="_distance").reset_index(drop=True)
+
+
+def trace_path(row: pd.Series) -> Path:
+    """The keep-trace parquet of one results row (falling back to any gamma for that method and k)."""
+    folder = Path(str(row["run_dir"])) / "eval"
+    exact = folder / f"{row['method']}_k{float(row['k']):g}_g{float(row['gamma']):g}.parquet"
+    if exact.is_file():
+        return exact
+    matches = sorted(folder.glob(f"{row['method']}_k{float(row['k']):g}_g*.parquet"))
+    if not matches:
+        raise FileNotFoundError(f"no keep trace for {row['task']} {row['method']} k={row['k']} in {folder}; "
+                                "evaluate the run with `tsdtp eval` first")
+    return matches[0]
+
+
+def load_traces(rows: pd.DataFrame) -> pd.DataFrame:
+    """The keep traces of the chosen results rows, concatenated (columns as `tsdtp.evaluate` writes them)."""
+    frames = [pd.read_parquet(trace_path(row)) for _, row in rows.iterrows()]
+    if not frames:
+        return pd.DataFrame(columns=["method", "k", "task", "example", "layer", "position", "token", "kept",
+                                     "label", "pred", "correct"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_keep(traces: pd.DataFrame) -> pd.DataFrame:
+    """Fraction of tokens alive at the input of each layer, per task, method and k."""
+    grouped = traces.groupby(["task", "method", "k", "layer"], as_index=False)["kept"].mean()
+    return grouped.rename(columns={"kept": "keep_ratio"})
+
+
+def with_kinds(traces: pd.DataFrame) -> pd.DataFrame:
+    """The traces with a `kind` column (see `tsdtp.token_kinds`); sentiment words only for SST-2."""
+    first = traces[traces["layer"] == traces["layer"].min()].sort_values(["task", "method", "k", "example",
+                                                                          "position"])
+    kinds = []
+    for (task, _, _, _), group in first.groupby(["task", "method", "k", "example"], sort=False):
+        kinds.append(pd.Series(token_kinds(group["token"].tolist(), sentiment=task in SENTIMENT_TASKS),
+                               index=group.index))
+    first = first.assign(kind=pd.concat(kinds) if kinds else pd.Series(dtype=str))
+    keys = ["task", "method", "k", "example", "position"]
+    return traces.merge(first[[*keys, "kind"]], on=keys, how="left")
+
+
+def kind_survival(traces: pd.DataFrame) -> pd.DataFrame:
+    """Per task, method, k and token kind: the fraction of those tokens alive at the last layer, and how many."""
+    typed = with_kinds(traces)
+    last = typed[typed["layer"] == typed.groupby(["task", "method", "k"])["layer"].transform("max")]
+    table = last.groupby(["task", "method", "k", "kind"], as_index=False).agg(survival=("kept", "mean"),
+                                                                              tokens=("kept", "size"))
+    table["kind"] = pd.Categorical(table["kind"], categories=list(KINDS), ordered=True)
+    return table.sort_values(["task", "method", "kind"]).reset_index(drop=True)
+
+
+def pick_examples(traces: pd.DataFrame, methods: Sequence[str], n: int, min_tokens: int = 8,
+                  max_tokens: int = 24) -> list[int]:
+    """Up to `n` examples for the heatmaps, the same for every method, chosen without looking at what was kept.
+
+    Candidates are examples of `min_tokens`..`max_tokens` tokens that every method classified
+    correctly; for sentiment tasks those with a sentiment-bearing word come first; then by index.
+    """
+    first = traces[(traces["layer"] == 0) & traces["method"].isin(methods)]
+    per_method = first.groupby(["method", "example"]).agg(length=("position", "size"), correct=("correct", "all"))
+    table = per_method.groupby("example").agg(length=("length", "first"), correct=("correct", "all"),
+                                              methods=("length", "size"))
+    table = table[(table["methods"] == len(set(methods))) & table["length"].between(min_tokens, max_tokens)]
+    if table.empty:
+        return []
+    sentiment = pd.Series(False, index=table.index)
+    if set(first["task"]) & set(SENTIMENT_TASKS):
+        one = first[first["method"] == methods[0]]
+        kinds = one.groupby("example")["token"].apply(lambda tokens: "sentiment word" in token_kinds(list(tokens)))
+        sentiment = kinds.reindex(table.index, fill_value=False)
+    table = table.assign(sentiment=sentiment)
+    ranked = table.sort_values(["correct", "sentiment"], ascending=False, kind="stable")
+    return [int(example) for example in ranked.index[:n]]
+
+
+def realization(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a measured speedup, with the FLOPs-implied speedup and realized/implied ratio added."""
+    measured = results[results["speedup"].notna() & results["flops_ratio"].notna()].copy()
+    measured["implied_speedup"] = 1.0 / measured["flops_ratio"].astype(float)
+    measured["realization"] = measured["speedup"].astype(float) / measured["implied_speedup"]
+    return measured.reset_index(drop=True)
+
+
+def read_bench(path: str | Path | None) -> pd.DataFrame | None:
+    """bench.csv as a frame, or None when it does not exist (the benchmark has not been run)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return pd.read_csv(path)
+
+
+def memory_column(bench: pd.DataFrame | None) -> str | None:
+    """The bench.csv column holding peak memory in MiB, or None if it has none."""
+    if bench is None:
+        return None
+    return next((name for name in MEMORY_COLUMNS if name in bench.columns), None)
+
+
+def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's table: one row per task, method and setting, with metric, keep, FLOPs, speedup and memory.
+
+    Memory (peak MiB) comes from bench.csv, matched on task, method and k at the same batch
+    size where it has that column; otherwise it is left empty.
+    """
+    table = results.copy()
+    table["memory_mb"] = np.nan
+    column = memory_column(bench)
+    if column is not None:
+        keys = [key for key in ("task", "method", "k", "batch_size") if key in bench.columns]
+        memory = bench.groupby(keys, as_index=False)[column].median().rename(columns={column: "memory_mb"})
+        table = table.drop(columns="memory_mb").merge(memory, on=keys, how="left")
+    order = {name: index for index, name in enumerate(method_order(table["method"].tolist()))}
+    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "_order", "k"], kind="stable")
+    columns = ["task", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio", "speedup",
+               "memory_mb", "n_eval"]
+    return table[columns].reset_index(drop=True)
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+TABLE_DIGITS: dict[str, int] = {"k": 2, "gamma": 2, "metric": 2, "keep_ratio": 3, "flops_ratio": 3,
+                                "speedup": 2, "memory_mb": 1}
+"""Decimals shown per column in the Markdown and LaTeX tables."""
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (empty cells for missing values)."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c], TABLE_DIGITS.get(c, 3)) for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIALS: dict[str, str] = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                                  "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def latex_table(table: pd.DataFrame) -> str:
+    """A booktabs LaTeX tabular (numbers right-aligned)."""
+    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
+    for _, row in table.iterrows():
+        cells = [_latex_escape(_cell(row[c], TABLE_DIGITS.get(c, 3))) for c in table.columns]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, stem: str, out_dir: str | Path) -> list[Path]:
+    """Write `<stem>.csv`, `.md` and `.tex` into `out_dir`, each atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    contents = {"csv": table.to_csv(index=False), "md": markdown_table(table), "tex": latex_table(table)}
+    paths = []
+    for suffix, text in contents.items():
+        path = out_dir / f"{stem}.{suffix}"
+        atomic_write_bytes(path, text.encode())
+        paths.append(path)
+    return paths

@@ -1,0 +1,86 @@
+"""What kind of token a WordPiece is: special, punctuation, stop word, sentiment word or other word.
+
+Used to ask which kinds of token survive pruning. Word pieces are judged by the whole word
+they belong to (`play ##ing` are both the word "playing"), lowercased.
+
+The two word lists are small and written for this project, not taken from a published
+resource:
+- `STOP_WORDS`: about 150 English function words (articles, pronouns, auxiliaries,
+  prepositions, conjunctions, common adverbs), in the spirit of the usual NLTK/spaCy lists.
+- `SENTIMENT_WORDS`: about 200 common evaluative words of film reviews, positive and
+  negative (good, bad, boring, funny, masterpiece, ...). It is a coarse marker of
+  "sentiment-bearing" for SST-2 figures, not a sentiment classifier.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+KINDS: tuple[str, ...] = ("special", "punctuation", "stop word", "sentiment word", "other word")
+"""Every kind, in the order figures show them."""
+
+SPECIAL_TOKENS: frozenset[str] = frozenset({"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", "<s>", "</s>", "<pad>"})
+
+STOP_WORDS: frozenset[str] = frozenset("""
+a about above after again against all am an and any are aren't as at be because been before being below
+between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each
+few for from further had hadn't has hasn't have haven't having he her here hers herself him himself his how
+i if in into is isn't it it's its itself just let's me more most my myself no nor not of off on once only or
+other ought our ours ourselves out over own same she should shouldn't so some such than that that's the their
+theirs them themselves then there there's these they this those through to too under until up very was wasn't
+we were weren't what when where which while who whom why will with won't would wouldn't you your yours
+yourself yourselves 's n't 're 've 'll 'd also s t
+""".split())
+
+SENTIMENT_WORDS: frozenset[str] = frozenset("""
+good great best better excellent superb wonderful brilliant fantastic terrific amazing outstanding
+beautiful beautifully lovely delightful charming enjoyable entertaining fun funny hilarious witty clever smart
+moving touching powerful compelling gripping engaging engrossing fascinating intriguing riveting thrilling
+exciting fresh original inventive imaginative remarkable impressive memorable masterpiece masterful classic
+perfect perfectly rich warm sweet tender heartfelt honest sincere intelligent thoughtful insightful
+wise elegant stunning gorgeous love loved loves lovable likable likeable liked pleasure pleasant
+satisfying solid strong worth worthwhile recommend triumph success successful admirable
+refreshing uplifting inspiring inspired joy joyous affecting poignant haunting vivid sharp
+bad worse worst awful terrible horrible dreadful poor poorly weak lame dull boring bored tedious tiresome
+slow sluggish bland flat stale tired predictable formulaic cliche cliched contrived forced silly stupid dumb
+pointless mindless senseless mediocre uninspired unfunny annoying irritating painful unpleasant ugly mess
+messy disappointing disappointment disaster failure fails failed fail waste wasted worthless
+confusing incoherent pretentious shallow hollow empty lifeless unwatchable unbearable overlong
+sloppy clumsy awkward embarrassing ridiculous laughable inept monotonous hate hated
+lacks lacking lack wrong unfortunately sadly mediocrity
+""".split())
+
+
+def word_kind(word: str, sentiment: bool = True) -> str:
+    """The kind of one whole (lowercased, de-pieced) word; `sentiment=False` folds sentiment into other."""
+    if word in SPECIAL_TOKENS:
+        return "special"
+    if word and all(ch in string.punctuation for ch in word):
+        return "punctuation"
+    lowered = word.lower()
+    if lowered in STOP_WORDS:
+        return "stop word"
+    if sentiment and lowered in SENTIMENT_WORDS:
+        return "sentiment word"
+    return "other word"
+
+
+def whole_words(tokens: Sequence[str]) -> list[str]:
+    """For each WordPiece token, the whole word it belongs to (`##` continuations joined)."""
+    words: list[str] = []
+    starts: list[int] = []
+    for index, token in enumerate(tokens):
+        if token.startswith("##") and starts:
+            words[starts[-1]] += token[2:]
+            starts.append(starts[-1])
+            words.append("")
+        else:
+            starts.append(index)
+            words.append(token)
+    return [words[start] for start in starts]
+
+
+def token_kinds(tokens: Sequence[str], sentiment: bool = True) -> list[str]:
+    """The kind of every token of one tokenized example (see `KINDS`)."""
+    return [word_kind(word, sentiment) for word in whole_words(tokens)]
