@@ -179,17 +179,22 @@ def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data
                       results_csv: str | Path | None = None, batch_size: int = 32,
                       max_eval_samples: int | None = None, speed_repeats: int = 0, progress: bool = True
                       ) -> pd.DataFrame:
-    """Evaluate a run under each override of `evals` (see `eval_overrides`); one summary row per evaluation."""
+    """Evaluate a run under each override of `evals` (see `eval_overrides`); one summary row per evaluation.
+
+    The rows carry `task`, `method`, `k`, `gamma` and `run_dir`, so `tsdtp.analysis.load_traces`
+    reads their keep traces.
+    """
     from tsdtp.runs import evaluate_run
 
-    base = read_run_config(run_dir).pruning
+    config = read_run_config(run_dir)
     rows = []
     for override in evals:
-        changes = eval_overrides(base, override)
+        changes = eval_overrides(config.pruning, override)
         record = evaluate_run(run_dir, data_dir, changes, results_csv, batch_size, max_eval_samples,
                               speed_repeats, progress)
         pruning = record["pruning"]
-        rows.append({"method": pruning["method"], "k": pruning["k"], "gamma": pruning["gamma"],
+        rows.append({"task": config.task, "method": pruning["method"], "k": pruning["k"], "gamma": pruning["gamma"],
                      "accuracy": record["accuracy"], "keep_ratio": record["keep_ratio"],
-                     "flops_ratio": record["flops_ratio"], "speedup": record["speedup"], "n_eval": record["n_eval"]})
+                     "flops_ratio": record["flops_ratio"], "speedup": record["speedup"], "n_eval": record["n_eval"],
+                     "run_dir": str(run_dir)})
     return pd.DataFrame(rows)

@@ -1,0 +1,190 @@
+"""Write the workbench notebooks in notebooks/ from the cell texts below (run once after editing them).
+
+Each notebook gets exactly one cell tagged `parameters` (what papermill replaces), and
+otherwise only calls into `tsdtp` and shows what it returns. Usage:
+    python scripts/make_notebooks.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_train.ipynb": [
+        ("md", """# 01 · Train or evaluate one configuration
+
+Trains one configuration into its run folder, or, when that folder already holds the finished run,
+only evaluates it. Each evaluation in `evals` (pruning settings applied to the trained weights; `{}`
+is the trained setting) is appended to `results_csv` with its keep traces written beside the run.
+
+Batch use: `papermill notebooks/01_train.ipynb out.ipynb -p task qnli -p method ts-dtp -p k 0.5`."""),
+        ("parameters", """task = "sst2"
+model = "sentence-transformers/all-MiniLM-L6-v2"
+method = "ts-dtp"  # none, ts-dtp or general-dtp (gamma 0)
+k = 1.0  # threshold width: tau = mean - k * std; smaller prunes more
+gamma = 0.5  # weight of the task-specific attention
+epochs = 1.0
+max_train_samples = 256  # None: the whole training set
+seed = 0
+run_dir = None  # None: the hash-named cache folder runs/<task>-<method>-<sha12>
+data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
+max_eval_samples = 256  # None: the whole evaluation split
+init_from = None  # a finished run to start from (its encoder and head)
+keep_target = 0.5  # keep rate the budget loss pulls toward
+evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"method": "topk"}]
+results_csv = None  # append one row per evaluation here
+results_batch_size = 32  # batch size of the evaluations (and of the speed measurement)
+speed_repeats = 0  # > 0: also measure throughput against the dense forward
+threads = 1  # torch CPU threads (None: torch's default)
+force = False  # retrain even if the run exists"""),
+        ("code", """import pandas as pd
+import torch
+from IPython.display import display
+
+from tsdtp import analysis, experiments, plots
+
+if threads:
+    torch.set_num_threads(threads)
+config = experiments.train_config(task, model, method, k, gamma, epochs, max_train_samples, seed,
+                                  max_eval_samples, init_from, keep_target)
+run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
+config"""),
+        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force=force, progress=False)
+print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
+pd.DataFrame(metrics["history"])"""),
+        ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
+                                       max_eval_samples, speed_repeats, progress=False)
+summary"""),
+        ("code", """fig = plots.layer_keep_plot(analysis.layer_keep(analysis.load_traces(summary)))
+display(fig)"""),
+    ],
+    "02_token_keep_heatmaps.ipynb": [
+        ("md", """# 02 · Which tokens survive, layer by layer
+
+Per-layer keep traces of the evaluations in `results_csv`: heatmaps of single examples (TS-DTP and
+General DTP side by side on the same sentence), the keep ratio by layer, and which kinds of token
+survive to the last layer. For each task and method the setting whose k is closest to `k` is used."""),
+        ("parameters", """results_csv = "reports/tables/results.csv"
+figures_dir = "reports/figures"
+tasks = ["sst2", "qnli"]
+methods = ["ts-dtp", "general-dtp"]  # shown side by side in the heatmaps
+k = 0.5
+n_examples = 3
+max_tokens = {"sst2": 20, "qnli": 40}  # longest example shown, per task
+examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples"""),
+        ("code", """from IPython.display import display
+
+from tsdtp import analysis, plots
+from tsdtp.results import read_results
+
+results = read_results(results_csv)
+chosen = analysis.select_settings(results[results["task"].isin(tasks)], k)
+traces = analysis.load_traces(chosen)
+chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
+        ("code", """for task in tasks:
+    pair = traces[(traces["task"] == task) & traces["method"].isin(methods)]
+    shown = examples.get(task) or analysis.pick_examples(pair, methods, n_examples, max_tokens=max_tokens[task])
+    fig = plots.keep_heatmaps(pair, shown, methods)
+    plots.save_figure(fig, f"keep_heatmaps_{task}", figures_dir)
+    display(fig)"""),
+        ("code", """fig = plots.layer_keep_plot(analysis.layer_keep(traces))
+plots.save_figure(fig, "layer_keep", figures_dir)
+display(fig)"""),
+        ("code", """kinds = analysis.kind_survival(traces)
+fig = plots.token_kind_plot(kinds)
+plots.save_figure(fig, "token_kinds", figures_dir)
+display(fig)
+kinds"""),
+    ],
+    "03_efficiency.ipynb": [
+        ("md", """# 03 · Accuracy against cost
+
+The trade-off over k for every method (accuracy against the FLOPs ratio and against measured speedup),
+how much of the FLOPs-implied speedup is realized, and peak memory from the benchmark's `bench.csv`
+(written by `tsdtp bench`)."""),
+        ("parameters", """results_csv = "reports/tables/results.csv"
+bench_csv = "reports/tables/bench.csv"
+figures_dir = "reports/figures"
+tasks = None  # None: every task in results_csv"""),
+        ("code", """from IPython.display import Markdown, display
+
+from tsdtp import analysis, plots
+from tsdtp.results import read_results
+
+results = read_results(results_csv)
+if tasks is not None:
+    results = results[results["task"].isin(tasks)]
+fig = plots.tradeoff_plot(results)
+plots.save_figure(fig, "tradeoff", figures_dir)
+display(fig)"""),
+        ("code", """realized = analysis.realization(results)
+fig = plots.realization_plot(realized)
+plots.save_figure(fig, "realization", figures_dir)
+display(fig)
+realized[["task", "method", "k", "flops_ratio", "implied_speedup", "speedup", "realization"]]"""),
+        ("code", """bench = analysis.read_bench(bench_csv)
+column = analysis.memory_column(bench)
+if column is None:
+    display(Markdown(f"**Note:** no peak-memory column in `{bench_csv}` (or no such file): run `tsdtp bench` "
+                     "to measure memory. The memory figure is skipped."))
+else:
+    fig = plots.memory_plot(bench, column)
+    plots.save_figure(fig, "memory", figures_dir)
+    display(fig)"""),
+    ],
+    "04_results.ipynb": [
+        ("md", """# 04 · The results table
+
+Tasks × methods × settings: the metric, keep ratio (mean fraction of token-layers kept), FLOPs ratio
+(scorer included), measured speedup and, when `bench.csv` has it, peak memory. Written as CSV,
+Markdown and LaTeX."""),
+        ("parameters", """results_csv = "reports/tables/results.csv"
+bench_csv = "reports/tables/bench.csv"
+tables_dir = "reports/tables"
+"""),
+        ("code", """from tsdtp import analysis
+from tsdtp.results import read_results
+
+table = analysis.results_table(read_results(results_csv), analysis.read_bench(bench_csv))
+written = analysis.write_table(table, "results_table", tables_dir)
+print("\\n".join(str(path) for path in written))
+table"""),
+    ],
+}
+
+
+def build(kind_and_text: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """A notebook from (kind, source) pairs; kind is md, code or parameters."""
+    cells = []
+    for kind, text in kind_and_text:
+        if kind == "md":
+            cells.append(new_markdown_cell(text))
+        else:
+            cell = new_code_cell(text)
+            if kind == "parameters":
+                cell.metadata["tags"] = ["parameters"]
+            cells.append(cell)
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    return notebook
+
+
+def main() -> None:
+    """Write every notebook of `NOTEBOOKS` into notebooks/ beside this script's parent folder."""
+    folder = Path(__file__).resolve().parent.parent / "notebooks"
+    folder.mkdir(exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        notebook = build(cells)
+        for index, cell in enumerate(notebook.cells):
+            cell["id"] = f"{Path(name).stem.split('_')[0]}-{index}"
+        nbformat.validate(notebook)
+        nbformat.write(notebook, folder / name)
+        print(folder / name)
+
+
+if __name__ == "__main__":
+    main()
