@@ -24,7 +24,7 @@ Batch use: `papermill notebooks/01_train.ipynb out.ipynb -p task qnli -p method 
         ("parameters", """task = "sst2"
 model = "sentence-transformers/all-MiniLM-L6-v2"
 method = "ts-dtp"  # none, ts-dtp or general-dtp (gamma 0)
-k = 1.0  # threshold width: tau = mean - k * std; smaller prunes more
+k = 1.0  # threshold width: prune below mean - k * std (smaller k prunes more)
 gamma = 0.5  # weight of the task-specific attention
 epochs = 1.0
 max_train_samples = 256  # None: the whole training set
@@ -36,23 +36,27 @@ init_from = None  # a finished run to start from (its encoder and head)
 keep_target = 0.5  # keep rate the budget loss pulls toward
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"method": "topk"}]
 results_csv = None  # append one row per evaluation here
-results_batch_size = 32  # batch size of the evaluations (and of the speed measurement)
+results_batch_size = 32  # batch size of the evaluations, their results.csv rows and speed measurement
 speed_repeats = 0  # > 0: also measure throughput against the dense forward
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists"""),
-        ("code", """import pandas as pd
+        ("code", """import os
+
+import pandas as pd
 import torch
 from IPython.display import display
 
 from tsdtp import analysis, experiments, plots
+from tsdtp.pipeline import project_root
 
+os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
     torch.set_num_threads(threads)
 config = experiments.train_config(task, model, method, k, gamma, epochs, max_train_samples, seed,
                                   max_eval_samples, init_from, keep_target)
 run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
 config"""),
-        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force=force, progress=False)
+        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
@@ -75,11 +79,15 @@ k = 0.5
 n_examples = 3
 max_tokens = {"sst2": 20, "qnli": 40}  # longest example shown, per task
 examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples"""),
-        ("code", """from IPython.display import display
+        ("code", """import os
+
+from IPython.display import display
 
 from tsdtp import analysis, plots
+from tsdtp.pipeline import project_root
 from tsdtp.results import read_results
 
+os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
 chosen = analysis.select_settings(results[results["task"].isin(tasks)], k)
 traces = analysis.load_traces(chosen)
@@ -108,15 +116,18 @@ how much of the FLOPs-implied speedup is realized, and peak memory from the benc
         ("parameters", """results_csv = "reports/tables/results.csv"
 bench_csv = "reports/tables/bench.csv"
 figures_dir = "reports/figures"
+results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = None  # None: every task in results_csv"""),
-        ("code", """from IPython.display import Markdown, display
+        ("code", """import os
+
+from IPython.display import Markdown, display
 
 from tsdtp import analysis, plots
+from tsdtp.pipeline import project_root
 from tsdtp.results import read_results
 
-results = read_results(results_csv)
-if tasks is not None:
-    results = results[results["task"].isin(tasks)]
+os.chdir(project_root())  # relative paths are relative to the repository root
+results = analysis.filter_results(read_results(results_csv), results_batch_size, tasks)
 fig = plots.tradeoff_plot(results)
 plots.save_figure(fig, "tradeoff", figures_dir)
 display(fig)"""),
@@ -125,13 +136,12 @@ fig = plots.realization_plot(realized)
 plots.save_figure(fig, "realization", figures_dir)
 display(fig)
 realized[["task", "method", "k", "flops_ratio", "implied_speedup", "speedup", "realization"]]"""),
-        ("code", """bench = analysis.read_bench(bench_csv)
-column = analysis.memory_column(bench)
-if column is None:
-    display(Markdown(f"**Note:** no peak-memory column in `{bench_csv}` (or no such file): run `tsdtp bench` "
+        ("code", """memory = analysis.bench_memory(analysis.read_bench(bench_csv))
+if memory is None:
+    display(Markdown(f"**Note:** `{bench_csv}` is missing or has no peak-memory column: run `tsdtp bench` "
                      "to measure memory. The memory figure is skipped."))
 else:
-    fig = plots.memory_plot(bench, column)
+    fig = plots.memory_plot(memory)
     plots.save_figure(fig, "memory", figures_dir)
     display(fig)"""),
     ],
@@ -139,16 +149,21 @@ else:
         ("md", """# 04 · The results table
 
 Tasks × methods × settings: the metric, keep ratio (mean fraction of token-layers kept), FLOPs ratio
-(scorer included), measured speedup and, when `bench.csv` has it, peak memory. Written as CSV,
-Markdown and LaTeX."""),
+(scorer included), measured speedup and, when `bench.csv` has it, peak memory, all at one batch size.
+Written as CSV, Markdown and LaTeX."""),
         ("parameters", """results_csv = "reports/tables/results.csv"
 bench_csv = "reports/tables/bench.csv"
 tables_dir = "reports/tables"
-"""),
-        ("code", """from tsdtp import analysis
+results_batch_size = 32  # use the results.csv rows (and bench.csv memory) at this batch size"""),
+        ("code", """import os
+
+from tsdtp import analysis
+from tsdtp.pipeline import project_root
 from tsdtp.results import read_results
 
-table = analysis.results_table(read_results(results_csv), analysis.read_bench(bench_csv))
+os.chdir(project_root())  # relative paths are relative to the repository root
+results = analysis.filter_results(read_results(results_csv), results_batch_size)
+table = analysis.results_table(results, analysis.read_bench(bench_csv))
 written = analysis.write_table(table, "results_table", tables_dir)
 print("\\n".join(str(path) for path in written))
 table"""),

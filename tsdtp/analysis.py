@@ -20,14 +20,28 @@ from tsdtp.token_kinds import KINDS, token_kinds
 SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
 """Tasks whose token-kind breakdown separates sentiment-bearing words."""
 
-MEMORY_COLUMNS: tuple[str, ...] = ("peak_memory_mb", "peak_mem_mb", "activation_memory_mb", "memory_mb")
-"""Names a memory column of bench.csv may have, in order of preference (in MiB)."""
+MEMORY_COLUMNS: dict[str, float] = {
+    "memory_mb": 1.0, "peak_memory_mb": 1.0, "peak_memory_mib": 1.0, "activation_memory_mb": 1.0,
+    "peak_activation_mib": 1.0, "peak_activation_bytes": 2.0**-20, "peak_memory_bytes": 2.0**-20,
+}
+"""Peak-memory columns bench.csv may have, in order of preference, with the factor to MiB."""
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
-    """The methods given, in the harness's order (`METHODS`), unknown ones last."""
-    rank = {name: index for index, name in enumerate(METHODS)}
+    """The methods given in the harness's order (bench.csv's `dense` first, then `METHODS`), unknown ones last."""
+    rank = {name: index for index, name in enumerate(("dense", *METHODS))}
     return sorted(dict.fromkeys(methods), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: Sequence[str] | None = None
+                   ) -> pd.DataFrame:
+    """The rows measured at `batch_size` and of `tasks` (None keeps all)."""
+    keep = pd.Series(True, index=results.index)
+    if batch_size is not None:
+        keep &= results["batch_size"] == batch_size
+    if tasks is not None:
+        keep &= results["task"].isin(list(tasks))
+    return results[keep].reset_index(drop=True)
 
 
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
@@ -130,11 +144,30 @@ def read_bench(path: str | Path | None) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
-def memory_column(bench: pd.DataFrame | None) -> str | None:
-    """The bench.csv column holding peak memory in MiB, or None if it has none."""
+BENCH_PREFERRED: tuple[tuple[str, object], ...] = (("device", "cpu"), ("dtype", "fp32"), ("sorted_by_length", False))
+"""bench.csv rows kept for memory when the column exists and has such rows: the CPU, fp32, dataset-order setting."""
+
+
+def bench_memory(bench: pd.DataFrame | None) -> pd.DataFrame | None:
+    """bench.csv's measured rows with a `memory_mb` column (peak MiB), or None without bench.csv or memory.
+
+    Only the setting of `BENCH_PREFERRED` is kept where bench.csv has several devices, dtypes
+    or orderings, so every bar compares like with like.
+    """
     if bench is None:
         return None
-    return next((name for name in MEMORY_COLUMNS if name in bench.columns), None)
+    column = next((name for name in MEMORY_COLUMNS if name in bench.columns), None)
+    if column is None or "task" not in bench.columns or "method" not in bench.columns:
+        return None
+    memory = bench[bench[column].notna()]
+    for name, preferred in BENCH_PREFERRED:
+        if name in memory.columns and (memory[name] == preferred).any():
+            memory = memory[memory[name] == preferred]
+    if memory.empty:
+        return None
+    memory = memory.copy()
+    memory["memory_mb"] = memory[column].astype(float) * MEMORY_COLUMNS[column]
+    return memory.reset_index(drop=True)
 
 
 def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -145,10 +178,10 @@ def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> p
     """
     table = results.copy()
     table["memory_mb"] = np.nan
-    column = memory_column(bench)
-    if column is not None:
-        keys = [key for key in ("task", "method", "k", "batch_size") if key in bench.columns]
-        memory = bench.groupby(keys, as_index=False)[column].median().rename(columns={column: "memory_mb"})
+    memory = bench_memory(bench)
+    if memory is not None:
+        keys = [key for key in ("task", "method", "k", "batch_size") if key in memory.columns]
+        memory = memory.groupby(keys, as_index=False)["memory_mb"].median()
         table = table.drop(columns="memory_mb").merge(memory, on=keys, how="left")
     order = {name: index for index, name in enumerate(method_order(table["method"].tolist()))}
     table = table.assign(_order=table["method"].map(order)).sort_values(["task", "_order", "k"], kind="stable")

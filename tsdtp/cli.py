@@ -12,7 +12,9 @@ import torch
 from tsdtp.config import METHODS, PruningConfig, TrainConfig
 from tsdtp.errors import TsdtpError
 from tsdtp.hub import DEFAULT_MODEL
+from tsdtp.pipeline import add_reproduce_command, reproduce_command
 from tsdtp.tasks import TASKS
+from tsdtp.translation.cli import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
 
 PRUNING_FLAGS = ("method", "k", "gamma", "d_task", "prune_layers", "temperature", "lambda_aux", "lambda_keep",
                  "keep_target", "task_features", "topk_final_keep", "keep_schedule")
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--results", default=None, help="append the row to this results.csv")
     evaluate.add_argument("--speed-repeats", type=int, default=0, help="measure speedup vs dense (0: skip)")
     add_pruning_args(evaluate, defaults=False)
+    add_translation_commands(commands)
+    add_reproduce_command(commands)
     return parser
 
 
@@ -106,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             record = evaluate_run(args.run_dir, args.data_dir, pruning_overrides(args), args.results,
                                   args.batch_size, args.max_eval_samples, args.speed_repeats)
             print(json.dumps({k: v for k, v in record.items() if k != "pruning"}, indent=2))
+        elif args.command == "reproduce":
+            return reproduce_command(args)
+        elif args.command in TRANSLATION_COMMANDS:
+            print(json.dumps(run_translation_command(args), indent=2))
     except TsdtpError as error:
         print(f"tsdtp {args.command}: error: {error}", file=sys.stderr)
         return 2

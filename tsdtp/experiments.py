@@ -47,10 +47,12 @@ def eval_overrides(base: PruningConfig, override: dict[str, Any]) -> dict[str, A
 
     `{}` evaluates the trained setting; `{"method": "topk"}` applies top-k to the same weights.
     """
-    unknown = set(override) - {f.name for f in dataclasses.fields(PruningConfig)}
+    defaults = {f.name: f.default for f in dataclasses.fields(PruningConfig)}
+    unknown = set(override) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {override}")
-    changes = dict(override)
+    changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
+               for key, value in override.items()}
     if changes.get("method", base.method) not in SCORER_METHODS and "gamma" not in changes:
         changes["gamma"] = 0.0
     base.replace(**changes)

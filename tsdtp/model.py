@@ -17,6 +17,7 @@ from tsdtp.config import PruningConfig
 from tsdtp.engine import EngineOutput, run_layers
 from tsdtp.errors import ConfigError
 from tsdtp.hub import resolve_model
+from tsdtp.losses import pruning_penalty
 from tsdtp.scoring import TaskScorer
 
 SCORER_INIT_SEED = 0
@@ -70,21 +71,7 @@ class PrunedClassifier(nn.Module):
         return ClassifierOutput(self.adapter.classify(output.hidden), output)
 
     def loss(self, output: ClassifierOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """`CE + lambda_aux * L_aux + lambda_keep * L_keep`, and each part as a float.
-
-        L_aux is the paper's term, mean |per-example mean importance - batch mean|.
-        L_keep is (mean soft keep rate over token-layers - keep_target)^2.
-        """
+        """`CE + lambda_aux * L_aux + lambda_keep * L_keep` (see `tsdtp.losses`), and each part as a float."""
         loss = F.cross_entropy(output.logits, labels)
-        parts = {"ce": float(loss.detach())}
-        engine = output.engine
-        if engine.mean_importance is not None and self.pruning.lambda_aux > 0:
-            aux = (engine.mean_importance - engine.mean_importance.mean()).abs().mean()
-            loss = loss + self.pruning.lambda_aux * aux
-            parts["aux"] = float(aux.detach())
-        if engine.soft_keep is not None:
-            rate = engine.soft_keep.mean()
-            keep = (rate - self.pruning.keep_target) ** 2
-            loss = loss + self.pruning.lambda_keep * keep
-            parts["soft_keep"] = float(rate.detach())
-        return loss, parts
+        penalty, parts = pruning_penalty(output.engine, self.pruning)
+        return loss + penalty, {"ce": float(loss.detach()), **parts}

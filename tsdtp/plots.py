@@ -23,8 +23,8 @@ from tsdtp.token_kinds import KINDS
 
 KEPT_COLOUR = "#1f5fa8"
 PRUNED_COLOUR = "#e8e8e8"
-PALETTE = dict(zip(("none", "ts-dtp", "general-dtp", "general-dtp-posthoc", "topk", "random", "reference-masking"),
-                   sns.color_palette("colorblind", 7)))
+PALETTE = {**dict(zip(("none", "ts-dtp", "general-dtp", "general-dtp-posthoc", "topk", "random", "reference-masking"),
+                     sns.color_palette("colorblind", 7))), "dense": (0.35, 0.35, 0.35)}
 """One colour per method, the same in every figure."""
 
 
@@ -102,8 +102,9 @@ def layer_keep_plot(layer_keep: pd.DataFrame) -> Figure:
         for method in method_order(one["method"].tolist()):
             line = one[one["method"] == method].sort_values("layer")
             k = float(line["k"].iloc[0])
+            note = ", masked, not removed" if method == "reference-masking" else ""
             ax.plot(line["layer"] + 1, line["keep_ratio"], marker="o", color=_colour(method),
-                    label=f"{method} (k={k:g})")
+                    label=f"{method} (k={k:g}{note})")
         ax.set_title(task)
         ax.set_xlabel("layer")
         ax.set_ylim(0, 1.05)
@@ -161,7 +162,10 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
             ax.set_ylabel(str(one["metric_name"].iloc[0]))
             ax.set_title(task)
             ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=7)
+    handles = {line.get_label(): line for ax in axes.flat for line in ax.get_lines()
+               if not line.get_label().startswith("_")}
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(4, len(handles)),
+               fontsize=8)
     return fig
 
 
@@ -186,21 +190,24 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
     return fig
 
 
-def memory_plot(bench: pd.DataFrame, column: str) -> Figure:
-    """Peak memory (MiB, from bench.csv's `column`) per method and k, one panel per task."""
-    tasks = sorted(bench["task"].unique()) if "task" in bench.columns else []
+def memory_plot(memory: pd.DataFrame) -> Figure:
+    """Peak memory (MiB, `tsdtp.analysis.bench_memory`) per method and k, bars per batch size, one panel per task."""
+    tasks = sorted(memory["task"].unique())
     if not tasks:
-        return _empty("bench.csv has no task column")
-    fig = Figure(figsize=(5.0 * len(tasks), 3.8), layout="constrained")
+        return _empty("bench.csv has no memory measurements")
+    fig = Figure(figsize=(5.5 * len(tasks), 4.0), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    keys = [key for key in ("method", "k", "batch_size") if key in memory.columns]
     for ax, task in zip(axes, tasks):
-        one = bench[bench["task"] == task]
-        keys = [key for key in ("method", "k") if key in one.columns]
-        memory = one.groupby(keys, as_index=False)[column].median()
-        memory = pd.concat([memory[memory["method"] == m] for m in method_order(memory["method"].tolist())])
-        labels = [f"{row.method}\nk={row.k:g}" if "k" in keys else row.method for row in memory.itertuples()]
-        ax.bar(range(len(memory)), memory[column], color=[_colour(m) for m in memory["method"]])
-        ax.set_xticks(range(len(memory)), labels, rotation=90, fontsize=7)
+        one = memory[memory["task"] == task].groupby(keys, as_index=False)["memory_mb"].median()
+        one = pd.concat([one[one["method"] == m] for m in method_order(one["method"].tolist())])
+        one["setting"] = [f"{row.method}\nk={row.k:g}" if "k" in keys else row.method for row in one.itertuples()]
+        if "batch_size" in keys:
+            sns.barplot(data=one, x="setting", y="memory_mb", hue="batch_size", palette="crest", ax=ax)
+        else:
+            sns.barplot(data=one, x="setting", y="memory_mb", color=KEPT_COLOUR, ax=ax)
+        ax.tick_params(axis="x", rotation=90, labelsize=7)
+        ax.set_xlabel("")
         ax.set_title(task)
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("peak memory (MiB)")

@@ -32,6 +32,12 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _row_keys(table: pd.DataFrame) -> pd.Series:
+    """One string per row from its KEY_COLUMNS, missing values as empty (None and NaN alike)."""
+    cells = table[list(KEY_COLUMNS)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
+    return cells.agg("|".join, axis=1)
+
+
 def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Add rows (replacing any with the same key) and rewrite the file atomically."""
     new = pd.DataFrame(list(rows))
@@ -43,9 +49,7 @@ def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataF
             new[column] = None
     table = read_results(path)
     if not table.empty:
-        keys = new[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
-        old_keys = table[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
-        table = table[~old_keys.isin(set(keys))]
+        table = table[~_row_keys(table).isin(set(_row_keys(new)))]
     table = pd.concat([table, new], ignore_index=True)[[*RESULT_COLUMNS, *EXTRA_COLUMNS]]
     table = table.sort_values(["task", "method", "k"], kind="stable").reset_index(drop=True)
     atomic_write_bytes(Path(path), table.to_csv(index=False).encode())

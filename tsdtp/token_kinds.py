@@ -7,7 +7,7 @@ The two word lists are small and written for this project, not taken from a publ
 resource:
 - `STOP_WORDS`: about 150 English function words (articles, pronouns, auxiliaries,
   prepositions, conjunctions, common adverbs), in the spirit of the usual NLTK/spaCy lists.
-- `SENTIMENT_WORDS`: about 200 common evaluative words of film reviews, positive and
+- `SENTIMENT_WORDS`: about 170 common evaluative words of film reviews, positive and
   negative (good, bad, boring, funny, masterpiece, ...). It is a coarse marker of
   "sentiment-bearing" for SST-2 figures, not a sentiment classifier.
 """

@@ -1,0 +1,320 @@
+"""The papermill pipeline: every notebook runs with tiny parameters, runs are cached, failures are clear.
+
+One tiny profile (SST-2 and QNLI, 16 training examples) is reproduced once per module; the
+other tests reuse its run cache and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+
+from tsdtp import experiments
+from tsdtp.config import TrainConfig
+from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.pipeline import (PipelineError, add_reproduce_command, adopt_runs, make_plan, notebook_parameters,
+                            project_root, reproduce, reproduce_command)
+from tsdtp.results import RESULT_COLUMNS
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+TINY = {"max_train_samples": 16, "max_eval_samples": 16, "speed_repeats": 1, "results_batch_size": 8, "threads": 1}
+DENSE = {"task": "sst2", "method": "none", "epochs": 1, "evals": [{}, {"method": "general-dtp-posthoc", "k": 0.5},
+                                                                  {"method": "topk"}, {"method": "reference-masking"}]}
+FIGURE_STEPS = [
+    {"id": "heatmaps", "notebook": "02_token_keep_heatmaps.ipynb",
+     "parameters": {"tasks": ["sst2"], "methods": ["ts-dtp", "general-dtp"], "k": 0.5, "n_examples": 2},
+     "outputs": [{"figure": "keep_heatmaps_sst2", "caption": "Heatmaps."}, {"figure": "layer_keep", "caption": "Keep."},
+                 {"figure": "token_kinds", "caption": "Kinds."}]},
+    {"id": "efficiency", "notebook": "03_efficiency.ipynb",
+     "outputs": [{"figure": "tradeoff", "caption": "Trade-off."}, {"figure": "realization", "caption": "Realized."},
+                 {"figure": "memory", "caption": "Memory.", "optional": True}]},
+    {"id": "results", "notebook": "04_results.ipynb",
+     "outputs": [{"table": "results_table.md", "caption": "Table."}, {"table": "results_table.tex", "caption": "TeX."},
+                 {"table": "results.csv", "caption": "Tidy."}]},
+]
+
+
+def write_spec(folder: Path, profiles: dict, notebooks: Path = NOTEBOOKS) -> Path:
+    """A pipeline spec in `folder` (its root) using `notebooks`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "notebooks_dir": str(notebooks), "profiles": profiles}))
+    return path
+
+
+def tiny_profiles() -> dict:
+    train = [
+        {"id": "sst2-none", "notebook": "01_train.ipynb", "parameters": DENSE},
+        {"id": "sst2-ts-dtp", "notebook": "01_train.ipynb",
+         "parameters": {"task": "sst2", "method": "ts-dtp", "k": 0.5, "epochs": 1, "init_from": "sst2-none",
+                        "evals": [{}, {"k": 0.0}]}},
+        {"id": "sst2-general-dtp", "notebook": "01_train.ipynb",
+         "parameters": {"task": "sst2", "method": "general-dtp", "k": 0.5, "gamma": 0.0, "epochs": 1,
+                        "init_from": "sst2-none"}},
+        {"id": "qnli-none", "notebook": "01_train.ipynb",
+         "parameters": {"task": "qnli", "method": "none", "epochs": 1, "evals": [{}, {"method": "topk"}]}},
+    ]
+    return {
+        "tiny": {"description": "Tiny test profile.", "out_dir": "reports", "defaults": TINY,
+                 "steps": [train, FIGURE_STEPS]},
+        "again": {"out_dir": "again", "defaults": TINY,
+                  "steps": [{"id": "sst2-none", "notebook": "01_train.ipynb", "parameters": {**DENSE, "evals": [{}]}}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, glue_dir):
+    """The tiny profile reproduced once, with a bench.csv from an earlier benchmark already in reports/tables."""
+    root = tmp_path_factory.mktemp("project")
+    spec = write_spec(root, tiny_profiles())
+    tables = root / "reports" / "tables"
+    tables.mkdir(parents=True)
+    pd.DataFrame({"task": ["sst2", "sst2"], "method": ["none", "topk"], "k": [1.0, 1.0], "batch_size": [8, 8],
+                  "peak_activation_bytes": [3 * 2**20, 2**20]}).to_csv(tables / "bench.csv", index=False)
+    bench_mtime = (tables / "bench.csv").stat().st_mtime_ns
+    manifest = reproduce("tiny", spec_path=spec, data_dir=glue_dir, log=lambda line: None)
+    return root, spec, json.loads(manifest.read_text()), bench_mtime
+
+
+def test_every_notebook_runs_and_writes_its_declared_outputs(reproduced):
+    root, spec, manifest, bench_mtime = reproduced
+    reports = root / "reports"
+    plan = make_plan("tiny", spec)
+    for step in plan.steps:
+        for output in step.outputs:
+            for name in output.files():
+                assert (reports / name).is_file(), name
+        executed = nbformat.read(reports / "notebooks" / plan.executed_name(step), as_version=4)
+        errors = [o for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+        assert not errors and executed.metadata["papermill"]["parameters"]
+    assert not (reports / ".staging").exists()
+    assert (reports / "tables" / "bench.csv").stat().st_mtime_ns == bench_mtime
+    assert (reports / "figures" / "memory.png").is_file()
+    assert {s["id"]: s["outputs"] for s in manifest["steps"]}["efficiency"][-1] == "figures/memory.pdf"
+
+
+def test_results_csv_has_the_contracted_columns_and_a_row_per_evaluation(reproduced):
+    root, *_ = reproduced
+    results = pd.read_csv(root / "reports" / "tables" / "results.csv")
+    assert list(results.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    settings = set(zip(results["task"], results["method"], results["k"]))
+    assert settings == {("sst2", "none", 1.0), ("sst2", "general-dtp-posthoc", 0.5), ("sst2", "topk", 1.0),
+                        ("sst2", "reference-masking", 1.0), ("sst2", "ts-dtp", 0.5), ("sst2", "ts-dtp", 0.0),
+                        ("sst2", "general-dtp", 0.5), ("qnli", "none", 1.0), ("qnli", "topk", 1.0)}
+    assert (results["n_eval"] > 0).all() and results["speedup"].notna().all()
+    table = pd.read_csv(root / "reports" / "tables" / "results_table.csv")
+    assert len(table) == len(results)
+    assert table.set_index(["task", "method"]).loc[("sst2", "none"), "memory_mb"] == 3.0
+
+
+def test_manifest_records_versions_data_checksums_parameters_and_wall_times(reproduced, glue_dir):
+    root, _, manifest, _ = reproduced
+    assert manifest["profile"] == "tiny" and manifest["packages"]["torch"] and manifest["packages"]["papermill"]
+    assert set(manifest["git"]) == {"commit", "dirty"}
+    files = {f["path"]: f["sha256"] for f in manifest["data"]["files"]}
+    assert set(files) == {"glue/SST-2/train.tsv", "glue/SST-2/dev.tsv", "glue/QNLI/dev.tsv"}
+    for name, digest in files.items():
+        assert digest == hashlib.sha256((glue_dir / name).read_bytes()).hexdigest()
+    steps = {s["id"]: s for s in manifest["steps"]}
+    assert list(steps) == ["sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "qnli-none", "heatmaps", "efficiency",
+                           "results"]
+    assert all(s["wall_s"] > 0 for s in steps.values())
+    assert steps["sst2-ts-dtp"]["parameters"]["init_from"] == steps["sst2-none"]["run_dir"]
+    assert steps["sst2-none"]["cached"] is False and steps["heatmaps"]["cached"] is None
+
+
+def test_gallery_shows_every_figure_with_caption_and_command(reproduced):
+    root, *_ = reproduced
+    gallery = (root / "reports" / "README.md").read_text()
+    for stem, caption in (("keep_heatmaps_sst2", "Heatmaps."), ("tradeoff", "Trade-off."), ("memory", "Memory.")):
+        assert f"![{caption}](figures/{stem}.png)" in gallery
+    assert gallery.count("`tsdtp reproduce --profile tiny`") >= 7
+    assert "| sst2 | ts-dtp | 0.50 |" in gallery
+
+
+def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, glue_dir):
+    root, spec, manifest, _ = reproduced
+    dense = {s["id"]: s for s in manifest["steps"]}["sst2-none"]
+    run_dir = root / dense["run_dir"]
+    config = experiments.read_run_config(run_dir)
+    assert run_dir.name == f"sst2-none-{experiments.config_hash(config)[:12]}"
+    assert experiments.run_finished(run_dir)
+    before = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    again = json.loads(reproduce("again", spec_path=spec, data_dir=glue_dir, log=lambda line: None).read_text())
+    assert again["steps"][0]["cached"] is True and again["steps"][0]["run_dir"] == dense["run_dir"]
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_config_hash_ignores_number_types_and_follows_init_from(reproduced):
+    root, _, manifest, _ = reproduced
+    steps = {s["id"]: s for s in manifest["steps"]}
+    pruned = experiments.read_run_config(root / steps["sst2-ts-dtp"]["run_dir"])
+    parent = experiments.read_run_config(root / steps["sst2-none"]["run_dir"])
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        resolved = experiments.config_hash(pruned)
+    finally:
+        os.chdir(cwd)
+    assert resolved == experiments.config_hash(pruned, experiments.config_hash(parent))
+    assert resolved == steps["sst2-ts-dtp"]["config_hash"]
+    moved = TrainConfig.from_dict({**pruned.to_dict(), "init_from": "elsewhere/dense"})
+    assert experiments.config_hash(moved, experiments.config_hash(parent)) == resolved
+    assert experiments.config_hash(experiments.train_config(epochs=2)) == \
+        experiments.config_hash(experiments.train_config(epochs=2.0))
+    assert experiments.config_hash(experiments.train_config(k=0.5)) != \
+        experiments.config_hash(experiments.train_config())
+
+
+def test_finished_runs_are_adopted_into_the_cache_after_checking_their_config(reproduced, tmp_path):
+    root, spec, manifest, _ = reproduced
+    source = root / {s["id"]: s for s in manifest["steps"]}["sst2-none"]["run_dir"]
+    elsewhere = tmp_path / "trained" / "sst2-none"
+    elsewhere.parent.mkdir()
+    os.symlink(source, elsewhere)
+    cache = tmp_path / "cache"
+    with pytest.raises(CheckpointError, match="epochs"):
+        experiments.adopt_run(elsewhere, cache, expected=experiments.train_config(epochs=2.0))
+    with pytest.raises(CheckpointError, match="not a finished run"):
+        experiments.adopt_run(tmp_path, cache)
+    copy = tmp_path / "trained" / "copy"
+    copy.mkdir()
+    for name in ("config.json", "metrics.json", "checkpoint.pt"):
+        (copy / name).write_bytes((source / name).read_bytes())
+    adopted = adopt_runs("again", copy.parent, spec, runs_root=cache)
+    target = adopted["sst2-none"]
+    assert target.is_symlink() and target.resolve() == copy.resolve()
+    assert target == experiments.run_cache_dir(experiments.read_run_config(copy), cache)
+    assert experiments.adopt_run(copy, cache) == target
+
+
+def test_force_retrains_and_a_run_dir_with_another_finished_config_is_refused(reproduced, tmp_path, glue_dir):
+    root, _, manifest, _ = reproduced
+    source = root / {s["id"]: s for s in manifest["steps"]}["sst2-none"]["run_dir"]
+    config = experiments.read_run_config(source)
+    with pytest.raises(CheckpointError, match="another config"):
+        experiments.ensure_trained(experiments.train_config(k=0.3, max_train_samples=16), source, str(glue_dir))
+    link = tmp_path / "adopted"
+    os.symlink(source, link)
+    before = (source / "checkpoint.pt").stat().st_mtime_ns
+    metrics, trained = experiments.ensure_trained(config, link, str(glue_dir), force=True, progress=False)
+    assert trained and not link.is_symlink() and experiments.run_finished(link) and metrics["steps"] == 1
+    assert (source / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
+    for profile in ("quick", "full"):
+        plan = make_plan(profile, REPO / "pipeline.yaml")
+        for step in plan.steps:
+            assert set(step.parameters) <= set(papermill.inspect_notebook(str(step.notebook)))
+        assert {o.name for s in plan.steps for o in s.outputs} >= {"keep_heatmaps_sst2", "tradeoff", "results.csv"}
+    quick = make_plan("quick", REPO / "pipeline.yaml")
+    assert all(s.config.max_train_samples <= 256 for s in quick.steps if s.config is not None)
+    full = {s.id: s for s in make_plan("full", REPO / "pipeline.yaml").steps}
+    assert full["sst2-none"].config == TrainConfig(task="sst2", epochs=2.0)
+    assert full["qnli-none"].config == TrainConfig(task="qnli", epochs=3.0)
+    pruned = full["sst2-ts-dtp-k0.5"]
+    assert pruned.config.init_from == "runs/" + full["sst2-none"].run_dir.name
+    assert (pruned.config.epochs, pruned.config.pruning.k, pruned.config.pruning.keep_target) == (0.5, 0.5, 0.5)
+    assert full["qnli-general-dtp-k0.5"].config.pruning.gamma == 0.0
+
+
+def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
+    expected = {"01_train.ipynb": {"task", "model", "method", "k", "gamma", "epochs", "max_train_samples", "seed",
+                                   "run_dir", "data_dir", "max_eval_samples", "init_from", "keep_target"},
+                "02_token_keep_heatmaps.ipynb": {"results_csv", "figures_dir", "tasks", "methods", "k"},
+                "03_efficiency.ipynb": {"results_csv", "bench_csv", "figures_dir"},
+                "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"}}
+    for name, parameters in expected.items():
+        assert parameters <= notebook_parameters(NOTEBOOKS / name)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "bogus"}, "unknown method 'bogus'"),
+    ({"k": -10}, "k must be a number"),
+    ({"method": "topk"}, "is applied to a trained model"),
+    ({"learning_rate": 0.1}, "takes no parameter"),
+    ({"run_dir": "elsewhere"}, "filled in by the pipeline"),
+    ({"init_from": "missing"}, "not an earlier training step"),
+    ({"evals": [{"method": "random"}, {"k": 99, "method": "nope"}]}, "unknown method 'nope'"),
+    ({"evals": [{"temperatur": 1.0}]}, "unknown pruning setting"),
+])
+def test_bad_parameters_are_rejected_before_any_notebook_runs(tmp_path, monkeypatch, glue_dir, change, message):
+    def never(*args, **kwargs):
+        raise AssertionError("a notebook ran")
+
+    monkeypatch.setattr(papermill, "execute_notebook", never)
+    profiles = tiny_profiles()
+    bad = {"id": "bad", "notebook": "01_train.ipynb", "parameters": {**DENSE, **change}}
+    profiles["tiny"]["steps"] = [profiles["tiny"]["steps"][0], bad]
+    spec = write_spec(tmp_path, profiles)
+    with pytest.raises(ConfigError, match=message) as error:
+        reproduce("tiny", spec_path=spec, data_dir=glue_dir, log=lambda line: None)
+    assert "step bad" in str(error.value) or "takes no parameter" in str(error.value)
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "runs").exists()
+
+
+def test_unknown_profile_and_figure_parameters_are_rejected(tmp_path):
+    profiles = {"tiny": {"steps": [{**FIGURE_STEPS[0], "parameters": {"methods": ["ts-dtp", "magic"]}}]}}
+    spec = write_spec(tmp_path, profiles)
+    parser = argparse.ArgumentParser()
+    add_reproduce_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["reproduce", "--profile", "full", "--spec", str(spec)])
+    with pytest.raises(ConfigError, match="unknown profile 'full'; pipeline.yaml defines tiny"):
+        reproduce_command(args)
+    with pytest.raises(ConfigError, match="step heatmaps .*unknown method 'magic'"):
+        make_plan("tiny", spec)
+
+
+def small_notebook(path: Path, code: str) -> None:
+    parameters = new_code_cell("figures_dir = 'figures'\nmessage = 'hello'")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook = new_notebook(cells=[parameters, new_code_cell(code)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+def test_a_failing_notebook_stops_the_pipeline_and_the_last_good_reports_stay(tmp_path):
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    small_notebook(notebooks / "draw.ipynb", "from matplotlib.figure import Figure\n"
+                                             "from tsdtp.plots import save_figure\n"
+                                             "fig = Figure()\nfig.add_subplot().plot([1, 2])\n"
+                                             "save_figure(fig, 'curve', figures_dir)")
+    small_notebook(notebooks / "boom.ipynb", "raise RuntimeError(message)")
+    steps = [{"id": "draw", "notebook": "draw.ipynb", "outputs": [{"figure": "curve", "caption": "A curve."}]},
+             {"id": "explode", "notebook": "boom.ipynb", "parameters": {"message": "the data is gone"}}]
+    spec = write_spec(tmp_path, {"p": {"steps": steps}}, notebooks)
+    figures = tmp_path / "reports" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "curve.png").write_bytes(b"last good png")
+    with pytest.raises(PipelineError) as error:
+        reproduce("p", spec_path=spec, log=lambda line: None)
+    message = str(error.value)
+    partial = tmp_path / "reports" / ".staging" / "notebooks" / "boom.ipynb"
+    assert "notebook boom.ipynb (step explode) failed in cell" in message
+    assert "raise RuntimeError(message)" in message and "RuntimeError: the data is gone" in message
+    assert str(partial) in message and partial.is_file()
+    executed = nbformat.read(partial, as_version=4)
+    assert any(o["output_type"] == "error" for c in executed.cells for o in c.get("outputs", []))
+    assert (figures / "curve.png").read_bytes() == b"last good png"
+    assert not (tmp_path / "reports" / "manifest.json").exists()
+    assert (tmp_path / "reports" / ".staging" / "figures" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_notebooks_started_in_notebooks_folder_find_the_repository_root(tmp_path):
+    (tmp_path / "pipeline.yaml").write_text("profiles: {}\n")
+    (tmp_path / "notebooks").mkdir()
+    assert project_root(tmp_path / "notebooks") == tmp_path == project_root(tmp_path)
+    assert project_root(tmp_path / "notebooks" / "deeper") == tmp_path / "notebooks" / "deeper"

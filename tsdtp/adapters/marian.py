@@ -1,0 +1,83 @@
+"""Marian encoders (transformers `MarianMTModel`) for the pruning engine.
+
+It reuses the library modules' own weights: the scaled token embedding plus the sinusoidal
+positions of the original token order, and in every layer the projections, the post-norm
+layer norms and the feed-forward. Only self-attention is recomputed, so the engine can add a
+per-key bias and read the attention probabilities. Positions are added before the first
+layer, so removing tokens later never changes where the survivors are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import MarianMTModel
+from transformers.activations import ACT2FN
+from transformers.models.marian.modeling_marian import MarianEncoderLayer
+
+from tsdtp.packing import TokenLayout
+
+
+class MarianAdapter:
+    """The encoder of one `MarianMTModel` seen layer by layer."""
+
+    def __init__(self, model: MarianMTModel, special_ids: list[int]) -> None:
+        self.model = model
+        config = model.config
+        self.encoder = model.get_encoder()
+        self.num_layers: int = config.encoder_layers
+        self.hidden_size: int = config.d_model
+        self.num_heads: int = config.encoder_attention_heads
+        self.intermediate_size: int = config.encoder_ffn_dim
+        self.activation = ACT2FN[config.activation_function]
+        self.special_ids = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Scaled token embeddings plus sinusoidal positions, with the encoder's dropout: [B, N, d]."""
+        encoder = self.encoder
+        embeds = encoder.embed_tokens(input_ids) * encoder.embed_scale
+        hidden = embeds + encoder.embed_positions(embeds.shape[:-1])
+        return F.dropout(hidden, encoder.dropout, self.model.training)
+
+    def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """True where the token is special (`</s>`) and must survive."""
+        return torch.isin(input_ids, self.special_ids.to(input_ids.device))
+
+    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
+              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run encoder layer `index` with an additive key bias [B, n].
+
+        `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit
+        (projections, norms and feed-forward then run on the live tokens only). Returns the
+        layer output in the layout of `hidden` and, when `need_probs`, the attention
+        probabilities [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
+        """
+        block: MarianEncoderLayer = self.encoder.layers[index]
+        attention = block.self_attn
+        training = self.model.training
+        batch, length = key_bias.shape
+        heads = (batch, length, self.num_heads, -1)
+        query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
+        if layout is not None:
+            query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
+        query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
+        bias = key_bias[:, None, None, :].to(query.dtype)
+        dropout = attention.dropout if training else 0.0
+        probs = None
+        if need_probs:
+            probs = (query @ key.transpose(-1, -2) * attention.scaling + bias).softmax(dim=-1)
+            context = F.dropout(probs, dropout, training) @ value
+        else:
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout,
+                                                     scale=attention.scaling)
+        context = context.transpose(1, 2)
+        context = (layout.pack(context) if layout is not None else context).reshape(hidden.shape)
+        attended = F.dropout(attention.out_proj(context), block.dropout, training)
+        hidden = block.self_attn_layer_norm(hidden + attended)
+        inner = F.dropout(self.activation(block.fc1(hidden)), block.activation_dropout, training)
+        output = F.dropout(block.fc2(inner), block.dropout, training)
+        return block.final_layer_norm(hidden + output), probs
+
+    def dense_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The library's own dense encoder output [B, N, d]: the reference for equivalence."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -1,0 +1,92 @@
+"""Translation run directories: the model as a Hugging Face folder, the scorers beside it.
+
+A run directory holds `config.json` (the `MTConfig`), `model/` (`save_pretrained` of the
+`MarianMTModel` and its tokenizer: it loads like any Hugging Face model), `scorers.pt` (the
+task scorers, the special ids and the model label), `metrics.json`, and while training
+`state.pt` (for resuming). A scratch run also keeps its trained tokenizer in `tokenizer/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import MarianMTModel, PreTrainedTokenizerBase
+
+from tsdtp.checkpoint import atomic_torch_save
+from tsdtp.config import PruningConfig
+from tsdtp.errors import CheckpointError
+from tsdtp.translation.config import MTConfig
+from tsdtp.translation.model import PrunedTranslator
+from tsdtp.translation.tokenizer import load_tokenizer
+
+FORMAT = "tsdtp-translator-v1"
+
+
+def save_translator(run_dir: str | Path, translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase,
+                    model_label: str) -> None:
+    """Write `model/` (swapped in whole, so a crash never leaves half a folder) and `scorers.pt`."""
+    run_dir = Path(run_dir)
+    staging, final, old = run_dir / ".model.tmp", run_dir / "model", run_dir / ".model.old"
+    for folder in (staging, old):
+        shutil.rmtree(folder, ignore_errors=True)
+    translator.model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)
+    atomic_torch_save(run_dir / "scorers.pt", {
+        "format": FORMAT, "scorers": translator.scorers.state_dict(), "special_ids": translator.special_ids,
+        "pruning": translator.pruning.__dict__, "model_label": model_label})
+
+
+def read_config(run_dir: str | Path) -> MTConfig:
+    """The `MTConfig` of a run directory."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"no translation run at {run_dir}: {path} is missing (train it with `tsdtp mt-train`)")
+    try:
+        return MTConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a valid translation config ({exc})") from exc
+
+
+def _scorer_payload(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "scorers.pt"
+    if not path.is_file() or not (run_dir / "model" / "config.json").is_file():
+        raise CheckpointError(f"no trained translator in {run_dir}: expected model/ and scorers.pt written by "
+                              "`tsdtp mt-train` (is the run still in its first epoch?)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"{path} is corrupt or not a torch file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file")
+    return payload
+
+
+def load_translator(run_dir: str | Path, pruning: PruningConfig | None = None
+                    ) -> tuple[PrunedTranslator, PreTrainedTokenizerBase, MTConfig, str]:
+    """The trained translator (eval mode), its tokenizer, its config and its model label.
+
+    `pruning` replaces the trained pruning settings (another k, or a post-hoc method).
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    payload = _scorer_payload(run_dir)
+    try:
+        model = MarianMTModel.from_pretrained(run_dir / "model")
+        trained = PruningConfig(**{key: tuple(value) if isinstance(value, list) else value
+                                   for key, value in payload["pruning"].items()})
+        translator = PrunedTranslator(model, payload["special_ids"], trained)
+        translator.scorers.load_state_dict(payload["scorers"])
+    except (KeyError, RuntimeError, TypeError, OSError) as exc:
+        raise CheckpointError(f"translator in {run_dir} does not match this tsdtp version: {exc}") from exc
+    if pruning is not None:
+        translator.pruning = pruning
+    return translator.eval(), load_tokenizer(str(run_dir / "model")), config, payload["model_label"]

@@ -1,0 +1,139 @@
+"""English-German parallel corpora: local files under `<data_dir>/wmt16_en_de`, or the hub's `wmt16`.
+
+Locally (the offline case) the corpora are Multi30k task 1 (image captions: train, val,
+test_2016_flickr, gzipped), WMT newstest2015/2016 and the earlier news test sets
+(`news-dev`), each a pair of line-aligned `.en`/`.de` files. Without a data directory the
+hub's `wmt16` `de-en` dataset provides train, newstest2015 and newstest2016.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tsdtp.errors import DataError
+from tsdtp.tasks.glue import data_dir_from_env
+
+WMT_FOLDER = "wmt16_en_de"
+"""The folder of the translation data under the data directory."""
+
+SOURCE_LANG, TARGET_LANG = "en", "de"
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where one corpus lives: file stems (`<stem>.<lang>[.gz]`) relative to the WMT folder."""
+
+    name: str
+    label: str
+    domain: str
+    stems: tuple[str, ...]
+    gzipped: bool = False
+    hub_split: str | None = None
+
+
+NEWS_DEV_STEMS = tuple(f"dev_extra/{name}" for name in (
+    "news-test2008", "newssyscomb2009", "newstest2009", "newstest2010", "newstest2011", "newstest2012",
+    "newstest2013", "newstest2014"))
+
+CORPORA: dict[str, CorpusSpec] = {spec.name: spec for spec in (
+    CorpusSpec("multi30k", "multi30k train", "captions", ("multi30k_task1/train",), gzipped=True),
+    CorpusSpec("multi30k-val", "multi30k val", "captions", ("multi30k_task1/val",), gzipped=True),
+    CorpusSpec("multi30k-test2016", "multi30k test_2016_flickr", "captions", ("multi30k_task1/test_2016_flickr",),
+               gzipped=True),
+    CorpusSpec("news-dev", "news-test2008..newstest2014", "news", NEWS_DEV_STEMS),
+    CorpusSpec("newstest2015", "newstest2015", "news", ("newstest/newstest2015",), hub_split="validation"),
+    CorpusSpec("newstest2016", "newstest2016", "news", ("newstest/newstest2016",), hub_split="test"),
+    CorpusSpec("wmt16-train", "wmt16 train", "news", (), hub_split="train"),
+)}
+"""Every corpus by name. `multi30k`, `news-dev` and `wmt16-train` are training corpora."""
+
+EVAL_CORPORA: tuple[str, ...] = ("multi30k-test2016", "newstest2016")
+"""The test sets reported in results.csv, one row each, labelled by domain."""
+
+
+@dataclass(frozen=True)
+class ParallelCorpus:
+    """Aligned source (English) and target (German) sentences."""
+
+    name: str
+    label: str
+    domain: str
+    sources: list[str]
+    targets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    @property
+    def split_label(self) -> str:
+        """The `eval_split` label of results.csv, e.g. `multi30k test_2016_flickr (captions)`."""
+        return f"{self.label} ({self.domain})"
+
+    def head(self, n: int | None) -> ParallelCorpus:
+        """The first `n` pairs (all of them when `n` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return ParallelCorpus(self.name, self.label, self.domain, self.sources[:n], self.targets[:n])
+
+
+def wmt_folder(data_dir: Path) -> Path:
+    """`<data_dir>/wmt16_en_de`, or `data_dir` itself when it is that folder."""
+    for candidate in (data_dir / WMT_FOLDER, data_dir):
+        if (candidate / "multi30k_task1").is_dir() or (candidate / "newstest").is_dir():
+            return candidate
+    raise DataError(f"no translation data under {data_dir}: expected {data_dir / WMT_FOLDER} holding "
+                    "multi30k_task1/ and newstest/")
+
+
+def read_lines(path: Path, gzipped: bool) -> list[str]:
+    """The lines of a text file (gzipped or not), newline characters removed."""
+    if not path.is_file():
+        raise DataError(f"missing data file {path}: expected one sentence per line")
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return [line.rstrip("\r\n") for line in handle]
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+
+
+def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> ParallelCorpus:
+    """Load corpus `name` from the data directory (or `TSDTP_DATA_DIR`), else from the hub."""
+    spec = CORPORA.get(name)
+    if spec is None:
+        raise DataError(f"unknown corpus {name!r}; expected one of {', '.join(CORPORA)}")
+    folder = data_dir_from_env(data_dir)
+    if folder is None:
+        return _load_from_hub(spec)
+    if not spec.stems:
+        raise DataError(f"corpus {name!r} exists only on the hub (wmt16 de-en); run without a data directory")
+    root = wmt_folder(folder)
+    sources: list[str] = []
+    targets: list[str] = []
+    suffix = ".gz" if spec.gzipped else ""
+    for stem in spec.stems:
+        source_path = root / f"{stem}.{SOURCE_LANG}{suffix}"
+        target_path = root / f"{stem}.{TARGET_LANG}{suffix}"
+        source, target = read_lines(source_path, spec.gzipped), read_lines(target_path, spec.gzipped)
+        if len(source) != len(target):
+            raise DataError(f"{source_path} has {len(source)} lines but {target_path} has {len(target)}; "
+                            "expected line-aligned files")
+        if not source:
+            raise DataError(f"{source_path} is empty; expected one sentence per line")
+        sources.extend(source)
+        targets.extend(target)
+    return ParallelCorpus(spec.name, spec.label, spec.domain, sources, targets)
+
+
+def _load_from_hub(spec: CorpusSpec) -> ParallelCorpus:
+    if spec.hub_split is None:
+        raise DataError(f"corpus {spec.name!r} is not part of the hub's wmt16 de-en; give a data directory "
+                        f"(--data-dir or TSDTP_DATA_DIR) holding {WMT_FOLDER}/")
+    from datasets import load_dataset
+
+    pairs = load_dataset("wmt16", "de-en", split=spec.hub_split)["translation"]
+    return ParallelCorpus(spec.name, spec.label, spec.domain, [p[SOURCE_LANG] for p in pairs],
+                          [p[TARGET_LANG] for p in pairs])

@@ -1,0 +1,183 @@
+"""Translate, score (sacreBLEU, chrF), count encoder FLOPs and kept tokens, time generation against dense."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import sacrebleu
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from tsdtp.engine import EngineOutput, scored_layers
+from tsdtp.flops import EncoderShape, FlopsReport, encoder_flops
+from tsdtp.translation.encoding import collate_sources, sentence_batches
+from tsdtp.translation.model import PrunedTranslator
+
+TRACE_COLUMNS: tuple[str, ...] = ("example", "layer", "position", "token", "kept")
+"""The tidy keep-trace columns, as for classification. Layer `L` (one past the last encoder
+layer) holds the tokens the decoder's cross-attention sees."""
+
+
+@dataclass
+class Translations:
+    """Hypotheses in input order and what the encoder kept for each sentence.
+
+    tokens_per_layer: [n, L] live source tokens at each encoder layer's input.
+    kept: [n] source tokens the decoder cross-attends to; source_tokens: [n] before pruning.
+    """
+
+    hypotheses: list[str]
+    tokens_per_layer: torch.Tensor
+    kept: torch.Tensor
+    source_tokens: torch.Tensor
+    traces: pd.DataFrame | None
+    seconds: float
+
+
+def generation_budget(source_lengths: Sequence[int], max_target_length: int) -> int:
+    """New tokens allowed for a batch: 1.5 x its longest source plus 10, capped at `max_target_length`."""
+    return min(max_target_length, int(1.5 * max(source_lengths)) + 10)
+
+
+def length_sorted(source_ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Batches of indices with similar source lengths (shortest first): little padding for either path."""
+    order = sorted(range(len(source_ids)), key=lambda i: len(source_ids[i]))
+    return [[order[i] for i in batch] for batch in sentence_batches([0] * len(order), batch_size)]
+
+
+@torch.no_grad()
+def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequence[int]],
+              batch_size: int, num_beams: int, max_target_length: int, trace_samples: int | None = 0,
+              progress: bool = True) -> Translations:
+    """Translate every source with hard pruning (real removal), batched by length; results in input order.
+
+    `trace_samples`: keep traces for the first that many sentences (None: all; 0: none).
+    """
+    was_training = translator.training
+    translator.eval()
+    generator = torch.Generator().manual_seed(translator.pruning.seed)
+    layers = translator.adapter.num_layers
+    n = len(source_ids)
+    hypotheses = [""] * n
+    per_layer = torch.zeros(n, layers, dtype=torch.long)
+    kept = torch.zeros(n, dtype=torch.long)
+    limit = n if trace_samples is None else min(trace_samples, n)
+    frames = []
+    started = time.perf_counter()
+    batches = length_sorted(source_ids, batch_size)
+    for indices in tqdm(batches, desc=f"translate {translator.pruning.method}", disable=not progress, leave=False):
+        batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
+        budget = generation_budget([len(source_ids[i]) for i in indices], max_target_length)
+        record = any(i < limit for i in indices)
+        sequences, engine = translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget,
+                                                record_trace=record, generator=generator)
+        texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        rows = torch.tensor(indices)
+        per_layer[rows] = engine.tokens_per_layer.cpu()
+        kept[rows] = engine.valid.sum(dim=-1).cpu()
+        for row, index in enumerate(indices):
+            hypotheses[index] = texts[row]
+        if record:
+            frames.append(_trace_frame(tokenizer, source_ids, indices, engine, limit))
+    seconds = time.perf_counter() - started
+    translator.train(was_training)
+    source_tokens = torch.tensor([len(ids) for ids in source_ids])
+    traces = pd.concat(frames, ignore_index=True).sort_values(["example", "layer", "position"]) if frames else None
+    return Translations(hypotheses, per_layer, kept, source_tokens,
+                        traces.reset_index(drop=True) if traces is not None else None, seconds)
+
+
+def _trace_frame(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequence[int]], indices: list[int],
+                 engine: EngineOutput, limit: int) -> pd.DataFrame:
+    assert engine.keep_trace is not None
+    survivors = torch.zeros(engine.keep_trace.shape[0], engine.keep_trace.shape[2], dtype=torch.bool)
+    survivors.scatter_(1, engine.positions, engine.valid)
+    alive = torch.cat([engine.keep_trace, survivors[:, None]], dim=1)
+    rows = []
+    for row, example in enumerate(indices):
+        if example >= limit:
+            continue
+        tokens = tokenizer.convert_ids_to_tokens(list(source_ids[example]))
+        for layer in range(alive.shape[1]):
+            for position, token in enumerate(tokens):
+                rows.append((example, layer, position, token, bool(alive[row, layer, position])))
+    return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
+
+
+def encoder_shape(translator: PrunedTranslator) -> EncoderShape:
+    """The FLOPs-relevant sizes of a translator's encoder."""
+    adapter = translator.adapter
+    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, translator.pruning.d_task)
+
+
+def translation_flops(translator: PrunedTranslator, tokens_per_layer: torch.Tensor) -> FlopsReport:
+    """Encoder FLOPs of the recorded token counts against dense, scorer included where it runs."""
+    pruning = translator.pruning
+    layers = scored_layers(pruning, translator.adapter.num_layers) if pruning.uses_scorer else ()
+    return encoder_flops(tokens_per_layer, encoder_shape(translator), layers)
+
+
+def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus sacreBLEU (13a tokenisation) and chrF, on detokenised text."""
+    return {"bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
+            "chrf": sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score}
+
+
+def summarize(translator: PrunedTranslator, translations: Translations) -> dict[str, float | list[float]]:
+    """Keep ratios, tokens kept and FLOPs of one translated set."""
+    per_layer = translations.tokens_per_layer.double()
+    layer_keep = (per_layer.sum(0) / per_layer[:, 0].sum()).tolist()
+    flops = translation_flops(translator, translations.tokens_per_layer)
+    return {
+        "keep_ratio": sum(layer_keep) / len(layer_keep),
+        "layer_keep": layer_keep,
+        "cross_keep_ratio": float(translations.kept.sum() / translations.source_tokens.sum()),
+        "source_tokens": float(translations.source_tokens.double().mean()),
+        "tokens_kept": float(translations.kept.double().mean()),
+        "flops_ratio": flops.ratio,
+        "scorer_overhead": flops.scorer_overhead,
+    }
+
+
+@torch.inference_mode()
+def generation_speed(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase,
+                     source_ids: Sequence[Sequence[int]], batch_size: int, num_beams: int, max_target_length: int,
+                     repeats: int = 3, warmup: int = 1) -> dict[str, float]:
+    """End-to-end generation time of the pruned path against the library's dense `generate()`.
+
+    Same batches (pre-collated, length-sorted), same beam size and token budget, interleaved
+    in one process; medians over `repeats`. Returns seconds for each, the speedup (dense /
+    pruned), per-sentence latency (ms) and throughput (sentences per second).
+    """
+    translator.eval()
+    batches = []
+    for indices in length_sorted(source_ids, batch_size):
+        batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
+        batches.append((batch, generation_budget([len(source_ids[i]) for i in indices], max_target_length)))
+
+    def run(pruned: bool) -> float:
+        started = time.perf_counter()
+        for batch, budget in batches:
+            if pruned:
+                translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget)
+            else:
+                translator.dense_generate(batch["input_ids"], batch["attention_mask"], num_beams, budget)
+        return time.perf_counter() - started
+
+    for _ in range(warmup):
+        run(False)
+        run(True)
+    dense, pruned = [], []
+    for _ in range(repeats):
+        dense.append(run(False))
+        pruned.append(run(True))
+    dense_s, pruned_s, n = statistics.median(dense), statistics.median(pruned), len(source_ids)
+    return {"dense_seconds": dense_s, "pruned_seconds": pruned_s, "speedup": dense_s / pruned_s,
+            "latency_ms": 1000 * pruned_s / n, "dense_latency_ms": 1000 * dense_s / n,
+            "throughput": n / pruned_s, "dense_throughput": n / dense_s, "speed_sentences": n,
+            "speed_batch_size": batch_size}

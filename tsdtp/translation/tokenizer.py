@@ -1,0 +1,75 @@
+"""A shared English-German subword tokenizer trained with sentencepiece, saved as a `MarianTokenizer`.
+
+The unigram model is trained on the source and target training text together; its pieces
+are the vocabulary (`</s>` = 0, `<unk>` = 1, `<pad>` = 2), and the same model serves both
+languages. The folder `save_pretrained` writes loads with `AutoTokenizer.from_pretrained`,
+exactly like the tokenizer of a `Helsinki-NLP/opus-mt-*` model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import sentencepiece as spm
+from transformers import AutoTokenizer, MarianTokenizer, PreTrainedTokenizerBase
+
+from tsdtp.errors import ConfigError, DataError
+from tsdtp.hub import resolve_model
+
+EOS_ID, UNK_ID, PAD_ID = 0, 1, 2
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence MarianTokenizer's advice to install sacremoses (punctuation is not normalised)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        yield
+
+
+def train_tokenizer(texts: Sequence[str], out_dir: str | Path, vocab_size: int, max_length: int,
+                    threads: int = 1) -> PreTrainedTokenizerBase:
+    """Train a shared unigram sentencepiece model on `texts`, save a MarianTokenizer in `out_dir`.
+
+    `vocab_size` is an upper bound: a small corpus may yield fewer pieces.
+    """
+    texts = [text for text in texts if text.strip()]
+    if not texts:
+        raise DataError("no training text for the tokenizer: every sentence is empty")
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+            character_coverage=1.0, eos_id=EOS_ID, unk_id=UNK_ID, pad_id=PAD_ID, bos_id=-1, eos_piece="</s>",
+            unk_piece="<unk>", pad_piece="<pad>", hard_vocab_limit=False, num_threads=threads, minloglevel=2)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot train a {vocab_size}-piece tokenizer on {len(texts)} sentences ({exc}); "
+                          "lower --vocab-size") from exc
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {processor.IdToPiece(i): i for i in range(processor.GetPieceSize())}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for name in ("source.spm", "target.spm"):
+            (folder / name).write_bytes(model.getvalue())
+        (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        with _quiet():
+            tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"),
+                                        str(folder / "vocab.json"), source_lang="en", target_lang="de",
+                                        model_max_length=max_length)
+            tokenizer.save_pretrained(out_dir)
+    return load_tokenizer(str(out_dir))
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local folder (a model's, or a tokenizer's alone) or of a hub id."""
+    source = model if Path(model).expanduser().is_dir() else resolve_model(model)
+    with _quiet():
+        return AutoTokenizer.from_pretrained(source)
