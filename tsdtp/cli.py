@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from tsdtp.bench_cli import add_bench_command, run_bench_command
 from tsdtp.config import METHODS, PruningConfig, TrainConfig
 from tsdtp.errors import TsdtpError
 from tsdtp.hub import DEFAULT_MODEL
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pruning_args(evaluate, defaults=False)
     add_translation_commands(commands)
     add_reproduce_command(commands)
+    add_bench_command(commands)
     return parser
 
 
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             record = evaluate_run(args.run_dir, args.data_dir, pruning_overrides(args), args.results,
                                   args.batch_size, args.max_eval_samples, args.speed_repeats)
             print(json.dumps({k: v for k, v in record.items() if k != "pruning"}, indent=2))
+        elif args.command == "bench":
+            return run_bench_command(args)
         elif args.command == "reproduce":
             return reproduce_command(args)
         elif args.command in TRANSLATION_COMMANDS:

@@ -1,10 +1,12 @@
 """The generic layer loop: run a layer on the live tokens, score them, decide, gather.
 
 In inference (`soft=False`) pruned tokens are physically removed: the hidden states of the
-survivors are gathered into a shorter tensor and rows are re-padded to the longest live row,
-so every later layer runs on fewer tokens. In training (`soft=True`) nothing is removed; a
-cumulative soft mask `m` enters attention as `log m` on the keys and weights the queries in
-the importance averages, so gradients reach the scorer and the model.
+survivors are gathered into a shorter tensor, so every later layer runs on fewer tokens.
+Without autograd the hidden states stay packed (`tsdtp.packing`): projections and feed-forward
+run on the live tokens only and rows are re-padded, to the longest live row, just for
+attention; with autograd the whole batch is padded. In training (`soft=True`) nothing is
+removed; a cumulative soft mask `m` enters attention as `log m` on the keys and weights the
+queries in the importance averages, so gradients reach the scorer and the model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from tsdtp.config import PruningConfig
+from tsdtp.packing import TokenLayout
 from tsdtp.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule, soft_log_keep
 from tsdtp.scoring import attention_received
 
@@ -28,8 +31,8 @@ class LayerAdapter(Protocol):
 
     num_layers: int
 
-    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool
-              ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
+              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 @dataclass
@@ -42,6 +45,8 @@ class EngineOutput:
     keep_trace: [B, L, N] True where original token j was alive at the input of layer l.
     soft_keep: training only, mean soft mask over valid tokens at each layer's input, [B, L].
     mean_importance: per-example mean cumulative importance of the candidates, [B].
+    log_keep: training only, the cumulative log soft mask after the last layer, [B, N] (what a
+        decoder's cross-attention must add to its logits to see the same soft pruning).
     """
 
     hidden: torch.Tensor
@@ -51,6 +56,7 @@ class EngineOutput:
     keep_trace: torch.Tensor | None = None
     soft_keep: torch.Tensor | None = None
     mean_importance: torch.Tensor | None = None
+    log_keep: torch.Tensor | None = None
 
 
 def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:
@@ -73,8 +79,10 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
     scored = scored_layers(config, num_layers)
     if soft and config.method not in ("none", "ts-dtp", "general-dtp"):
         raise ValueError(f"method {config.method!r} has no differentiable (training) form")
-    hidden, special = embeddings, special & valid
-    features = embeddings if config.task_features == "embeddings" else None
+    special = special & valid
+    layout = TokenLayout.from_valid(valid) if not soft and not torch.is_grad_enabled() else None
+    hidden = layout.pack(embeddings) if layout is not None else embeddings
+    features = hidden if config.task_features == "embeddings" else None
     positions = torch.arange(length, device=valid.device).expand(batch, length)
     importance = torch.zeros(batch, length, device=valid.device)
     log_keep = torch.zeros(batch, length, device=valid.device)
@@ -95,12 +103,12 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
             weight = valid.float()
             key_bias = torch.where(valid, 0.0, neg)
         layer_input = hidden
-        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in scored)
+        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in scored, layout=layout)
         if probs is not None:
             score = attention_received(probs, weight)
             if config.uses_scorer:
                 source = features if features is not None else layer_input
-                score = score + config.gamma * scorers[index](source, key_bias, weight)
+                score = score + config.gamma * scorers[index](source, key_bias, weight, layout=layout)
             importance = importance + score
         if index not in prune_layers:
             continue
@@ -110,17 +118,26 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
             log_keep = log_keep + torch.where(candidates, step, 0.0)
             continue
         keep = _hard_keep(config, importance, candidates, valid, schedule, prune_layers.index(index), generator)
+        if layout is not None:
+            valid, (special, positions, importance) = gather_kept(keep, special, positions, importance)
+            layout, survivors = layout.select(keep, valid)
+            hidden = hidden.index_select(0, survivors)
+            features = features.index_select(0, survivors) if features is not None else None
+            continue
         carried = [hidden, special, positions, importance] + ([features] if features is not None else [])
         valid, carried = gather_kept(keep, *carried)
         hidden, special, positions, importance = carried[:4]
         features = carried[4] if features is not None else None
 
+    if layout is not None:
+        hidden = layout.pad(hidden)
     mean_importance = None
     if scored:
         weight = (valid & ~special).float() * (log_keep.exp() if soft else 1.0)
         mean_importance = (weight * importance).sum(-1) / weight.sum(-1).clamp_min(1e-9)
     return EngineOutput(hidden, valid, positions, torch.stack(tokens, dim=1), trace,
-                        torch.stack(soft_keep, dim=1) if soft else None, mean_importance)
+                        torch.stack(soft_keep, dim=1) if soft else None, mean_importance,
+                        log_keep if soft else None)
 
 
 def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidates: torch.Tensor

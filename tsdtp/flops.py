@@ -6,13 +6,22 @@ Per layer with n live tokens, hidden d and FFN width f:
     attention scores + mix    4 n^2 d
 The task scorer adds 4 n d d_task + 2 n^2 d_task on every layer it scores.
 Embedding lookups, the pooler and the head are the same for every method and left out.
+
+`encoder_flops` counts live tokens only (the work the method needs); `computed_flops` also
+counts the padding a batch layout makes the hardware compute; `counted_flops` is the
+independent check by `torch.utils.flop_counter.FlopCounterMode`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from tsdtp.config import PruningConfig
+from tsdtp.engine import scored_layers
 
 
 @dataclass(frozen=True)
@@ -25,17 +34,37 @@ class EncoderShape:
     d_task: int
 
 
+def linear_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of one layer's projections and feed-forward on `n` tokens (elementwise)."""
+    n = n.double()
+    return 8 * n * shape.hidden * shape.hidden + 4 * n * shape.hidden * shape.intermediate
+
+
+def attention_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of one layer's attention scores and mixing over `n` tokens (elementwise)."""
+    n = n.double()
+    return 4 * n * n * shape.hidden
+
+
 def layer_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
     """FLOPs of one encoder layer on `n` live tokens (elementwise over a tensor of counts)."""
+    return linear_flops(n, shape) + attention_flops(n, shape)
+
+
+def scorer_projection_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of the scorer's two projections (W and phi) of `n` tokens."""
+    return 4 * n.double() * shape.hidden * shape.d_task
+
+
+def scorer_attention_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of the scorer's attention logits over `n` tokens."""
     n = n.double()
-    d = shape.hidden
-    return 8 * n * d * d + 4 * n * d * shape.intermediate + 4 * n * n * d
+    return 2 * n * n * shape.d_task
 
 
 def scorer_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
     """FLOPs of the task-specific scorer on `n` live tokens."""
-    n = n.double()
-    return 4 * n * shape.hidden * shape.d_task + 2 * n * n * shape.d_task
+    return scorer_projection_flops(n, shape) + scorer_attention_flops(n, shape)
 
 
 @dataclass(frozen=True)
@@ -73,3 +102,51 @@ def encoder_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored_la
     layers = float(layer_flops(tokens_per_layer, shape).sum()) * passes
     scorer = float(sum(scorer_flops(tokens_per_layer[:, l], shape).sum() for l in scored_layers))
     return FlopsReport(dense, layers, scorer)
+
+
+def method_layers(pruning: PruningConfig, num_layers: int) -> tuple[tuple[int, ...], int]:
+    """The layers whose scorer runs under `pruning`, and how many encoder passes it makes."""
+    if pruning.method == "reference-masking":
+        return (0,), 2
+    return (scored_layers(pruning, num_layers) if pruning.uses_scorer else ()), 1
+
+
+def method_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, pruning: PruningConfig) -> FlopsReport:
+    """`encoder_flops` with the scorer layers and passes of `pruning`'s method."""
+    layers, passes = method_layers(pruning, shape.num_layers)
+    return encoder_flops(tokens_per_layer, shape, layers, passes=passes)
+
+
+def computed_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored: tuple[int, ...], passes: int = 1,
+                   packed: bool = False) -> float:
+    """FLOPs one batch really costs, padding included; `tokens_per_layer` is that batch's [B, L].
+
+    Padded layouts run every row of layer l at the batch's widest live row. Packed layouts
+    (`tsdtp.packing`) run the projections, feed-forward and scorer projections on live
+    tokens only; attention and the scorer's attention still see the padded block.
+    """
+    rows = tokens_per_layer.shape[0]
+    width = tokens_per_layer.max(dim=0).values
+    projected = tokens_per_layer if packed else width.expand_as(tokens_per_layer)
+    total = float(linear_flops(projected, shape).sum() + rows * attention_flops(width, shape).sum()) * passes
+    for layer in scored:
+        total += float(scorer_projection_flops(projected[:, layer], shape).sum())
+        total += float(rows * scorer_attention_flops(width[layer], shape))
+    return total
+
+
+def _cpu_sdpa_flops(query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size, *args: object,
+                    out_shape: object = None, **kwargs: object) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def counted_flops(forward: Callable[[], object]) -> int:
+    """FLOPs that `FlopCounterMode` counts while `forward()` runs.
+
+    Its registry lacks the CPU flash-attention kernel that SDPA dispatches to on CPU; the
+    same formula as the CUDA SDPA kernels is added for it.
+    """
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        forward()
+    return int(counter.get_total_flops())

@@ -45,7 +45,8 @@ def hard_keep_count(scores: torch.Tensor, candidates: torch.Tensor, valid: torch
     """Keep the `n_keep[b]` highest-scoring candidates of each row, plus every non-candidate."""
     ranked = scores.masked_fill(~candidates, float("-inf"))
     order = ranked.argsort(dim=-1, descending=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    ranks = torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous()
+    rank = torch.empty_like(order).scatter_(1, order, ranks)
     keep = valid & (~candidates | (rank < n_keep[:, None]))
     return ensure_one_kept(keep, scores, valid)
 

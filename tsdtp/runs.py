@@ -18,6 +18,9 @@ from tsdtp.results import upsert_results
 from tsdtp.speed import measured_speedup
 from tsdtp.train import load_tokenizer, prepare_data
 
+SPEED_SAMPLES = 256
+"""Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
+
 
 def eval_name(pruning: PruningConfig) -> str:
     """File stem for one evaluation of a run, e.g. `ts-dtp_k1.0_g0.5`."""
@@ -31,7 +34,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
 
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
     into the run directory; appends a row to `results_csv` when given. `speed_repeats > 0`
-    also measures throughput against the dense forward, side by side.
+    also measures throughput against the dense forward, side by side, on the first
+    `SPEED_SAMPLES` examples (the full `tsdtp bench` times everything).
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
@@ -43,8 +47,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     _, split, split_name = prepare_data(eval_config, tokenizer, data_dir, include_train=False)
     result, traces = evaluate_model(model, split, batch_size, tokenizer.pad_token_id, record_traces=True,
                                     tokenizer=tokenizer, progress=progress)
-    speedup = (measured_speedup(model, split, batch_size, tokenizer.pad_token_id, repeats=speed_repeats)
-               if speed_repeats > 0 else float("nan"))
+    speedup = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
+                                repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
     name = eval_name(pruning)
     record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
               "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from transformers import BertForSequenceClassification
 from transformers.models.bert.modeling_bert import BertLayer
 
+from tsdtp.packing import TokenLayout
+
 
 class BertAdapter:
     """One `BertForSequenceClassification` seen layer by layer."""
@@ -33,29 +35,34 @@ class BertAdapter:
         """True where the token is special and must survive."""
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
 
-    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run layer `index` on `hidden` [B, n, d] with an additive key bias [B, n].
+    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
+              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run layer `index` with an additive key bias [B, n].
 
-        Returns the layer output and, when `need_probs`, the attention probabilities
-        [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
+        `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit:
+        then the projections and feed-forward run on the live tokens only and just the
+        attention sees the padded block. Returns the layer output (same layout as `hidden`)
+        and, when `need_probs`, the attention probabilities [B, H, n, n] (otherwise the fused
+        SDPA kernel runs and None is returned).
         """
         block: BertLayer = self.model.bert.encoder.layer[index]
         attention = block.attention.self
-        batch, length, _ = hidden.shape
-        shape = (batch, length, self.num_heads, -1)
-        query = attention.query(hidden).view(shape).transpose(1, 2)
-        key = attention.key(hidden).view(shape).transpose(1, 2)
-        value = attention.value(hidden).view(shape).transpose(1, 2)
+        batch, length = key_bias.shape
+        heads = (batch, length, self.num_heads, -1)
+        query, key, value = attention.query(hidden), attention.key(hidden), attention.value(hidden)
+        if layout is not None:
+            query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
+        query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
         bias = key_bias[:, None, None, :].to(query.dtype)
         dropout = attention.dropout.p if self.model.training else 0.0
         probs = None
         if need_probs:
-            probs = (query @ key.transpose(-1, -2) * attention.scaling + bias).softmax(dim=-1)
+            probs = (query @ key.transpose(-1, -2)).mul_(attention.scaling).add_(bias).softmax(dim=-1)
             context = F.dropout(probs, dropout, self.model.training) @ value
         else:
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch, length, self.hidden_size)
+        context = context.transpose(1, 2)
+        context = (layout.pack(context) if layout is not None else context).reshape(hidden.shape)
         attended = block.attention.output(context, hidden)
         return block.output(block.intermediate(attended), attended), probs
 

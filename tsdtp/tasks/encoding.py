@@ -26,6 +26,11 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def head(self, count: int) -> EncodedSplit:
+        """The first `count` examples."""
+        return EncodedSplit(self.input_ids[:count], self.token_type_ids[:count], self.labels[:count],
+                            self.texts[:count])
+
     def lengths(self) -> list[int]:
         """Token count of every example, specials included."""
         return [len(ids) for ids in self.input_ids]
