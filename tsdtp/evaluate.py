@@ -9,8 +9,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.engine import scored_layers
-from tsdtp.flops import EncoderShape, FlopsReport, encoder_flops
+from tsdtp.flops import EncoderShape, FlopsReport, method_flops
 from tsdtp.model import PrunedClassifier
 from tsdtp.reference import reference_masking_forward
 from tsdtp.tasks.encoding import EncodedSplit, batch_indices, collate
@@ -73,11 +72,7 @@ def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int
             frames.append(_trace_frame(split, indices, trace, predictions, tokenizer))
     model.train(was_training)
     per_layer = torch.cat(tokens)
-    passes = 2 if model.pruning.method == "reference-masking" else 1
-    layers = scored_layers(model.pruning, model.adapter.num_layers) if model.pruning.uses_scorer else ()
-    if model.pruning.method == "reference-masking":
-        layers = (0,)
-    flops: FlopsReport = encoder_flops(per_layer, encoder_shape(model), layers, passes=passes)
+    flops: FlopsReport = method_flops(per_layer, encoder_shape(model), model.pruning)
     layer_keep = (per_layer.double().sum(0) / per_layer[:, 0].double().sum()).tolist()
     result = EvalResult(correct / len(split), len(split), sum(layer_keep) / len(layer_keep), tuple(layer_keep),
                         flops.ratio, flops.scorer_overhead)
