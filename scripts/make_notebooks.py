@@ -70,15 +70,17 @@ display(fig)"""),
 
 Per-layer keep traces of the evaluations in `results_csv`: heatmaps of single examples (TS-DTP and
 General DTP side by side on the same sentence), the keep ratio by layer, and which kinds of token
-survive to the last layer. For each task and method the setting whose k is closest to `k` is used."""),
+survive to the last layer. For each task and method the setting whose k is closest to `k` is used.
+For translation (`wmt16`) the heatmaps show which source words the encoder keeps, layer by layer."""),
         ("parameters", """results_csv = "reports/tables/results.csv"
 figures_dir = "reports/figures"
 tasks = ["sst2", "qnli"]
 methods = ["ts-dtp", "general-dtp"]  # shown side by side in the heatmaps
 k = 0.5
 n_examples = 3
-max_tokens = {"sst2": 20, "qnli": 40}  # longest example shown, per task
-examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples"""),
+max_tokens = {"sst2": 20, "qnli": 40, "wmt16": 20}  # longest example shown, per task
+examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples
+translation_split = "multi30k test_2016_flickr (captions)"  # the wmt16 test set whose source words are shown"""),
         ("code", """import os
 
 from IPython.display import display
@@ -89,7 +91,8 @@ from tsdtp.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
-chosen = analysis.select_settings(results[results["task"].isin(tasks)], k)
+shown = results["task"].isin(tasks) & ((results["task"] != "wmt16") | (results["eval_split"] == translation_split))
+chosen = analysis.select_settings(results[shown], k)
 traces = analysis.load_traces(chosen)
 chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
         ("code", """for task in tasks:
@@ -167,6 +170,71 @@ table = analysis.results_table(results, analysis.read_bench(bench_csv))
 written = analysis.write_table(table, "results_table", tables_dir)
 print("\\n".join(str(path) for path in written))
 table"""),
+    ],
+    "05_translation.ipynb": [
+        ("md", """# 05 · Translate English to German with a pruned encoder
+
+Trains one translation configuration (a Marian encoder-decoder; `init_from` starts from an earlier
+run, otherwise model and tokenizer are trained from scratch on Multi30k) into its run folder, or, when
+that folder already holds the finished run, only evaluates it. Each evaluation in `evals` translates the
+test sets with beam search (pruned source tokens are removed before the decoder sees them), scores
+sacreBLEU and chrF, and appends one row per test set to `results_csv`.
+
+Batch use: `papermill notebooks/05_translation.ipynb out.ipynb -p method ts-dtp -p init_from runs/mt-dense`."""),
+        ("parameters", """method = "ts-dtp"  # none, ts-dtp or general-dtp
+k = 0.5  # threshold width: prune below mean - k * std (smaller k prunes more)
+gamma = None  # weight of the task-specific attention (None: 0.5, or 0 for general-dtp)
+keep_target = 0.65  # keep rate the budget loss pulls toward
+epochs = 3.0
+lr = 0.0002
+init_from = None  # a finished translation run to start from (None: train from scratch)
+max_train_samples = None  # None: all 29,000 Multi30k pairs
+val_samples = 500  # validation pairs decoded after each epoch
+vocab_size = 8000  # the rest of the architecture applies to scratch runs only
+d_model = 256
+encoder_layers = 6
+decoder_layers = 3
+ffn_dim = 1024
+seed = 0
+run_dir = None  # None: the hash-named cache folder runs/wmt16-<method>-<sha12>
+data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
+evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 1.0}, {"method": "topk"}]
+splits = ["multi30k-test2016", "newstest2016"]  # test sets, one results row each
+max_eval_samples = None  # None: every sentence of each test set
+num_beams = 4
+results_csv = None  # append one row per evaluation and test set here
+results_batch_size = 32  # sentences per generation batch, for the rows and the speed measurement
+speed_repeats = 0  # > 0: also time generation against the library's dense generate()
+threads = 1  # torch CPU threads (None: torch's default)
+force = False  # retrain even if the run exists"""),
+        ("code", """import os
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+from tsdtp import analysis, experiments, plots
+from tsdtp.pipeline import project_root
+from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
+
+os.chdir(project_root())  # relative paths are relative to the repository root
+if threads:
+    torch.set_num_threads(threads)
+config = translation_config(method, k, gamma, keep_target, epochs, lr, init_from, max_train_samples, val_samples,
+                            vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed)
+run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
+config"""),
+        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)
+print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
+pd.DataFrame(metrics["history"])"""),
+        ("code", """summary = evaluate_translation_settings(run_dir, evals, data_dir, results_csv, splits, results_batch_size,
+                                        num_beams, max_eval_samples, speed_repeats, progress=False)
+summary"""),
+        ("code", """if summary.empty:
+    print("no evaluations requested")
+else:
+    first = summary[summary["eval_split"] == summary["eval_split"].iloc[0]]
+    display(plots.layer_keep_plot(analysis.layer_keep(analysis.load_traces(first))))"""),
     ],
 }
 

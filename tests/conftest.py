@@ -1,7 +1,8 @@
-"""Shared fixtures: offline settings, a tiny GLUE-layout data folder, the packaged model."""
+"""Shared fixtures: offline settings, a tiny data folder (GLUE and WMT16 layouts), the packaged model."""
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -51,10 +52,50 @@ def write_glue(root: Path) -> Path:
     return root
 
 
+SUBJECTS = [("A man", "Ein Mann"), ("A woman", "Eine Frau"), ("A dog", "Ein Hund"), ("A child", "Ein Kind"),
+            ("Two men", "Zwei Männer")]
+ACTIONS = [("is running", "rennt"), ("is sleeping", "schläft"), ("is eating", "isst"), ("is jumping", "springt")]
+PLACES = [("in the park", "im Park"), ("on the beach", "am Strand"), ("near a red house", "neben einem roten Haus")]
+
+
+def pairs(places: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """Synthetic caption pairs: every subject, action and place."""
+    english, german = [], []
+    for subject, sub_de in SUBJECTS:
+        for action, act_de in ACTIONS:
+            for place, place_de in places:
+                english.append(f"{subject} {action} {place}.")
+                german.append(f"{sub_de} {act_de} {place_de}.")
+    return english, german
+
+
+def write_lines(path: Path, lines: list[str], gzipped: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+
+
+def write_wmt(root: Path) -> Path:
+    """A tiny `wmt16_en_de` folder in the shared data layout."""
+    folder = root / "wmt16_en_de"
+    en, de = pairs(PLACES)
+    for split, (src, tgt) in {"train": (en * 2, de * 2), "val": (en[:8], de[:8]),
+                              "test_2016_flickr": (en[::7], de[::7])}.items():
+        write_lines(folder / "multi30k_task1" / f"{split}.en.gz", src, True)
+        write_lines(folder / "multi30k_task1" / f"{split}.de.gz", tgt, True)
+    news_en, news_de = pairs([("in the city today", "heute in der Stadt")])
+    for year in (2015, 2016):
+        write_lines(folder / "newstest" / f"newstest{year}.en", news_en[:6], False)
+        write_lines(folder / "newstest" / f"newstest{year}.de", news_de[:6], False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny GLUE-layout data directory written by the tests."""
-    return write_glue(tmp_path_factory.mktemp("data"))
+    """A tiny data directory written by the tests: GLUE (SST-2, QNLI) and `wmt16_en_de` layouts."""
+    root = write_glue(tmp_path_factory.mktemp("data"))
+    write_wmt(root)
+    return root
 
 
 @pytest.fixture(scope="session")

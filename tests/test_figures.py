@@ -21,6 +21,13 @@ def test_token_kinds_judge_whole_words():
     assert token_kinds(["[CLS]", "dull", "[SEP]"], sentiment=False) == ["special", "other word", "special"]
 
 
+def test_sentencepiece_pieces_are_judged_by_their_whole_word():
+    tokens = ["\u2581A", "\u2581", "Obama", "\u2581is", "\u2581run", "ning", ".", "</s>"]
+    assert whole_words(tokens) == ["A", "Obama", "Obama", "is", "running", "running", ".", "</s>"]
+    assert token_kinds(tokens, sentiment=False) == ["stop word", "other word", "other word", "stop word",
+                                                    "other word", "other word", "punctuation", "special"]
+
+
 def fake_traces() -> pd.DataFrame:
     """Two methods on two examples of 3 layers: ts-dtp drops 'the' after layer 0 and keeps 'great'."""
     rows = []
@@ -55,6 +62,13 @@ def test_pick_examples_prefers_correct_examples_with_sentiment_words():
     assert analysis.pick_examples(traces, methods, 2, min_tokens=3) == [0, 1]
     assert analysis.pick_examples(traces, methods, 1, min_tokens=3) == [0]
     assert analysis.pick_examples(traces, methods, 2, min_tokens=7) == []
+    assert analysis.pick_examples(traces.drop(columns="correct"), methods, 2, min_tokens=3) == [1, 0]
+
+
+def test_panels_split_a_task_by_test_set_only_when_it_has_several():
+    rows = pd.DataFrame({"task": ["sst2", "wmt16", "wmt16"], "eval_split": ["dev", "captions", "news"]})
+    assert [title for title, _ in analysis.panels(rows)] == ["sst2", "wmt16: captions", "wmt16: news"]
+    assert [len(frame) for _, frame in analysis.panels(rows)] == [1, 1, 1]
 
 
 def result_row(method: str, k: float, metric: float, flops: float, speedup: float, task: str = "sst2") -> dict:

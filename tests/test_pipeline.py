@@ -1,7 +1,7 @@
 """The papermill pipeline: every notebook runs with tiny parameters, runs are cached, failures are clear.
 
-One tiny profile (SST-2 and QNLI, 16 training examples) is reproduced once per module; the
-other tests reuse its run cache and reports.
+One tiny profile (SST-2, QNLI and WMT16 en-de, 16 training examples) is reproduced once per
+module; the other tests reuse its run cache and reports.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ NOTEBOOKS = REPO / "notebooks"
 TINY = {"max_train_samples": 16, "max_eval_samples": 16, "speed_repeats": 1, "results_batch_size": 8, "threads": 1}
 DENSE = {"task": "sst2", "method": "none", "epochs": 1, "evals": [{}, {"method": "general-dtp-posthoc", "k": 0.5},
                                                                   {"method": "topk"}, {"method": "reference-masking"}]}
+MT_TINY = {"vocab_size": 300, "d_model": 32, "encoder_layers": 3, "decoder_layers": 1, "ffn_dim": 64, "lr": 0.003,
+           "val_samples": 8, "num_beams": 2}
 FIGURE_STEPS = [
     {"id": "heatmaps", "notebook": "02_token_keep_heatmaps.ipynb",
-     "parameters": {"tasks": ["sst2"], "methods": ["ts-dtp", "general-dtp"], "k": 0.5, "n_examples": 2},
-     "outputs": [{"figure": "keep_heatmaps_sst2", "caption": "Heatmaps."}, {"figure": "layer_keep", "caption": "Keep."},
-                 {"figure": "token_kinds", "caption": "Kinds."}]},
+     "parameters": {"tasks": ["sst2", "wmt16"], "methods": ["ts-dtp", "general-dtp"], "k": 0.5, "n_examples": 2},
+     "outputs": [{"figure": "keep_heatmaps_sst2", "caption": "Heatmaps."},
+                 {"figure": "keep_heatmaps_wmt16", "caption": "Source words."},
+                 {"figure": "layer_keep", "caption": "Keep."}, {"figure": "token_kinds", "caption": "Kinds."}]},
     {"id": "efficiency", "notebook": "03_efficiency.ipynb",
      "outputs": [{"figure": "tradeoff", "caption": "Trade-off."}, {"figure": "realization", "caption": "Realized."},
                  {"figure": "memory", "caption": "Memory.", "optional": True}]},
@@ -64,6 +67,12 @@ def tiny_profiles() -> dict:
                         "init_from": "sst2-none"}},
         {"id": "qnli-none", "notebook": "01_train.ipynb",
          "parameters": {"task": "qnli", "method": "none", "epochs": 1, "evals": [{}, {"method": "topk"}]}},
+        {"id": "wmt16-none", "notebook": "05_translation.ipynb",
+         "parameters": {**MT_TINY, "method": "none", "epochs": 1, "evals": [{}, {"method": "topk"}]}},
+        {"id": "wmt16-ts-dtp", "notebook": "05_translation.ipynb",
+         "parameters": {**MT_TINY, "method": "ts-dtp", "k": 0.5, "epochs": 1, "init_from": "wmt16-none"}},
+        {"id": "wmt16-general-dtp", "notebook": "05_translation.ipynb",
+         "parameters": {**MT_TINY, "method": "general-dtp", "k": 0.5, "epochs": 1, "init_from": "wmt16-none"}},
     ]
     return {
         "tiny": {"description": "Tiny test profile.", "out_dir": "reports", "defaults": TINY,
@@ -111,8 +120,17 @@ def test_results_csv_has_the_contracted_columns_and_a_row_per_evaluation(reprodu
     settings = set(zip(results["task"], results["method"], results["k"]))
     assert settings == {("sst2", "none", 1.0), ("sst2", "general-dtp-posthoc", 0.5), ("sst2", "topk", 1.0),
                         ("sst2", "reference-masking", 1.0), ("sst2", "ts-dtp", 0.5), ("sst2", "ts-dtp", 0.0),
-                        ("sst2", "general-dtp", 0.5), ("qnli", "none", 1.0), ("qnli", "topk", 1.0)}
-    assert (results["n_eval"] > 0).all() and results["speedup"].notna().all()
+                        ("sst2", "general-dtp", 0.5), ("qnli", "none", 1.0), ("qnli", "topk", 1.0),
+                        ("wmt16", "none", 1.0), ("wmt16", "topk", 1.0), ("wmt16", "ts-dtp", 0.5),
+                        ("wmt16", "general-dtp", 0.5)}
+    assert (results["n_eval"] > 0).all()
+    translation = results[results["task"] == "wmt16"]
+    assert set(translation["metric_name"]) == {"bleu"} and len(translation) == 2 * 4
+    captions = translation["eval_split"].str.startswith("multi30k")
+    assert captions.sum() == 4 and set(translation.loc[~captions, "eval_split"]) == {"newstest2016 (news)"}
+    speed_measured = results[(results["task"] != "wmt16")]["speedup"].tolist() + \
+        translation.loc[captions, "speedup"].tolist()
+    assert pd.notna(speed_measured).all()
     table = pd.read_csv(root / "reports" / "tables" / "results_table.csv")
     assert len(table) == len(results)
     assert table.set_index(["task", "method"]).loc[("sst2", "none"), "memory_mb"] == 3.0
@@ -123,14 +141,18 @@ def test_manifest_records_versions_data_checksums_parameters_and_wall_times(repr
     assert manifest["profile"] == "tiny" and manifest["packages"]["torch"] and manifest["packages"]["papermill"]
     assert set(manifest["git"]) == {"commit", "dirty"}
     files = {f["path"]: f["sha256"] for f in manifest["data"]["files"]}
-    assert set(files) == {"glue/SST-2/train.tsv", "glue/SST-2/dev.tsv", "glue/QNLI/dev.tsv"}
+    wmt = {f"wmt16_en_de/multi30k_task1/{split}.{lang}.gz" for split in ("train", "val", "test_2016_flickr")
+           for lang in ("en", "de")} | {"wmt16_en_de/newstest/newstest2016.en", "wmt16_en_de/newstest/newstest2016.de"}
+    assert set(files) == {"glue/SST-2/train.tsv", "glue/SST-2/dev.tsv", "glue/QNLI/dev.tsv"} | wmt
     for name, digest in files.items():
         assert digest == hashlib.sha256((glue_dir / name).read_bytes()).hexdigest()
     steps = {s["id"]: s for s in manifest["steps"]}
-    assert list(steps) == ["sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "qnli-none", "heatmaps", "efficiency",
-                           "results"]
+    assert list(steps) == ["sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "qnli-none", "wmt16-none",
+                           "wmt16-ts-dtp", "wmt16-general-dtp", "heatmaps", "efficiency", "results"]
     assert all(s["wall_s"] > 0 for s in steps.values())
     assert steps["sst2-ts-dtp"]["parameters"]["init_from"] == steps["sst2-none"]["run_dir"]
+    assert steps["wmt16-ts-dtp"]["parameters"]["init_from"] == steps["wmt16-none"]["run_dir"]
+    assert Path(steps["wmt16-ts-dtp"]["run_dir"]).name.startswith("wmt16-ts-dtp-")
     assert steps["sst2-none"]["cached"] is False and steps["heatmaps"]["cached"] is None
 
 
@@ -220,7 +242,9 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
             assert set(step.parameters) <= set(papermill.inspect_notebook(str(step.notebook)))
         assert {o.name for s in plan.steps for o in s.outputs} >= {"keep_heatmaps_sst2", "tradeoff", "results.csv"}
     quick = make_plan("quick", REPO / "pipeline.yaml")
-    assert all(s.config.max_train_samples <= 256 for s in quick.steps if s.config is not None)
+    limits = {"sst2": 256, "qnli": 256, "wmt16": 2000}
+    assert all(s.config.max_train_samples <= limits[s.config.task] for s in quick.steps if s.config is not None)
+    assert {s.config.task for s in quick.steps if s.config is not None} == set(limits)
     full = {s.id: s for s in make_plan("full", REPO / "pipeline.yaml").steps}
     assert full["sst2-none"].config == TrainConfig(task="sst2", epochs=2.0)
     assert full["qnli-none"].config == TrainConfig(task="qnli", epochs=3.0)
@@ -228,6 +252,14 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
     assert pruned.config.init_from == "runs/" + full["sst2-none"].run_dir.name
     assert (pruned.config.epochs, pruned.config.pruning.k, pruned.config.pruning.keep_target) == (0.5, 0.5, 0.5)
     assert full["qnli-general-dtp-k0.5"].config.pruning.gamma == 0.0
+    dense_mt = full["wmt16-dense"].config
+    assert (dense_mt.epochs, dense_mt.init_from, dense_mt.pruning.method, dense_mt.d_model) == (7.0, None, "none", 256)
+    for step_id in ("wmt16-none", "wmt16-ts-dtp-k0.5", "wmt16-general-dtp-k0.5"):
+        config = full[step_id].config
+        assert config.init_from == "runs/" + full["wmt16-dense"].run_dir.name
+        assert (config.epochs, config.lr, config.pruning.keep_target) == (3.0, 2e-4, 0.65)
+    assert full["wmt16-general-dtp-k0.5"].config.pruning.gamma == 0.0
+    assert full["wmt16-ts-dtp-k0.5"].config.pruning.gamma == 0.5
 
 
 def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
@@ -235,7 +267,9 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                                    "run_dir", "data_dir", "max_eval_samples", "init_from", "keep_target"},
                 "02_token_keep_heatmaps.ipynb": {"results_csv", "figures_dir", "tasks", "methods", "k"},
                 "03_efficiency.ipynb": {"results_csv", "bench_csv", "figures_dir"},
-                "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"}}
+                "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"},
+                "05_translation.ipynb": {"method", "k", "gamma", "keep_target", "epochs", "lr", "init_from",
+                                         "run_dir", "data_dir", "evals", "splits", "results_csv"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
 

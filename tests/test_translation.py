@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from transformers import MarianMTModel
 from transformers.modeling_outputs import BaseModelOutput
 
 import tsdtp.translation.train as train_module
+from conftest import write_lines, write_wmt
 from tsdtp.config import K_MAX, PruningConfig
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.results import RESULT_COLUMNS
@@ -25,44 +25,6 @@ from tsdtp.translation.data import load_corpus
 from tsdtp.translation.encoding import collate_pairs, collate_sources, encode_corpus, encode_sources, token_batches
 from tsdtp.translation.runs import evaluate_translation
 from tsdtp.translation.train import train_translation
-
-SUBJECTS = [("A man", "Ein Mann"), ("A woman", "Eine Frau"), ("A dog", "Ein Hund"), ("A child", "Ein Kind"),
-            ("Two men", "Zwei Männer")]
-ACTIONS = [("is running", "rennt"), ("is sleeping", "schläft"), ("is eating", "isst"), ("is jumping", "springt")]
-PLACES = [("in the park", "im Park"), ("on the beach", "am Strand"), ("near a red house", "neben einem roten Haus")]
-
-
-def pairs(places: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    """Synthetic caption pairs: every subject, action and place."""
-    english, german = [], []
-    for subject, sub_de in SUBJECTS:
-        for action, act_de in ACTIONS:
-            for place, place_de in places:
-                english.append(f"{subject} {action} {place}.")
-                german.append(f"{sub_de} {act_de} {place_de}.")
-    return english, german
-
-
-def write_lines(path: Path, lines: list[str], gzipped: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = ("\n".join(lines) + "\n").encode()
-    path.write_bytes(gzip.compress(data) if gzipped else data)
-
-
-def write_wmt(root: Path) -> Path:
-    """A tiny `wmt16_en_de` folder in the shared data layout."""
-    folder = root / "wmt16_en_de"
-    en, de = pairs(PLACES)
-    for split, (src, tgt) in {"train": (en * 2, de * 2), "val": (en[:8], de[:8]),
-                              "test_2016_flickr": (en[::7], de[::7])}.items():
-        write_lines(folder / "multi30k_task1" / f"{split}.en.gz", src, True)
-        write_lines(folder / "multi30k_task1" / f"{split}.de.gz", tgt, True)
-    news_en, news_de = pairs([("in the city today", "heute in der Stadt")])
-    for year in (2015, 2016):
-        write_lines(folder / "newstest" / f"newstest{year}.en", news_en[:6], False)
-        write_lines(folder / "newstest" / f"newstest{year}.de", news_de[:6], False)
-    return root
-
 
 def tiny_config(**changes) -> MTConfig:
     base = dict(vocab_size=300, d_model=32, encoder_layers=3, decoder_layers=2, attention_heads=2, ffn_dim=64,

@@ -44,6 +44,19 @@ def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: 
     return results[keep].reset_index(drop=True)
 
 
+def panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per task, one panel per evaluation split when a task has several (translation: captions, news)."""
+    out = []
+    for task in sorted(frame["task"].unique()):
+        one = frame[frame["task"] == task]
+        splits = sorted(one["eval_split"].dropna().unique()) if "eval_split" in one.columns else []
+        if len(splits) <= 1:
+            out.append((str(task), one))
+        else:
+            out += [(f"{task}: {split}", one[one["eval_split"] == split]) for split in splits]
+    return out
+
+
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
     """One row per task, model and method: the setting whose k is closest to `k` (dense, top-k and random have one)."""
     if results.empty:
@@ -68,8 +81,16 @@ def trace_path(row: pd.Series) -> Path:
 
 
 def load_traces(rows: pd.DataFrame) -> pd.DataFrame:
-    """The keep traces of the chosen results rows, concatenated (columns as `tsdtp.evaluate` writes them)."""
-    frames = [pd.read_parquet(trace_path(row)) for _, row in rows.iterrows()]
+    """The keep traces of the chosen results rows, concatenated (columns as `tsdtp.evaluate` writes them).
+
+    A translation trace file holds every test set; only the row's own `eval_split` is kept.
+    """
+    frames = []
+    for _, row in rows.iterrows():
+        trace = pd.read_parquet(trace_path(row))
+        if "eval_split" in trace.columns and "eval_split" in row.index:
+            trace = trace[trace["eval_split"] == row["eval_split"]]
+        frames.append(trace)
     if not frames:
         return pd.DataFrame(columns=["method", "k", "task", "example", "layer", "position", "token", "kept",
                                      "label", "pred", "correct"])
@@ -110,9 +131,12 @@ def pick_examples(traces: pd.DataFrame, methods: Sequence[str], n: int, min_toke
     """Up to `n` examples for the heatmaps, the same for every method, chosen without looking at what was kept.
 
     Candidates are examples of `min_tokens`..`max_tokens` tokens that every method classified
-    correctly; for sentiment tasks those with a sentiment-bearing word come first; then by index.
+    correctly (every example, for traces without a `correct` column: translation); for
+    sentiment tasks those with a sentiment-bearing word come first; then by index.
     """
     first = traces[(traces["layer"] == 0) & traces["method"].isin(methods)]
+    if "correct" not in first.columns:
+        first = first.assign(correct=True)
     per_method = first.groupby(["method", "example"]).agg(length=("position", "size"), correct=("correct", "all"))
     table = per_method.groupby("example").agg(length=("length", "first"), correct=("correct", "all"),
                                               methods=("length", "size"))

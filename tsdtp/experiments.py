@@ -1,6 +1,8 @@
-"""One configuration at a time: its TrainConfig, its cached run directory, training it, evaluating it.
+"""One configuration at a time: its config, its cached run directory, training it, evaluating it.
 
-Trained runs are cached by a hash of their `TrainConfig`: `run_cache_dir` names the folder
+A run is a classification run (`TrainConfig`, trained by `tsdtp.train`) or a translation run
+(`MTConfig`, task `wmt16`, trained by `tsdtp.translation.train`); `read_run_config` tells them
+apart by the task in config.json. Trained runs are cached by a hash of their config: `run_cache_dir` names the folder
 `<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` (a path) is replaced by the
 hash of the run it points to, so a pruned run started from a dense run keeps its identity
 wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and `2.0` are the
@@ -25,6 +27,10 @@ from tsdtp.config import PruningConfig, TrainConfig
 from tsdtp.errors import CheckpointError, ConfigError
 from tsdtp.hub import DEFAULT_MODEL
 from tsdtp.tasks import get_task
+from tsdtp.translation.config import MTConfig
+
+RunConfig = TrainConfig | MTConfig
+"""The config of any run directory."""
 
 SCORER_METHODS: tuple[str, ...] = ("ts-dtp", "reference-masking")
 """Methods whose importance uses the task-specific scorer; every other method is evaluated with gamma 0."""
@@ -71,18 +77,21 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"cannot hash a {type(value).__name__} setting")
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The validated config of a run directory (from its config.json)."""
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The validated config of a run directory (from its config.json): an MTConfig for task wmt16."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no config.json; expected a run directory written by `tsdtp train`")
+        raise CheckpointError(f"{run_dir} has no config.json; expected a run directory written by `tsdtp train` "
+                              "or `tsdtp mt-train`")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from exc
+    kind = MTConfig if isinstance(data, dict) and data.get("task") == MTConfig.task else TrainConfig
+    return kind.from_dict(data)
 
 
-def config_hash(config: TrainConfig, init_hash: str | None = None) -> str:
+def config_hash(config: RunConfig, init_hash: str | None = None) -> str:
     """The sha256 of a config, with `init_from` replaced by `init_hash` or by the hash of the run it names."""
     data = config.to_dict()
     if config.init_from is not None:
@@ -91,7 +100,7 @@ def config_hash(config: TrainConfig, init_hash: str | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_cache_dir(config: TrainConfig, root: str | Path, init_hash: str | None = None) -> Path:
+def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None) -> Path:
     """Where the run of `config` is cached: `<root>/<task>-<method>-<first 12 hex of its hash>`."""
     return Path(root) / f"{config.task}-{config.pruning.method}-{config_hash(config, init_hash)[:12]}"
 
@@ -100,10 +109,14 @@ def run_finished(run_dir: str | Path) -> bool:
     """Whether `run_dir` holds a run trained to its last step (checkpoint and final metrics written)."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.json"
-    if not (run_dir / "checkpoint.pt").is_file() or not metrics_path.is_file():
+    if not metrics_path.is_file() or not (run_dir / "config.json").is_file():
         return False
     config = read_run_config(run_dir)
     metrics = json.loads(metrics_path.read_text())
+    if isinstance(config, MTConfig):
+        return (run_dir / "model").is_dir() and metrics["steps"] >= metrics["total_steps"]
+    if not (run_dir / "checkpoint.pt").is_file():
+        return False
     steps_per_epoch = math.ceil(metrics["train_examples"] / config.batch_size)
     return metrics["steps"] >= max(1, math.ceil(config.epochs * steps_per_epoch))
 
@@ -117,13 +130,16 @@ def remove_run(run_dir: str | Path) -> None:
         shutil.rmtree(run_dir)
 
 
-def ensure_trained(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, force: bool = False,
+def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None = None, force: bool = False,
                    progress: bool = True) -> tuple[dict[str, Any], bool]:
     """Train `config` into `run_dir` unless it already holds that finished run; returns (metrics, trained).
 
     `force` deletes the run first and retrains. A finished run with another config is an error.
     """
-    from tsdtp.train import train
+    if isinstance(config, MTConfig):
+        from tsdtp.translation.train import train_translation as train
+    else:
+        from tsdtp.train import train
 
     run_dir = Path(run_dir)
     if force:
@@ -136,7 +152,7 @@ def ensure_trained(config: TrainConfig, run_dir: str | Path, data_dir: str | Non
     return train(config, run_dir, data_dir, progress=progress), True
 
 
-def adopt_run(run_dir: str | Path, root: str | Path, expected: TrainConfig | None = None, move: bool = False
+def adopt_run(run_dir: str | Path, root: str | Path, expected: RunConfig | None = None, move: bool = False
               ) -> Path:
     """Register a finished run under its hash-named cache folder in `root`; returns that folder.
 
@@ -146,8 +162,8 @@ def adopt_run(run_dir: str | Path, root: str | Path, expected: TrainConfig | Non
     """
     run_dir = Path(run_dir)
     if not run_finished(run_dir):
-        raise CheckpointError(f"{run_dir} is not a finished run (no checkpoint.pt, or metrics.json short of the "
-                              "last step); finish it with `tsdtp train` first")
+        raise CheckpointError(f"{run_dir} is not a finished run (no checkpoint.pt or model/, or metrics.json short "
+                              "of the last step); finish it with `tsdtp train` or `tsdtp mt-train` first")
     config = read_run_config(run_dir)
     if expected is not None and config_hash(expected) != config_hash(config):
         differing = _differences(expected.to_dict(), config.to_dict())

@@ -37,20 +37,23 @@ from typing import Any
 import yaml
 
 from tsdtp.checkpoint import atomic_write_bytes, atomic_write_json
-from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.config import PruningConfig
 from tsdtp.errors import ConfigError, TsdtpError
-from tsdtp.experiments import (adopt_run, config_hash, eval_overrides, read_run_config, run_cache_dir,
+from tsdtp.experiments import (RunConfig, adopt_run, config_hash, eval_overrides, read_run_config, run_cache_dir,
                                run_finished, train_config)
 from tsdtp.tasks import get_task
 from tsdtp.tasks.glue import data_dir_from_env, task_folder
+from tsdtp.translation.config import MTConfig
+from tsdtp.translation.data import CORPORA, EVAL_CORPORA, wmt_folder
+from tsdtp.translation.experiments import translation_config
 
 SPEC_FILE = "pipeline.yaml"
-TRAIN_NOTEBOOK = "01_train.ipynb"
+TRAINING_NOTEBOOKS: dict[str, Callable[..., RunConfig]] = {"01_train.ipynb": train_config,
+                                                           "05_translation.ipynb": translation_config}
+"""Notebooks that train one configuration, with the function building it from their parameters."""
 INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "figures_dir", "tables_dir",
                              "force")
 """Parameters the pipeline fills in itself; a spec may not set them."""
-TRAIN_FIELDS: tuple[str, ...] = tuple(inspect.signature(train_config).parameters)
-"""Parameters of the training notebook that define its `TrainConfig` (and so its cache folder)."""
 PACKAGES: tuple[str, ...] = ("tsdtp", "torch", "transformers", "datasets", "numpy", "pandas", "pyarrow",
                              "matplotlib", "seaborn", "papermill", "nbformat", "ipykernel", "PyYAML")
 """Packages whose versions the manifest records."""
@@ -85,7 +88,7 @@ class Step:
     parameters: dict[str, Any]
     declared: frozenset[str]
     outputs: tuple[Output, ...] = ()
-    config: TrainConfig | None = None
+    config: RunConfig | None = None
     config_hash: str | None = None
     run_dir: Path | None = None
 
@@ -233,8 +236,9 @@ def make_plan(profile: str, spec_path: str | Path | None = None, data_dir: str |
         used_defaults |= set(applied)
         parameters = {**applied, **given}
         try:
-            step = _train_step(step_id, notebook, declared, parameters, steps, runs_root, root) \
-                if notebook.name == TRAIN_NOTEBOOK else Step(step_id, notebook, parameters, declared)
+            builder = TRAINING_NOTEBOOKS.get(notebook.name)
+            step = Step(step_id, notebook, parameters, declared) if builder is None else \
+                _train_step(step_id, notebook, declared, parameters, steps, runs_root, root, builder)
             if step.config is None:
                 _check_plain_parameters(parameters)
         except (TsdtpError, TypeError, ValueError) as exc:
@@ -254,24 +258,27 @@ def make_plan(profile: str, spec_path: str | Path | None = None, data_dir: str |
 
 
 def _train_step(step_id: str, notebook: Path, declared: frozenset[str], parameters: dict[str, Any],
-                earlier: list[Step], runs_root: Path, root: Path) -> Step:
-    """A training step: its TrainConfig, the hash-named run folder and the validated evaluations.
+                earlier: list[Step], runs_root: Path, root: Path, builder: Callable[..., RunConfig]) -> Step:
+    """A training step: its config (made by `builder`), the hash-named run folder and the validated evaluations.
 
-    Every `TrainConfig` parameter is passed to the notebook explicitly (defaults filled in), so
+    Every parameter of `builder` is passed to the notebook explicitly (defaults filled in), so
     the notebook trains exactly the configuration hashed here.
     """
-    signature = inspect.signature(train_config).parameters
-    fields = {name: parameters.get(name, signature[name].default) for name in TRAIN_FIELDS}
-    init_hash = None
+    signature = inspect.signature(builder).parameters
+    missing = set(signature) - declared
+    if missing:
+        raise ConfigError(f"{notebook.name} does not declare the config parameter(s) {sorted(missing)}")
+    fields = {name: parameters.get(name, signature[name].default) for name in signature}
+    init_hash, parent = None, None
     if fields["init_from"] is not None:
         parent = next((s for s in earlier if s.id == fields["init_from"] and s.config is not None), None)
         if parent is None or parent.config is None or parent.run_dir is None:
             raise ConfigError(f"init_from {fields['init_from']!r} is not an earlier training step")
-        if parent.config.task != fields["task"]:
-            raise ConfigError(f"init_from {parent.id!r} was trained on {parent.config.task}, not {fields['task']}")
         fields["init_from"] = _display(parent.run_dir, root)
         init_hash = parent.config_hash
-    config = train_config(**fields)
+    config = builder(**fields)
+    if parent is not None and parent.config is not None and parent.config.task != config.task:
+        raise ConfigError(f"init_from {parent.id!r} was trained on {parent.config.task}, not {config.task}")
     for override in parameters.get("evals", [{}]):
         if not isinstance(override, dict):
             raise ConfigError(f"evals entries must be mappings of pruning settings (got {override!r})")
@@ -316,12 +323,26 @@ def data_files(plan: Plan) -> dict[str, Any]:
         return {"source": "hugging face hub", "tasks": tasks, "files": []}
     files = []
     for name in tasks:
-        folder = task_folder(get_task(name), plan.data_dir)
-        for path in sorted(folder.glob("*.tsv")):
-            if path.name in ("train.tsv", "dev.tsv"):
-                files.append({"task": name, "path": _display(path, plan.data_dir.resolve()),
-                              "bytes": path.stat().st_size, "sha256": _sha256(path)})
+        for path in _task_files(name, plan):
+            files.append({"task": name, "path": _display(path, plan.data_dir.resolve()),
+                          "bytes": path.stat().st_size, "sha256": _sha256(path)})
     return {"source": str(plan.data_dir), "tasks": tasks, "files": files}
+
+
+def _task_files(task: str, plan: Plan) -> list[Path]:
+    """The files of `task` under the plan's data folder: GLUE train/dev, or the translation corpora used."""
+    assert plan.data_dir is not None
+    if task != MTConfig.task:
+        folder = task_folder(get_task(task), plan.data_dir)
+        return [path for path in sorted(folder.glob("*.tsv")) if path.name in ("train.tsv", "dev.tsv")]
+    names = {"multi30k-val", *EVAL_CORPORA}
+    for step in plan.steps:
+        if isinstance(step.config, MTConfig):
+            names.update(step.config.train_corpora)
+    root = wmt_folder(plan.data_dir)
+    paths = [root / f"{stem}.{lang}{'.gz' if CORPORA[name].gzipped else ''}" for name in sorted(names)
+             for stem in CORPORA[name].stems for lang in ("en", "de")]
+    return [path for path in paths if path.is_file()]
 
 
 def write_gallery(plan: Plan, reports: Path, records: list[dict[str, Any]]) -> Path:

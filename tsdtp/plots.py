@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from tsdtp.analysis import method_order
+from tsdtp.analysis import method_order, panels
 from tsdtp.checkpoint import atomic_write_bytes
 from tsdtp.token_kinds import KINDS
 
@@ -81,9 +81,11 @@ def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequen
             ax.set_yticks(range(grid.shape[0]), [str(layer + 1) for layer in range(grid.shape[0])], fontsize=7)
             ax.set_ylabel("layer", fontsize=8)
             k = float(one["k"].iloc[0])
-            verdict = "correct" if bool(one["correct"].iloc[0]) else "wrong"
+            verdict = ""
+            if "correct" in one.columns:
+                verdict = " · correct" if bool(one["correct"].iloc[0]) else " · wrong"
             kept = grid[-1].sum() / grid[0].sum()
-            ax.set_title(f"{method} (k={k:g}) · example {example} · {verdict} · last layer keeps {kept:.0%}",
+            ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · last layer keeps {kept:.0%}",
                          fontsize=8)
     fig.legend(handles=[Patch(color=KEPT_COLOUR, label="kept"), Patch(color=PRUNED_COLOUR, label="pruned")],
                loc="outside upper right", ncols=2, fontsize=8)
@@ -138,14 +140,16 @@ def token_kind_plot(kinds: pd.DataFrame) -> Figure:
 
 
 def tradeoff_plot(results: pd.DataFrame) -> Figure:
-    """Metric against FLOPs ratio (top) and against measured speedup (bottom), a curve over k per method, per task."""
-    tasks = sorted(results["task"].unique())
-    if not tasks:
+    """Metric against FLOPs ratio (top) and against measured speedup (bottom), a curve over k per method.
+
+    One column per task, or per task and test set when a task has several (`analysis.panels`).
+    """
+    columns = panels(results)
+    if not columns:
         return _empty("results.csv has no rows")
-    fig = Figure(figsize=(4.6 * len(tasks), 7.0), layout="constrained")
-    axes = fig.subplots(2, len(tasks), squeeze=False)
-    for column, task in enumerate(tasks):
-        one = results[results["task"] == task]
+    fig = Figure(figsize=(4.6 * len(columns), 7.0), layout="constrained")
+    axes = fig.subplots(2, len(columns), squeeze=False)
+    for column, (title, one) in enumerate(columns):
         dense = one[one["method"] == "none"]
         for row, x in enumerate(("flops_ratio", "speedup")):
             ax = axes[row, column]
@@ -160,7 +164,7 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
             ax.set_xlabel("FLOPs ratio (pruned / dense, scorer included)" if x == "flops_ratio"
                           else "measured speedup (× dense throughput)")
             ax.set_ylabel(str(one["metric_name"].iloc[0]))
-            ax.set_title(task)
+            ax.set_title(title, fontsize=9)
             ax.grid(alpha=0.3)
     handles = {line.get_label(): line for ax in axes.flat for line in ax.get_lines()
                if not line.get_label().startswith("_")}
@@ -170,20 +174,19 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
 
 
 def realization_plot(realized: pd.DataFrame) -> Figure:
-    """Measured over FLOPs-implied speedup per method and k (1 is the FLOPs ceiling), one panel per task."""
-    tasks = sorted(realized["task"].unique())
-    if not tasks:
+    """Measured over FLOPs-implied speedup per method and k (1 is the FLOPs ceiling), one panel per task and test set."""
+    columns = panels(realized)
+    if not columns:
         return _empty("no measured speedups in results.csv (evaluate with speed_repeats > 0)")
-    fig = Figure(figsize=(5.0 * len(tasks), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
-    for ax, task in zip(axes, tasks):
-        one = realized[realized["task"] == task]
+    fig = Figure(figsize=(5.0 * len(columns), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(columns), squeeze=False, sharey=True)[0]
+    for ax, (title, one) in zip(axes, columns):
         ordered = pd.concat([one[one["method"] == m].sort_values("k") for m in method_order(one["method"].tolist())])
         labels = [f"{m}\nk={k:g}" for m, k in zip(ordered["method"], ordered["k"])]
         ax.bar(range(len(ordered)), ordered["realization"], color=[_colour(m) for m in ordered["method"]])
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="FLOPs-implied ceiling")
         ax.set_xticks(range(len(ordered)), labels, rotation=90, fontsize=7)
-        ax.set_title(task)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("measured / FLOPs-implied speedup")
     axes[0].legend(fontsize=7)

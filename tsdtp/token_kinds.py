@@ -1,7 +1,8 @@
-"""What kind of token a WordPiece is: special, punctuation, stop word, sentiment word or other word.
+"""What kind of token a word piece is: special, punctuation, stop word, sentiment word or other word.
 
 Used to ask which kinds of token survive pruning. Word pieces are judged by the whole word
-they belong to (`play ##ing` are both the word "playing"), lowercased.
+they belong to, lowercased: WordPiece `play ##ing` and SentencePiece `▁play ing` are both
+the word "playing".
 
 The two word lists are small and written for this project, not taken from a published
 resource:
@@ -56,7 +57,7 @@ def word_kind(word: str, sentiment: bool = True) -> str:
     """The kind of one whole (lowercased, de-pieced) word; `sentiment=False` folds sentiment into other."""
     if word in SPECIAL_TOKENS:
         return "special"
-    if word and all(ch in string.punctuation for ch in word):
+    if _is_punctuation(word):
         return "punctuation"
     lowered = word.lower()
     if lowered in STOP_WORDS:
@@ -66,18 +67,38 @@ def word_kind(word: str, sentiment: bool = True) -> str:
     return "other word"
 
 
+SENTENCEPIECE_SPACE = "\u2581"
+"""The mark SentencePiece puts at the start of a piece that begins a word."""
+
+
+def _is_punctuation(text: str) -> bool:
+    return bool(text) and all(ch in string.punctuation for ch in text)
+
+
 def whole_words(tokens: Sequence[str]) -> list[str]:
-    """For each WordPiece token, the whole word it belongs to (`##` continuations joined)."""
+    """For each token, the whole word it belongs to.
+
+    WordPiece (`##` marks a continuation) and SentencePiece (`▁` marks a word start; a piece
+    without it continues the word before, unless it is punctuation or special) are told apart
+    by whether any token carries the `▁` mark.
+    """
+    sentencepiece = any(token.startswith(SENTENCEPIECE_SPACE) for token in tokens)
     words: list[str] = []
     starts: list[int] = []
     for index, token in enumerate(tokens):
-        if token.startswith("##") and starts:
-            words[starts[-1]] += token[2:]
+        if sentencepiece:
+            continues = not (token.startswith(SENTENCEPIECE_SPACE) or token in SPECIAL_TOKENS
+                             or _is_punctuation(token))
+            piece = token.removeprefix(SENTENCEPIECE_SPACE)
+        else:
+            continues, piece = token.startswith("##"), token.removeprefix("##")
+        if continues and starts:
+            words[starts[-1]] += piece
             starts.append(starts[-1])
             words.append("")
         else:
             starts.append(index)
-            words.append(token)
+            words.append(piece)
     return [words[start] for start in starts]
 
 
