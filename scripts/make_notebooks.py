@@ -196,6 +196,7 @@ encoder_layers = 6
 decoder_layers = 3
 ffn_dim = 1024
 seed = 0
+hard_ratio = 0.0  # last fraction of training with hard keep decisions (straight-through gradients)
 run_dir = None  # None: the hash-named cache folder runs/wmt16-<method>-<sha12>
 data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 1.0}, {"method": "topk"}]
@@ -221,7 +222,7 @@ os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
     torch.set_num_threads(threads)
 config = translation_config(method, k, gamma, keep_target, epochs, lr, init_from, max_train_samples, val_samples,
-                            vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed)
+                            vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed, hard_ratio)
 run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)

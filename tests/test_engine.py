@@ -8,7 +8,7 @@ import torch
 from tsdtp.config import K_MAX, PruningConfig
 from tsdtp.evaluate import encoder_shape, predict_batch
 from tsdtp.flops import encoder_flops
-from tsdtp.engine import scored_layers
+from tsdtp.engine import run_layers, scored_layers
 
 
 def test_pruning_off_reproduces_library_dense_forward(model, batch):
@@ -80,6 +80,27 @@ def test_gradients_reach_the_task_specific_scorer(model, batch):
         assert scorer.weight.grad is not None and scorer.weight.grad.abs().sum() > 0
         assert scorer.phi.weight.grad is not None and scorer.phi.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.scorers[5].parameters())
+
+
+def test_straight_through_training_forward_equals_inference_and_still_trains_the_scorer(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0)
+    valid = batch["attention_mask"].bool()
+    special = model.adapter.special_mask(batch["input_ids"])
+    with torch.no_grad():
+        inference = model(batch, record_trace=True)
+    trained = run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(batch), valid, special,
+                         soft=True, straight_through=True, record_trace=True)
+    assert torch.equal(trained.keep_trace, inference.engine.keep_trace)
+    assert torch.equal(trained.tokens_per_layer, inference.engine.tokens_per_layer)
+    assert (inference.engine.tokens_per_layer[:, -1] < inference.engine.tokens_per_layer[:, 0]).any()
+    assert torch.allclose(model.adapter.classify(trained.hidden), inference.logits, atol=1e-4)
+    kept_last = trained.keep_trace[:, -1]
+    assert torch.equal(trained.log_keep[kept_last], torch.zeros(int(kept_last.sum())))
+    assert (trained.log_keep[valid & ~kept_last] < -1e30).all()
+    loss = model.adapter.classify(trained.hidden).logsumexp(-1).sum() + trained.soft_keep.sum()
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.scorers[0].parameters())
+    model.zero_grad(set_to_none=True)
 
 
 def test_general_dtp_ignores_the_scorer(model, batch):

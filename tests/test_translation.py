@@ -22,6 +22,7 @@ from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.cli import add_translation_commands, run_translation_command
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import load_corpus
+from tsdtp.translation.model import cross_attention_mask
 from tsdtp.translation.encoding import collate_pairs, collate_sources, encode_corpus, encode_sources, token_batches
 from tsdtp.translation.runs import evaluate_translation
 from tsdtp.translation.train import train_translation
@@ -142,6 +143,34 @@ def test_soft_training_reaches_the_scorers_through_the_cross_attention(translato
     model.eval()
 
 
+def test_the_hard_phase_trains_on_exactly_the_source_tokens_inference_keeps(translator, wmt_dir):
+    model, tokenizer = translator
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0, d_task=model.pruning.d_task)
+    pairs_ = encode_corpus(tokenizer, load_corpus("multi30k-val", str(wmt_dir)), 40, 40)
+    batch = collate_pairs(pairs_, list(range(len(pairs_))), tokenizer.pad_token_id, 2)
+    with torch.no_grad():
+        inference = model.encode(batch["input_ids"], batch["attention_mask"])
+    kept = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+    kept.scatter_(1, inference.positions, inference.valid)
+    assert kept.sum() < batch["attention_mask"].sum()
+    model.train()
+    model.model.eval()
+    model.straight_through = True
+    try:
+        output = model(batch)
+        loss, _ = model.loss(output, batch["labels"])
+        loss.backward()
+        visible = cross_attention_mask(output.engine)[:, 0, 0, :] == 0
+        assert torch.equal(visible, kept)
+        assert any(model.scorers[i].weight.grad.abs().sum() > 0 for i in (0, 1))
+    finally:
+        model.straight_through = False
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    with pytest.raises(ConfigError, match="hard_ratio"):
+        tiny_config(hard_ratio=1.5)
+
+
 def test_a_soft_mask_of_zero_in_cross_attention_equals_removing_the_token(translator):
     model, _ = translator
     hidden = torch.randn(2, 5, model.adapter.hidden_size)
@@ -218,7 +247,7 @@ def test_evaluation_writes_bleu_rows_per_domain_traces_and_the_wide_table(dense_
 
 def test_pruning_fine_tune_from_the_dense_run_and_resume_after_an_interruption(dense_run, wmt_dir, tmp_path,
                                                                                monkeypatch):
-    config = tiny_config(epochs=1.0, init_from=str(dense_run[0]), lr=1e-3,
+    config = tiny_config(epochs=1.0, init_from=str(dense_run[0]), lr=1e-3, hard_ratio=0.5,
                          pruning=PruningConfig(method="ts-dtp", k=0.5, d_task=16, keep_target=0.6))
     calls = {"n": 0}
     real = train_module.collate_pairs

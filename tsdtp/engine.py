@@ -7,6 +7,12 @@ run on the live tokens only and rows are re-padded, to the longest live row, jus
 attention; with autograd the whole batch is padded. In training (`soft=True`) nothing is
 removed; a cumulative soft mask `m` enters attention as `log m` on the keys and weights the
 queries in the importance averages, so gradients reach the scorer and the model.
+
+With `straight_through=True` (the hard phase of training, as in LTP's second stage) the
+forward pass is exactly inference's: each layer keeps the tokens the hard rule keeps and the
+others are masked out of attention (masking equals removal), while gradients flow through the
+soft mask of the kept tokens (a straight-through estimator), so the model learns to work with
+the tokens inference will really give it.
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ class EngineOutput:
     soft_keep: training only, mean soft mask over valid tokens at each layer's input, [B, L].
     mean_importance: per-example mean cumulative importance of the candidates, [B].
     log_keep: training only, the cumulative log soft mask after the last layer, [B, N] (what a
-        decoder's cross-attention must add to its logits to see the same soft pruning).
+        decoder's cross-attention must add to its logits to see the same soft pruning); with
+        `straight_through`, 0 in value for kept tokens (the float minimum for pruned ones) but
+        carrying the soft mask's gradient.
     """
 
     hidden: torch.Tensor
@@ -67,11 +75,12 @@ def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:
 
 
 def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningConfig, embeddings: torch.Tensor,
-               valid: torch.Tensor, special: torch.Tensor, *, soft: bool = False, record_trace: bool = False,
-               generator: torch.Generator | None = None) -> EngineOutput:
+               valid: torch.Tensor, special: torch.Tensor, *, soft: bool = False, straight_through: bool = False,
+               record_trace: bool = False, generator: torch.Generator | None = None) -> EngineOutput:
     """Run every layer with the pruning of `config` and return the surviving tokens.
 
     embeddings: [B, N, d]; valid: [B, N] (False for padding); special: [B, N] never pruned.
+    `straight_through` (with `soft`): hard keep decisions forward, soft-mask gradients backward.
     """
     batch, length = valid.shape
     num_layers = adapter.num_layers
@@ -90,15 +99,21 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
     trace = torch.zeros(batch, num_layers, length, dtype=torch.bool, device=valid.device) if record_trace else None
     tokens, soft_keep = [], []
     neg = torch.finfo(hidden.dtype).min
+    alive = valid
 
     for index in range(num_layers):
-        tokens.append(valid.sum(dim=-1))
+        live = alive if soft and straight_through else valid
+        tokens.append(live.sum(dim=-1))
         if trace is not None:
-            trace[:, index].scatter_(1, positions, valid)
+            trace[:, index].scatter_(1, positions, live)
         if soft:
-            weight = valid.float() * log_keep.exp()
-            key_bias = torch.where(valid, log_keep, neg)
-            soft_keep.append(weight.sum(dim=-1) / valid.sum(dim=-1))
+            soft_keep.append((valid.float() * log_keep.exp()).sum(dim=-1) / valid.sum(dim=-1))
+            if straight_through:
+                weight = alive.float()
+                key_bias = torch.where(alive, log_keep - log_keep.detach(), neg)
+            else:
+                weight = valid.float() * log_keep.exp()
+                key_bias = torch.where(valid, log_keep, neg)
         else:
             weight = valid.float()
             key_bias = torch.where(valid, 0.0, neg)
@@ -116,6 +131,8 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
         if soft:
             step = soft_log_keep(importance, weight * candidates, config.k, config.temperature)
             log_keep = log_keep + torch.where(candidates, step, 0.0)
+            if straight_through:
+                alive = hard_keep_dynamic(importance, alive & ~special, alive, config.k)
             continue
         keep = _hard_keep(config, importance, candidates, valid, schedule, prune_layers.index(index), generator)
         if layout is not None:
@@ -135,6 +152,8 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
     if scored:
         weight = (valid & ~special).float() * (log_keep.exp() if soft else 1.0)
         mean_importance = (weight * importance).sum(-1) / weight.sum(-1).clamp_min(1e-9)
+    if soft and straight_through:
+        log_keep = torch.where(alive, log_keep - log_keep.detach(), neg)
     return EngineOutput(hidden, valid, positions, torch.stack(tokens, dim=1), trace,
                         torch.stack(soft_keep, dim=1) if soft else None, mean_importance,
                         log_keep if soft else None)

@@ -24,7 +24,7 @@ ARCHITECTURE = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "at
                 "dropout", "activation")
 OPTIMISATION = ("epochs", "max_tokens", "lr", "scorer_lr", "weight_decay", "warmup_ratio", "label_smoothing",
                 "max_source_length", "max_target_length", "max_train_samples", "val_samples", "eval_batch_size",
-                "seed", "save_every")
+                "seed", "save_every", "hard_ratio")
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -45,6 +45,9 @@ class MTConfig:
         (sentences x longest source or target), built from length-sorted groups.
     max_source_length, max_target_length: longer sentences are truncated (with a warning).
     val_samples: validation pairs decoded greedily for BLEU after each epoch.
+    hard_ratio: the last fraction of training steps run with hard keep decisions forward and
+        soft-mask gradients backward (`straight_through`; LTP's hard second stage), so the model
+        learns to translate from the tokens inference really keeps.
     """
 
     task: str = "wmt16"
@@ -74,6 +77,7 @@ class MTConfig:
     seed: int = 0
     init_from: str | None = None
     save_every: int = 200
+    hard_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.task == "wmt16", f"unknown translation task {self.task!r}; expected 'wmt16'")
@@ -107,6 +111,7 @@ class MTConfig:
         _check(self.val_samples >= 0, f"val_samples must be >= 0 (got {self.val_samples})")
         _check(1 <= self.eval_batch_size <= 4096, f"eval_batch_size must be in [1, 4096] (got {self.eval_batch_size})")
         _check(self.save_every >= 1, f"save_every must be >= 1 (got {self.save_every})")
+        _check(0.0 <= self.hard_ratio <= 1.0, f"hard_ratio must be in [0, 1] (got {self.hard_ratio})")
         _check(self.pruning.method in TRAINABLE_METHODS,
                f"method {self.pruning.method!r} is applied to a trained model, not trained; "
                f"train one of {', '.join(TRAINABLE_METHODS)} and evaluate with --method {self.pruning.method}")

@@ -27,7 +27,8 @@ def translation_config(method: str = "none", k: float = 1.0, gamma: float | None
                        keep_target: float = MT_PRUNING_DEFAULTS["keep_target"], epochs: float = 10.0,
                        lr: float = 5e-4, init_from: str | None = None, max_train_samples: int | None = None,
                        val_samples: int = 500, vocab_size: int = 8000, d_model: int = 256, encoder_layers: int = 6,
-                       decoder_layers: int = 3, ffn_dim: int = 1024, seed: int = 0) -> MTConfig:
+                       decoder_layers: int = 3, ffn_dim: int = 1024, seed: int = 0, hard_ratio: float = 0.0
+                       ) -> MTConfig:
     """The validated `MTConfig` of the translation notebook's parameters (everything else at its default).
 
     `gamma=None` is 0 for task-agnostic methods and PruningConfig's default otherwise, and the
@@ -41,7 +42,7 @@ def translation_config(method: str = "none", k: float = 1.0, gamma: float | None
     return MTConfig(model=SCRATCH, pruning=PruningConfig(**pruning), epochs=float(epochs), lr=float(lr),
                     init_from=None if init_from is None else str(init_from), max_train_samples=max_train_samples,
                     val_samples=val_samples, vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
-                    decoder_layers=decoder_layers, ffn_dim=ffn_dim, seed=seed)
+                    decoder_layers=decoder_layers, ffn_dim=ffn_dim, seed=seed, hard_ratio=float(hard_ratio))
 
 
 def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,

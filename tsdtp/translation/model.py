@@ -78,6 +78,7 @@ class PrunedTranslator(nn.Module):
         self.adapter = MarianAdapter(model, special_ids)
         self.special_ids = list(special_ids)
         self.pruning = pruning
+        self.straight_through = False
         with torch.random.fork_rng():
             torch.manual_seed(SCORER_INIT_SEED)
             self.scorers = nn.ModuleList(
@@ -95,12 +96,17 @@ class PrunedTranslator(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, record_trace: bool = False,
                generator: torch.Generator | None = None) -> EngineOutput:
-        """Run the pruning encoder; in training mode with a pruning method, masks are soft."""
+        """Run the pruning encoder; in training mode with a pruning method, masks are soft.
+
+        With `straight_through` set (the hard phase of training) the training forward keeps
+        exactly the tokens inference keeps (see `tsdtp.engine`).
+        """
         valid = attention_mask.bool()
         special = self.adapter.special_mask(input_ids)
         soft = self.training and self.pruning.prunes
         return run_layers(self.adapter, self.scorers, self.pruning, self.adapter.embed(input_ids), valid, special,
-                          soft=soft, record_trace=record_trace, generator=generator)
+                          soft=soft, straight_through=self.straight_through, record_trace=record_trace,
+                          generator=generator)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TranslatorOutput:
         """Teacher-forced decoder logits for a padded batch (`input_ids`, `attention_mask`, `decoder_input_ids`)."""

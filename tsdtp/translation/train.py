@@ -162,6 +162,7 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
             "scheduler": scheduler.state_dict(), "step": step, "history": history, "train_seconds": seconds,
             "torch_rng": torch.get_rng_state()})
 
+    hard_from = total_steps - round(config.hard_ratio * total_steps)
     bar = tqdm(total=total_steps, initial=step, desc=f"mt-train {config.pruning.method}", disable=not progress)
     parts: dict[str, float] = {}
     while step < total_steps:
@@ -169,6 +170,7 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
         translator.train()
         started = time.perf_counter()
         for indices in plan[epoch][step - starts[epoch]:]:
+            translator.straight_through = step >= hard_from
             batch = collate_pairs(train_pairs, indices, pad_id, start_id)
             loss, parts = translator.loss(translator(batch), batch["labels"], config.label_smoothing)
             if not math.isfinite(loss.item()):
