@@ -257,7 +257,10 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
     for step_id in ("wmt16-none", "wmt16-ts-dtp-k0.5", "wmt16-general-dtp-k0.5"):
         config = full[step_id].config
         assert config.init_from == "runs/" + full["wmt16-dense"].run_dir.name
-        assert (config.epochs, config.lr, config.pruning.keep_target) == (3.0, 2e-4, 0.65)
+        assert (config.epochs, config.lr) == (3.0, 2e-4)
+    for step_id in ("wmt16-ts-dtp-k0.5", "wmt16-general-dtp-k0.5"):
+        config = full[step_id].config
+        assert (config.pruning.k, config.pruning.keep_target, config.hard_ratio) == (0.5, 0.6, 0.67)
     assert full["wmt16-general-dtp-k0.5"].config.pruning.gamma == 0.0
     assert full["wmt16-ts-dtp-k0.5"].config.pruning.gamma == 0.5
 
