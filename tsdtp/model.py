@@ -9,19 +9,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import AutoConfig, BertForSequenceClassification
 
 from tsdtp.adapters.bert import BertAdapter
 from tsdtp.config import PruningConfig
-from tsdtp.engine import EngineOutput, run_layers
+from tsdtp.engine import EngineOutput
 from tsdtp.errors import ConfigError
 from tsdtp.hub import resolve_model
-from tsdtp.losses import pruning_penalty
-from tsdtp.scoring import TaskScorer
-
-SCORER_INIT_SEED = 0
-"""The scorers are initialised from this seed, whatever the global RNG state."""
+from tsdtp.pruned_model import PrunedModel
 
 
 @dataclass
@@ -32,20 +27,14 @@ class ClassifierOutput:
     engine: EngineOutput
 
 
-class PrunedClassifier(nn.Module):
+class PrunedClassifier(PrunedModel):
     """Sequence classifier on [CLS] whose encoder prunes tokens as `pruning` says."""
 
+    model: BertForSequenceClassification
+    adapter: BertAdapter
+
     def __init__(self, model: BertForSequenceClassification, special_ids: list[int], pruning: PruningConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.adapter = BertAdapter(model, special_ids)
-        self.special_ids = list(special_ids)
-        self.pruning = pruning
-        with torch.random.fork_rng():
-            torch.manual_seed(SCORER_INIT_SEED)
-            self.scorers = nn.ModuleList(
-                TaskScorer(self.adapter.hidden_size, pruning.d_task) for _ in range(self.adapter.num_layers)
-            )
+        super().__init__(model, BertAdapter(model, special_ids), special_ids, pruning)
 
     @classmethod
     def from_pretrained(cls, model_id: str, num_labels: int, special_ids: list[int],
@@ -62,16 +51,10 @@ class PrunedClassifier(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], record_trace: bool = False,
                 generator: torch.Generator | None = None) -> ClassifierOutput:
         """Classify a padded batch; in training mode with a pruning method, masks are soft."""
-        valid = batch["attention_mask"].bool()
-        special = self.adapter.special_mask(batch["input_ids"])
-        embeddings = self.adapter.embed(batch)
-        soft = self.training and self.pruning.prunes
-        output = run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special,
-                            soft=soft, record_trace=record_trace, generator=generator)
+        output = self.run_engine(self.adapter.embed(batch), batch["input_ids"], batch["attention_mask"],
+                                 record_trace=record_trace, generator=generator)
         return ClassifierOutput(self.adapter.classify(output.hidden), output)
 
     def loss(self, output: ClassifierOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """`CE + lambda_aux * L_aux + lambda_keep * L_keep` (see `tsdtp.losses`), and each part as a float."""
-        loss = F.cross_entropy(output.logits, labels)
-        penalty, parts = pruning_penalty(output.engine, self.pruning)
-        return loss + penalty, {"ce": float(loss.detach()), **parts}
+        return self.add_pruning_penalty(F.cross_entropy(output.logits, labels), output.engine)

@@ -1,25 +1,22 @@
 """Fine-tune one configuration: AdamW with warm-up and linear decay, evaluation each epoch.
 
-The run directory is written as training goes: `config.json` first, `state.pt` every
-`save_every` steps and at each epoch end (so an interrupted run resumes where it stopped),
-`checkpoint.pt` and `metrics.json` after each evaluation.
+The run directory is written as training goes (see `tsdtp.training_loop`): `config.json`
+first, `state.pt` every `save_every` steps and at each epoch end (so an interrupted run
+resumes where it stopped), `checkpoint.pt` and `metrics.json` after each evaluation.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from tsdtp.checkpoint import atomic_torch_save, atomic_write_json, load_checkpoint, load_trainer_state, save_checkpoint
+from tsdtp.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.config import TrainConfig
 from tsdtp.errors import CheckpointError
 from tsdtp.evaluate import evaluate_model
@@ -27,6 +24,7 @@ from tsdtp.hub import resolve_model
 from tsdtp.model import PrunedClassifier
 from tsdtp.tasks import get_task, load_task_data
 from tsdtp.tasks.encoding import EncodedSplit, batch_indices, collate, encode_split
+from tsdtp.training_loop import build_optimizer, linear_schedule, open_run_dir, run_training_loop
 
 
 def seed_everything(seed: int) -> None:
@@ -75,94 +73,44 @@ def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Prun
     return model
 
 
-def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
-    saved = run_dir / "config.json"
-    if saved.is_file():
-        try:
-            previous = json.loads(saved.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{saved} is not valid JSON ({exc}); remove the run directory to start again")
-        if previous != json.loads(json.dumps(config.to_dict())):
-            raise CheckpointError(f"{run_dir} holds a run with a different config; choose another --run-dir "
-                                  "or delete it")
-    atomic_write_json(saved, config.to_dict())
+def epoch_plan(split: EncodedSplit, config: TrainConfig) -> list[list[list[int]]]:
+    """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
+    steps_per_epoch = math.ceil(len(split) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    plan = [batch_indices(split.lengths(), config.batch_size, shuffle=True, seed=config.seed + epoch)
+            for epoch in range(math.ceil(total_steps / steps_per_epoch))]
+    plan[-1] = plan[-1][: total_steps - (len(plan) - 1) * steps_per_epoch]
+    return plan
 
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
           ) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(run_dir, config)
+    run_dir = open_run_dir(run_dir, config.to_dict())
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.model)
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
     assert train_split is not None
     model = build_model(config, tokenizer)
-    scorer_params = list(model.scorers.parameters())
-    decay = [p for n, p in model.model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.model.named_parameters() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([
-        {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
-        {"params": no_decay, "lr": config.lr, "weight_decay": 0.0},
-        {"params": scorer_params, "lr": config.scorer_lr, "weight_decay": 0.0},
-    ])
-    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
-    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-
-    step, history, seconds = 0, [], 0.0
-    state = load_trainer_state(run_dir)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, history, seconds = state["step"], state["history"], state["train_seconds"]
-        torch.set_rng_state(state["torch_rng"])
-    if step >= total_steps and (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
-
-    def save_state() -> None:
-        atomic_torch_save(run_dir / "state.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "history": history, "train_seconds": seconds, "torch_rng": torch.get_rng_state()})
-
+    optimizer = build_optimizer(model, config.lr, config.scorer_lr, config.weight_decay)
+    plan = epoch_plan(train_split, config)
+    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
     pad_id = tokenizer.pad_token_id
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {config.task} {config.pruning.method}",
-               disable=not progress)
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        batches = batch_indices(train_split.lengths(), config.batch_size, shuffle=True, seed=config.seed + epoch)
-        model.train()
-        started = time.perf_counter()
-        for indices in batches[offset:]:
-            batch = collate(train_split, indices, pad_id)
-            output = model(batch)
-            loss, parts = model.loss(output, batch["labels"])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
-            if step % config.save_every == 0 or step == total_steps:
-                seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                save_state()
-            if step == total_steps:
-                break
-        seconds += time.perf_counter() - started
+
+    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate(train_split, indices, pad_id)
+        return model.loss(model(batch), batch["labels"])
+
+    def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         result, _ = evaluate_model(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
-        history.append({"epoch": epoch + 1, "step": step, "loss": parts["ce"], **result.summary()})
+        return {"epoch": epoch + 1, "step": step, "loss": parts["ce"], **result.summary()}
+
+    def save_run(step: int, seconds: float, history: list[dict[str, Any]]) -> dict[str, Any]:
         save_checkpoint(run_dir, model, config)
-        save_state()
-        metrics = {"task": config.task, "method": config.pruning.method, "eval_split": eval_name,
-                   "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
-                   "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
-        atomic_write_json(run_dir / "metrics.json", metrics)
-    bar.close()
-    return json.loads((run_dir / "metrics.json").read_text())
+        return {"task": config.task, "method": config.pruning.method, "eval_split": eval_name,
+                "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
+                "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
+
+    return run_training_loop(run_dir, model, optimizer, scheduler, plan, save_every=config.save_every,
+                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
+                             description=f"train {config.task} {config.pruning.method}", progress=progress)

@@ -8,10 +8,10 @@ library's modules called as they are.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import BertForSequenceClassification
 from transformers.models.bert.modeling_bert import BertLayer
 
+from tsdtp.adapters.attention import biased_self_attention
 from tsdtp.packing import TokenLayout
 
 
@@ -47,22 +47,9 @@ class BertAdapter:
         """
         block: BertLayer = self.model.bert.encoder.layer[index]
         attention = block.attention.self
-        batch, length = key_bias.shape
-        heads = (batch, length, self.num_heads, -1)
-        query, key, value = attention.query(hidden), attention.key(hidden), attention.value(hidden)
-        if layout is not None:
-            query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
-        query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
-        bias = key_bias[:, None, None, :].to(query.dtype)
-        dropout = attention.dropout.p if self.model.training else 0.0
-        probs = None
-        if need_probs:
-            probs = (query @ key.transpose(-1, -2)).mul_(attention.scaling).add_(bias).softmax(dim=-1)
-            context = F.dropout(probs, dropout, self.model.training) @ value
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
-        context = context.transpose(1, 2)
-        context = (layout.pack(context) if layout is not None else context).reshape(hidden.shape)
+        context, probs = biased_self_attention(
+            attention.query(hidden), attention.key(hidden), attention.value(hidden), key_bias, self.num_heads,
+            attention.dropout.p, self.model.training, need_probs, layout)
         attended = block.attention.output(context, hidden)
         return block.output(block.intermediate(attended), attended), probs
 

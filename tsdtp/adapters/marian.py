@@ -15,6 +15,7 @@ from transformers import MarianMTModel
 from transformers.activations import ACT2FN
 from transformers.models.marian.modeling_marian import MarianEncoderLayer
 
+from tsdtp.adapters.attention import biased_self_attention
 from tsdtp.packing import TokenLayout
 
 
@@ -55,23 +56,9 @@ class MarianAdapter:
         block: MarianEncoderLayer = self.encoder.layers[index]
         attention = block.self_attn
         training = self.model.training
-        batch, length = key_bias.shape
-        heads = (batch, length, self.num_heads, -1)
-        query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
-        if layout is not None:
-            query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
-        query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
-        bias = key_bias[:, None, None, :].to(query.dtype)
-        dropout = attention.dropout if training else 0.0
-        probs = None
-        if need_probs:
-            probs = (query @ key.transpose(-1, -2) * attention.scaling + bias).softmax(dim=-1)
-            context = F.dropout(probs, dropout, training) @ value
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout,
-                                                     scale=attention.scaling)
-        context = context.transpose(1, 2)
-        context = (layout.pack(context) if layout is not None else context).reshape(hidden.shape)
+        context, probs = biased_self_attention(
+            attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden), key_bias, self.num_heads,
+            attention.dropout, training, need_probs, layout, scaling=attention.scaling)
         attended = F.dropout(attention.out_proj(context), block.dropout, training)
         hidden = block.self_attn_layer_norm(hidden + attended)
         inner = F.dropout(self.activation(block.fc1(hidden)), block.activation_dropout, training)

@@ -14,20 +14,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import GenerationConfig, MarianConfig, MarianMTModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
 from tsdtp.adapters.marian import MarianAdapter
 from tsdtp.config import PruningConfig
-from tsdtp.engine import EngineOutput, run_layers
-from tsdtp.losses import pruning_penalty
-from tsdtp.scoring import TaskScorer
+from tsdtp.engine import EngineOutput
+from tsdtp.pruned_model import PrunedModel
 from tsdtp.translation.config import MTConfig, translation_pruning
 from tsdtp.translation.encoding import LABEL_PAD
-
-SCORER_INIT_SEED = 0
-"""The scorers are initialised from this seed, whatever the global RNG state."""
 
 
 @dataclass
@@ -69,44 +64,24 @@ def build_scratch_model(config: MTConfig, tokenizer: PreTrainedTokenizerBase) ->
     return model
 
 
-class PrunedTranslator(nn.Module):
+class PrunedTranslator(PrunedModel):
     """Encoder-decoder translator whose encoder prunes source tokens as `pruning` says."""
 
+    model: MarianMTModel
+    adapter: MarianAdapter
+
     def __init__(self, model: MarianMTModel, special_ids: list[int], pruning: PruningConfig) -> None:
-        super().__init__()
-        self.model = model
-        self.adapter = MarianAdapter(model, special_ids)
-        self.special_ids = list(special_ids)
-        self.pruning = pruning
-        self.straight_through = False
-        with torch.random.fork_rng():
-            torch.manual_seed(SCORER_INIT_SEED)
-            self.scorers = nn.ModuleList(
-                TaskScorer(self.adapter.hidden_size, pruning.d_task) for _ in range(self.adapter.num_layers)
-            )
+        super().__init__(model, MarianAdapter(model, special_ids), special_ids, pruning)
 
-    @property
-    def pruning(self) -> PruningConfig:
-        """The pruning settings, with the encoder's default pruning layers filled in."""
-        return self._pruning
-
-    @pruning.setter
-    def pruning(self, value: PruningConfig) -> None:
-        self._pruning = translation_pruning(value, self.adapter.num_layers)
+    def complete_pruning(self, pruning: PruningConfig) -> PruningConfig:
+        """`pruning` with the encoder's default pruning layers filled in."""
+        return translation_pruning(pruning, self.adapter.num_layers)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, record_trace: bool = False,
                generator: torch.Generator | None = None) -> EngineOutput:
-        """Run the pruning encoder; in training mode with a pruning method, masks are soft.
-
-        With `straight_through` set (the hard phase of training) the training forward keeps
-        exactly the tokens inference keeps (see `tsdtp.engine`).
-        """
-        valid = attention_mask.bool()
-        special = self.adapter.special_mask(input_ids)
-        soft = self.training and self.pruning.prunes
-        return run_layers(self.adapter, self.scorers, self.pruning, self.adapter.embed(input_ids), valid, special,
-                          soft=soft, straight_through=self.straight_through, record_trace=record_trace,
-                          generator=generator)
+        """Run the pruning encoder; in training mode with a pruning method, masks are soft."""
+        return self.run_engine(self.adapter.embed(input_ids), input_ids, attention_mask, record_trace=record_trace,
+                               generator=generator)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> TranslatorOutput:
         """Teacher-forced decoder logits for a padded batch (`input_ids`, `attention_mask`, `decoder_input_ids`)."""
@@ -120,8 +95,7 @@ class PrunedTranslator(nn.Module):
         """Label-smoothed token cross-entropy plus the pruning terms of `tsdtp.losses`, and each part."""
         loss = F.cross_entropy(output.logits.flatten(0, 1), labels.flatten(), ignore_index=LABEL_PAD,
                                label_smoothing=label_smoothing)
-        penalty, parts = pruning_penalty(output.engine, self.pruning)
-        return loss + penalty, {"ce": float(loss.detach()), **parts}
+        return self.add_pruning_penalty(loss, output.engine)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_beams: int, max_new_tokens: int,

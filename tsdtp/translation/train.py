@@ -10,20 +10,17 @@ validation (loss, and greedy BLEU on `val_samples` pairs).
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
-from transformers import MarianMTModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import MarianMTModel, PreTrainedTokenizerBase
 
-from tsdtp.checkpoint import atomic_torch_save, atomic_write_json, load_trainer_state
-from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.errors import ConfigError
 from tsdtp.hub import resolve_model, short_model_name
 from tsdtp.train import seed_everything
+from tsdtp.training_loop import build_optimizer, linear_schedule, open_run_dir, run_training_loop
 from tsdtp.translation.checkpoint import load_translator, save_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, load_corpus
@@ -92,19 +89,6 @@ def epoch_plan(pairs: EncodedPairs, config: MTConfig) -> list[list[list[int]]]:
     return plan
 
 
-def _check_run_dir(run_dir: Path, config: MTConfig) -> None:
-    saved = run_dir / "config.json"
-    if saved.is_file():
-        try:
-            previous = json.loads(saved.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{saved} is not valid JSON ({exc}); remove the run directory to start again")
-        if previous != json.loads(json.dumps(config.to_dict())):
-            raise CheckpointError(f"{run_dir} holds a run with a different config; choose another --run-dir "
-                                  "or delete it")
-    atomic_write_json(saved, config.to_dict())
-
-
 @torch.no_grad()
 def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: MTConfig, pad_id: int,
                     start_id: int) -> float:
@@ -124,9 +108,7 @@ def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: M
 def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
                       ) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(run_dir, config)
+    run_dir = open_run_dir(run_dir, config.to_dict())
     seed_everything(config.seed)
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
     translator, tokenizer, label = prepare_model(config, run_dir, train_corpus)
@@ -134,71 +116,30 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     val_pairs = (encode_corpus(tokenizer, val_corpus.head(config.val_samples), config.max_source_length,
                                config.max_target_length) if config.val_samples else None)
     pad_id, start_id = tokenizer.pad_token_id, translator.model.config.decoder_start_token_id
-    model_params = list(translator.model.named_parameters())
-    optimizer = torch.optim.AdamW([
-        {"params": [p for _, p in model_params if p.dim() > 1], "lr": config.lr, "weight_decay": config.weight_decay},
-        {"params": [p for _, p in model_params if p.dim() <= 1], "lr": config.lr, "weight_decay": 0.0},
-        {"params": list(translator.scorers.parameters()), "lr": config.scorer_lr, "weight_decay": 0.0},
-    ], betas=(0.9, 0.98), eps=1e-8)
+    optimizer = build_optimizer(translator, config.lr, config.scorer_lr, config.weight_decay, betas=(0.9, 0.98))
     plan = epoch_plan(train_pairs, config)
-    starts = [sum(len(epoch) for epoch in plan[:e]) for e in range(len(plan))]
+    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
     total_steps = sum(len(epoch) for epoch in plan)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
 
-    step, history, seconds = 0, [], 0.0
-    state = load_trainer_state(run_dir)
-    if state is not None:
-        translator.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, history, seconds = state["step"], state["history"], state["train_seconds"]
-        torch.set_rng_state(state["torch_rng"])
-    if step >= total_steps and (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
+    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate_pairs(train_pairs, indices, pad_id, start_id)
+        return translator.loss(translator(batch), batch["labels"], config.label_smoothing)
 
-    def save_state() -> None:
-        atomic_torch_save(run_dir / "state.pt", {
-            "model": translator.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "history": history, "train_seconds": seconds,
-            "torch_rng": torch.get_rng_state()})
+    def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
+        return {"epoch": epoch + 1, "step": step, "train_ce": parts.get("ce"),
+                **_validate(translator, tokenizer, val_pairs, config, pad_id, start_id, progress)}
 
-    hard_from = total_steps - round(config.hard_ratio * total_steps)
-    bar = tqdm(total=total_steps, initial=step, desc=f"mt-train {config.pruning.method}", disable=not progress)
-    parts: dict[str, float] = {}
-    while step < total_steps:
-        epoch = max(e for e, start in enumerate(starts) if start <= step)
-        translator.train()
-        started = time.perf_counter()
-        for indices in plan[epoch][step - starts[epoch]:]:
-            translator.straight_through = step >= hard_from
-            batch = collate_pairs(train_pairs, indices, pad_id, start_id)
-            loss, parts = translator.loss(translator(batch), batch["labels"], config.label_smoothing)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(translator.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
-            if step % config.save_every == 0 and step < starts[epoch] + len(plan[epoch]):
-                seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                save_state()
-        seconds += time.perf_counter() - started
-        history.append({"epoch": epoch + 1, "step": step, "train_ce": parts.get("ce"),
-                        **_validate(translator, tokenizer, val_pairs, config, pad_id, start_id, progress)})
+    def save_run(step: int, seconds: float, history: list[dict[str, Any]]) -> dict[str, Any]:
         save_translator(run_dir, translator, tokenizer, label)
-        metrics = {"task": config.task, "model": label, "method": config.pruning.method,
-                   "train_pairs": len(train_pairs), "val_split": val_corpus.split_label, "steps": step,
-                   "total_steps": total_steps, "train_seconds": round(seconds, 1),
-                   "threads": torch.get_num_threads(), "history": history, "final": history[-1]}
-        atomic_write_json(run_dir / "metrics.json", metrics)
-        save_state()
-    bar.close()
-    return json.loads((run_dir / "metrics.json").read_text())
+        return {"task": config.task, "model": label, "method": config.pruning.method,
+                "train_pairs": len(train_pairs), "val_split": val_corpus.split_label, "steps": step,
+                "total_steps": total_steps, "train_seconds": round(seconds, 1),
+                "threads": torch.get_num_threads(), "history": history, "final": history[-1]}
+
+    return run_training_loop(run_dir, translator, optimizer, scheduler, plan, save_every=config.save_every,
+                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
+                             description=f"mt-train {config.pruning.method}", progress=progress,
+                             hard_ratio=config.hard_ratio)
 
 
 def _validate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, pairs: EncodedPairs | None,
