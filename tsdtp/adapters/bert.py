@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import BertForSequenceClassification
 from transformers.models.bert.modeling_bert import BertLayer
 
 from tsdtp.packing import TokenLayout
+from tsdtp.regions import ATTENTION, ATTENTION_OUTPUT, EMBEDDINGS, FFN, HEAD, PACKING, QKV, region
 
 
 class BertAdapter:
@@ -29,7 +31,8 @@ class BertAdapter:
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Input embeddings [B, N, hidden]."""
-        return self.model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+        with region(EMBEDDINGS):
+            return self.model.bert.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
 
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """True where the token is special and must survive."""
@@ -49,29 +52,54 @@ class BertAdapter:
         attention = block.attention.self
         batch, length = key_bias.shape
         heads = (batch, length, self.num_heads, -1)
-        query, key, value = attention.query(hidden), attention.key(hidden), attention.value(hidden)
+        with region(QKV, index):
+            query, key, value = attention.query(hidden), attention.key(hidden), attention.value(hidden)
         if layout is not None:
-            query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
-        query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
-        bias = key_bias[:, None, None, :].to(query.dtype)
-        dropout = attention.dropout.p if self.model.training else 0.0
-        probs = None
-        if need_probs:
-            probs = (query @ key.transpose(-1, -2)).mul_(attention.scaling).add_(bias).softmax(dim=-1)
-            context = F.dropout(probs, dropout, self.model.training) @ value
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
-        context = context.transpose(1, 2)
-        context = (layout.pack(context) if layout is not None else context).reshape(hidden.shape)
-        attended = block.attention.output(context, hidden)
-        return block.output(block.intermediate(attended), attended), probs
+            with region(PACKING, index):
+                query, key, value = layout.pad(query), layout.pad(key), layout.pad(value)
+        with region(ATTENTION, index):
+            query, key, value = (x.view(heads).transpose(1, 2) for x in (query, key, value))
+            bias = key_bias[:, None, None, :].to(query.dtype)
+            dropout = attention.dropout.p if self.model.training else 0.0
+            probs = None
+            if need_probs:
+                probs = (query @ key.transpose(-1, -2)).mul_(attention.scaling).add_(bias).softmax(dim=-1)
+                context = F.dropout(probs, dropout, self.model.training) @ value
+            else:
+                context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout)
+            context = context.transpose(1, 2)
+            if layout is None:
+                context = context.reshape(hidden.shape)
+        if layout is not None:
+            with region(PACKING, index):
+                context = layout.pack(context).reshape(hidden.shape)
+        with region(ATTENTION_OUTPUT, index):
+            attended = block.attention.output(context, hidden)
+        with region(FFN, index):
+            return block.output(block.intermediate(attended), attended), probs
 
     def classify(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the [CLS] state (position 0, never pruned) through pooler and head."""
-        pooled = self.model.bert.pooler(hidden)
-        return self.model.classifier(self.model.dropout(pooled))
+        with region(HEAD):
+            pooled = self.model.bert.pooler(hidden)
+            return self.model.classifier(self.model.dropout(pooled))
 
     def dense_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The library's own dense forward: the reference for equivalence and speed."""
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
         return self.model(**inputs).logits
+
+    def module_components(self) -> list[tuple[nn.Module, str, int | None]]:
+        """The library modules of `dense_logits` as (module, component, layer), for the time breakdown.
+
+        The dense forward has no regions of ours, so the profiler labels these modules
+        instead (innermost wins: a layer's query/key/value linears inside its self-attention).
+        """
+        bert = self.model.bert
+        labelled: list[tuple[nn.Module, str, int | None]] = [(bert.embeddings, EMBEDDINGS, None)]
+        for index, block in enumerate(bert.encoder.layer):
+            attention = block.attention.self
+            labelled += [(attention, ATTENTION, index), (block.attention.output, ATTENTION_OUTPUT, index),
+                         (block.intermediate, FFN, index), (block.output, FFN, index)]
+            labelled += [(linear, QKV, index) for linear in (attention.query, attention.key, attention.value)]
+        return labelled + [(bert.pooler, HEAD, None), (self.model.classifier, HEAD, None)]
