@@ -146,7 +146,7 @@ def spec_label(pruning: PruningConfig | None) -> str:
 
 
 @dataclass
-class _Method:
+class BoundMethod:
     """A spec bound to its loaded model: call it on a batch for (logits, tokens per layer)."""
 
     label: str
@@ -191,13 +191,13 @@ def run_benchmark(specs: Sequence[BenchSpec], data: BenchData, settings: BenchSe
     """Measure every spec on `data` as `settings` says; one bench.csv row per spec and batch size."""
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    methods = _bind(specs, device, dtype)
+    methods = bind_specs(specs, device, dtype)
     trained = {id(m.model): (m.model, m.model.pruning) for m in methods}
     frames, measurements = [], []
     try:
-        with _fixed_threads(settings.threads), torch.inference_mode():
+        with fixed_threads(settings.threads), torch.inference_mode():
             for batch_size in settings.batch_sizes:
-                batches = _batches(data, batch_size, settings.sort_by_length, device)
+                batches = eval_batches(data, batch_size, settings.sort_by_length, device)
                 rows, measured = _bench_batch_size(methods, batches, data, settings, device, batch_size)
                 frames.append(pd.DataFrame(rows, columns=list(BENCH_COLUMNS)))
                 measurements.extend(measured)
@@ -208,7 +208,8 @@ def run_benchmark(specs: Sequence[BenchSpec], data: BenchData, settings: BenchSe
 
 
 @contextmanager
-def _fixed_threads(threads: int) -> Iterator[None]:
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch CPU threads, then restore the previous number."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -217,7 +218,7 @@ def _fixed_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _bind(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype) -> list[_Method]:
+def bind_specs(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype) -> list[BoundMethod]:
     """Load each distinct source once, on the device and in the dtype, and label the specs."""
     models: dict[object, PrunedClassifier] = {}
     methods = []
@@ -231,8 +232,8 @@ def _bind(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype) 
             models[key] = model.eval()
         run_dir = spec.run_dir or ("" if isinstance(spec.source, PrunedClassifier) else str(spec.source))
         seed = spec.pruning.seed if spec.pruning is not None else 0
-        methods.append(_Method(spec.label or spec_label(spec.pruning), spec.pruning, models[key], run_dir,
-                               torch.Generator(device=device).manual_seed(seed)))
+        methods.append(BoundMethod(spec.label or spec_label(spec.pruning), spec.pruning, models[key], run_dir,
+                                   torch.Generator(device=device).manual_seed(seed)))
     labels = [m.label for m in methods]
     for method in methods:
         if labels.count(method.label) > 1:
@@ -242,13 +243,14 @@ def _bind(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype) 
     return methods
 
 
-def _batches(data: BenchData, batch_size: int, sort_by_length: bool, device: torch.device
+def eval_batches(data: BenchData, batch_size: int, sort_by_length: bool, device: torch.device
              ) -> list[dict[str, torch.Tensor]]:
+    """The evaluation set collated into batches of `batch_size`, on `device`."""
     order = batch_indices(data.split.lengths(), batch_size, shuffle=False, sort_by_length=sort_by_length)
     return [{k: v.to(device) for k, v in collate(data.split, indices, data.pad_id).items()} for indices in order]
 
 
-def _bench_batch_size(methods: list[_Method], batches: list[dict[str, torch.Tensor]], data: BenchData,
+def _bench_batch_size(methods: list[BoundMethod], batches: list[dict[str, torch.Tensor]], data: BenchData,
                       settings: BenchSettings, device: torch.device, batch_size: int
                       ) -> tuple[list[dict[str, object]], list[Measurement]]:
     records = {m.label: _record(m, batches) for m in methods}
@@ -281,7 +283,7 @@ def _bench_batch_size(methods: list[_Method], batches: list[dict[str, torch.Tens
     return rows, measurements
 
 
-def _record(method: _Method, batches: list[dict[str, torch.Tensor]]) -> _Record:
+def _record(method: BoundMethod, batches: list[dict[str, torch.Tensor]]) -> _Record:
     correct, tokens = 0, []
     for batch in batches:
         logits, per_layer = method(batch)
@@ -290,7 +292,7 @@ def _record(method: _Method, batches: list[dict[str, torch.Tensor]]) -> _Record:
     return _Record(correct, tokens)
 
 
-def _timed_pass(method: _Method, batches: list[dict[str, torch.Tensor]], device: torch.device
+def _timed_pass(method: BoundMethod, batches: list[dict[str, torch.Tensor]], device: torch.device
                 ) -> tuple[float, list[float]]:
     """Seconds for the forward calls of one pass, and each call's seconds."""
     synchronize(device)
@@ -309,7 +311,7 @@ def _measurement(label: str, times: list[float], batch_size: int, threads: int) 
     return Measurement(number_per_run=1, raw_times=times, task_spec=task)
 
 
-def _row(method: _Method, record: _Record, data: BenchData, settings: BenchSettings, device: torch.device,
+def _row(method: BoundMethod, record: _Record, data: BenchData, settings: BenchSettings, device: torch.device,
          batch_size: int, n_batches: int) -> dict[str, object]:
     pruning = method.flops_pruning
     return {
@@ -350,7 +352,7 @@ def _timing_columns(times: dict[str, list[float]], calls: dict[str, list[float]]
     }
 
 
-def _flops_columns(method: _Method, record: _Record, speedup: float, speedup_vs_engine: float
+def _flops_columns(method: BoundMethod, record: _Record, speedup: float, speedup_vs_engine: float
                    ) -> dict[str, object]:
     pruning = method.flops_pruning
     shape = encoder_shape(method.model)
@@ -372,7 +374,7 @@ def _flops_columns(method: _Method, record: _Record, speedup: float, speedup_vs_
     }
 
 
-def _probe_columns(method: _Method, batch: dict[str, torch.Tensor], settings: BenchSettings,
+def _probe_columns(method: BoundMethod, batch: dict[str, torch.Tensor], settings: BenchSettings,
                    device: torch.device) -> dict[str, object]:
     """Peak memory and the FlopCounterMode cross-check, on one batch."""
     columns: dict[str, object] = {"memory_batch_slots": int(batch["input_ids"].numel())}

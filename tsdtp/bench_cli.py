@@ -80,7 +80,8 @@ def parse_method(text: str) -> MethodRequest:
     head, _, run_dir = text.strip().partition("@")
     method, *options = head.split(":")
     if method not in (DENSE, RUN, *METHODS):
-        raise ConfigError(f"unknown bench method {method!r}; expected dense, run or one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {method!r} in {text!r}; expected dense, run or one of "
+                          f"{', '.join(METHODS)}")
     parsed = []
     for option in options:
         key, sep, value = option.partition("=")

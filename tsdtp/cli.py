@@ -14,6 +14,7 @@ from tsdtp.config import METHODS, PruningConfig, TrainConfig
 from tsdtp.errors import TsdtpError
 from tsdtp.hub import DEFAULT_MODEL
 from tsdtp.pipeline import add_reproduce_command, reproduce_command
+from tsdtp.profile_cli import add_profile_command, run_profile_command
 from tsdtp.tasks import TASKS
 from tsdtp.translation.cli import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_translation_commands(commands)
     add_reproduce_command(commands)
     add_bench_command(commands)
+    add_profile_command(commands)
     return parser
 
 
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in record.items() if k != "pruning"}, indent=2))
         elif args.command == "bench":
             return run_bench_command(args)
+        elif args.command == "profile":
+            return run_profile_command(args)
         elif args.command == "reproduce":
             return reproduce_command(args)
         elif args.command in TRANSLATION_COMMANDS:

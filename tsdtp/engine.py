@@ -26,6 +26,7 @@ from torch import nn
 from tsdtp.config import PruningConfig
 from tsdtp.packing import TokenLayout
 from tsdtp.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule, soft_log_keep
+from tsdtp.regions import KEEP, PACKING, SCORER, region
 from tsdtp.scoring import attention_received
 
 DYNAMIC_METHODS = ("ts-dtp", "general-dtp", "general-dtp-posthoc")
@@ -89,8 +90,9 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
     if soft and config.method not in ("none", "ts-dtp", "general-dtp"):
         raise ValueError(f"method {config.method!r} has no differentiable (training) form")
     special = special & valid
-    layout = TokenLayout.from_valid(valid) if not soft and not torch.is_grad_enabled() else None
-    hidden = layout.pack(embeddings) if layout is not None else embeddings
+    with region(PACKING):
+        layout = TokenLayout.from_valid(valid) if not soft and not torch.is_grad_enabled() else None
+        hidden = layout.pack(embeddings) if layout is not None else embeddings
     features = hidden if config.task_features == "embeddings" else None
     positions = torch.arange(length, device=valid.device).expand(batch, length)
     importance = torch.zeros(batch, length, device=valid.device)
@@ -120,11 +122,12 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
         layer_input = hidden
         hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in scored, layout=layout)
         if probs is not None:
-            score = attention_received(probs, weight)
-            if config.uses_scorer:
-                source = features if features is not None else layer_input
-                score = score + config.gamma * scorers[index](source, key_bias, weight, layout=layout)
-            importance = importance + score
+            with region(SCORER, index):
+                score = attention_received(probs, weight)
+                if config.uses_scorer:
+                    source = features if features is not None else layer_input
+                    score = score + config.gamma * scorers[index](source, key_bias, weight, layout=layout)
+                importance = importance + score
         if index not in prune_layers:
             continue
         candidates = valid & ~special
@@ -134,20 +137,22 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
             if straight_through:
                 alive = hard_keep_dynamic(importance, alive & ~special, alive, config.k)
             continue
-        keep = _hard_keep(config, importance, candidates, valid, schedule, prune_layers.index(index), generator)
-        if layout is not None:
-            valid, (special, positions, importance) = gather_kept(keep, special, positions, importance)
-            layout, survivors = layout.select(keep, valid)
-            hidden = hidden.index_select(0, survivors)
-            features = features.index_select(0, survivors) if features is not None else None
-            continue
-        carried = [hidden, special, positions, importance] + ([features] if features is not None else [])
-        valid, carried = gather_kept(keep, *carried)
-        hidden, special, positions, importance = carried[:4]
-        features = carried[4] if features is not None else None
+        with region(KEEP, index):
+            keep = _hard_keep(config, importance, candidates, valid, schedule, prune_layers.index(index), generator)
+            if layout is not None:
+                valid, (special, positions, importance) = gather_kept(keep, special, positions, importance)
+                layout, survivors = layout.select(keep, valid)
+                hidden = hidden.index_select(0, survivors)
+                features = features.index_select(0, survivors) if features is not None else None
+                continue
+            carried = [hidden, special, positions, importance] + ([features] if features is not None else [])
+            valid, carried = gather_kept(keep, *carried)
+            hidden, special, positions, importance = carried[:4]
+            features = carried[4] if features is not None else None
 
     if layout is not None:
-        hidden = layout.pad(hidden)
+        with region(PACKING):
+            hidden = layout.pad(hidden)
     mean_importance = None
     if scored:
         weight = (valid & ~special).float() * (log_keep.exp() if soft else 1.0)

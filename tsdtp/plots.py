@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from tsdtp.analysis import method_order, panels
 from tsdtp.checkpoint import atomic_write_bytes
+from tsdtp.regions import COMPONENTS
 from tsdtp.token_kinds import KINDS
 
 KEPT_COLOUR = "#1f5fa8"
@@ -214,4 +215,28 @@ def memory_plot(memory: pd.DataFrame) -> Figure:
         ax.set_title(task)
         ax.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("peak memory (MiB)")
+    return fig
+
+
+def time_breakdown_plot(profile: pd.DataFrame, clock: str = "cpu") -> Figure:
+    """Stacked bars of ms per batch by component (profile.csv rows), one bar per method, one panel per batch size."""
+    rows = profile[profile["clock"] == clock]
+    sizes = sorted(rows["batch_size"].unique())
+    if not sizes:
+        return _empty(f"no {clock} rows in the profile")
+    colours = dict(zip(COMPONENTS, sns.color_palette("tab20", len(COMPONENTS))))
+    fig = Figure(figsize=(6.0 * len(sizes), 1.2 + 0.5 * rows["label"].nunique()), layout="constrained")
+    axes = fig.subplots(1, len(sizes), squeeze=False)[0]
+    for ax, size in zip(axes, sizes):
+        table = rows[rows["batch_size"] == size].pivot_table(index="label", columns="component",
+                                                              values="ms_per_batch", sort=False, aggfunc="sum")
+        left = np.zeros(len(table))
+        for component in [c for c in COMPONENTS if c in table.columns]:
+            ax.barh(table.index, table[component], left=left, color=colours[component], label=component)
+            left += table[component].to_numpy()
+        ax.invert_yaxis()
+        ax.set_xlabel(f"ms per batch ({clock}, profiled)")
+        ax.set_title(f"batch size {size}")
+        ax.grid(alpha=0.3, axis="x")
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig

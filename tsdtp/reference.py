@@ -15,6 +15,7 @@ import torch
 
 from tsdtp.model import PrunedClassifier
 from tsdtp.pruning import hard_keep_dynamic
+from tsdtp.regions import KEEP, SCORER, region
 from tsdtp.scoring import attention_received
 
 
@@ -29,15 +30,18 @@ def reference_masking_forward(model: PrunedClassifier, batch: dict[str, torch.Te
     neg = torch.finfo(embeddings.dtype).min
     bias = torch.where(valid, 0.0, neg)
 
-    features = model.scorers[0].phi(embeddings)
-    logits = features @ features.transpose(1, 2) / math.sqrt(features.shape[-1]) + bias[:, None, :]
-    task_attention = attention_received(logits.softmax(dim=-1)[:, None], weight)
+    with region(SCORER):
+        features = model.scorers[0].phi(embeddings)
+        logits = features @ features.transpose(1, 2) / math.sqrt(features.shape[-1]) + bias[:, None, :]
+        task_attention = attention_received(logits.softmax(dim=-1)[:, None], weight)
     importance = torch.zeros_like(weight)
     hidden = embeddings
     for index in range(adapter.num_layers):
         hidden, probs = adapter.layer(index, hidden, bias, need_probs=True)
-        importance = importance + attention_received(probs, weight) + config.gamma * task_attention
-    keep = hard_keep_dynamic(importance, valid & ~special, valid, config.k)
+        with region(SCORER, index):
+            importance = importance + attention_received(probs, weight) + config.gamma * task_attention
+    with region(KEEP):
+        keep = hard_keep_dynamic(importance, valid & ~special, valid, config.k)
 
     hidden = embeddings
     masked_bias = torch.where(keep, 0.0, neg)
