@@ -114,15 +114,18 @@ kinds"""),
         ("md", """# 03 · Accuracy against cost
 
 The trade-off over k for every method (accuracy against the FLOPs ratio and against measured speedup),
-how much of the FLOPs-implied speedup is realized, and peak memory from the benchmark's `bench.csv`
-(written by `tsdtp bench`)."""),
+how much of the FLOPs-implied speedup is realized, peak memory from the benchmark's `bench.csv`
+(written by `tsdtp bench`) and where the time goes from `profile.csv` (written by `tsdtp profile`)."""),
         ("parameters", """results_csv = "reports/tables/results.csv"
 bench_csv = "reports/tables/bench.csv"
 figures_dir = "reports/figures"
 results_batch_size = 32  # use the results.csv rows measured at this batch size
-tasks = None  # None: every task in results_csv"""),
+tasks = None  # None: every task in results_csv
+profile_csv = None  # None: profile.csv beside bench_csv"""),
         ("code", """import os
+from pathlib import Path
 
+import pandas as pd
 from IPython.display import Markdown, display
 
 from tsdtp import analysis, plots
@@ -146,6 +149,14 @@ if memory is None:
 else:
     fig = plots.memory_plot(memory)
     plots.save_figure(fig, "memory", figures_dir)
+    display(fig)"""),
+        ("code", """profile_path = Path(profile_csv or Path(bench_csv).with_name("profile.csv"))
+if not profile_path.is_file():
+    display(Markdown(f"**Note:** `{profile_path}` is missing: run `tsdtp profile` to see where the time goes. "
+                     "The time-breakdown figure is skipped."))
+else:
+    fig = plots.time_breakdown_plot(pd.read_csv(profile_path))
+    plots.save_figure(fig, "time_breakdown", figures_dir)
     display(fig)"""),
     ],
     "04_results.ipynb": [
