@@ -96,7 +96,7 @@ def test_select_settings_realization_and_results_table(tmp_path):
     written = analysis.write_table(table, "results_table", tmp_path)
     assert [p.suffix for p in written] == [".csv", ".md", ".tex"]
     markdown = (tmp_path / "results_table.md").read_text().splitlines()
-    assert len(markdown) == 2 + len(table) and markdown[2].startswith("| sst2 | none | 1.00 |")
+    assert len(markdown) == 2 + len(table) and markdown[2].startswith("| sst2 |  | none | 1.00 |")
     latex = (tmp_path / "results_table.tex").read_text()
     assert r"\toprule" in latex and r"metric\_name" in latex and latex.count(r"\\") == 1 + len(table)
 

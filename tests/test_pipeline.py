@@ -162,7 +162,7 @@ def test_gallery_shows_every_figure_with_caption_and_command(reproduced):
     for stem, caption in (("keep_heatmaps_sst2", "Heatmaps."), ("tradeoff", "Trade-off."), ("memory", "Memory.")):
         assert f"![{caption}](figures/{stem}.png)" in gallery
     assert gallery.count("`tsdtp reproduce --profile tiny`") >= 7
-    assert "| sst2 | ts-dtp | 0.50 |" in gallery
+    assert "| sst2 | sst2 dev | ts-dtp | 0.50 |" in gallery
 
 
 def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, glue_dir):

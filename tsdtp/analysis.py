@@ -20,6 +20,9 @@ from tsdtp.token_kinds import KINDS, token_kinds
 SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
 """Tasks whose token-kind breakdown separates sentiment-bearing words."""
 
+DECODER_ROW_TASKS: tuple[str, ...] = ("wmt16",)
+"""Tasks whose keep traces end with one extra row: the source tokens the decoder cross-attends to."""
+
 MEMORY_COLUMNS: dict[str, float] = {
     "memory_mb": 1.0, "peak_memory_mb": 1.0, "peak_memory_mib": 1.0, "activation_memory_mb": 1.0,
     "peak_activation_mib": 1.0, "peak_activation_bytes": 2.0**-20, "peak_memory_bytes": 2.0**-20,
@@ -195,7 +198,7 @@ def bench_memory(bench: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The paper's table: one row per task, method and setting, with metric, keep, FLOPs, speedup and memory.
+    """The paper's table: one row per task, test set, method and setting, with metric, keep, FLOPs, speedup, memory.
 
     Memory (peak MiB) comes from bench.csv, matched on task, method and k at the same batch
     size where it has that column; otherwise it is left empty.
@@ -208,16 +211,17 @@ def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> p
         memory = memory.groupby(keys, as_index=False)["memory_mb"].median()
         table = table.drop(columns="memory_mb").merge(memory, on=keys, how="left")
     order = {name: index for index, name in enumerate(method_order(table["method"].tolist()))}
-    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "_order", "k"], kind="stable")
-    columns = ["task", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio", "speedup",
-               "memory_mb", "n_eval"]
+    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "eval_split", "_order", "k"],
+                                                                        kind="stable")
+    columns = ["task", "eval_split", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio",
+               "speedup", "memory_mb", "n_eval"]
     return table[columns].reset_index(drop=True)
 
 
 def _cell(value: object, digits: int) -> str:
     if isinstance(value, float):
         return "" if np.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
+    return "" if value is None else str(value)
 
 
 TABLE_DIGITS: dict[str, int] = {"k": 2, "gamma": 2, "metric": 2, "keep_ratio": 3, "flops_ratio": 3,

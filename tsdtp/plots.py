@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from tsdtp.analysis import method_order, panels
+from tsdtp.analysis import DECODER_ROW_TASKS, method_order, panels
 from tsdtp.checkpoint import atomic_write_bytes
 from tsdtp.regions import COMPONENTS
 from tsdtp.token_kinds import KINDS
@@ -57,7 +57,8 @@ def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequen
     """For each example a row of layer × token grids, one per method, kept tokens coloured.
 
     `traces` holds one task and one setting per method. A cell is coloured when the token is
-    alive at the input of that layer; token strings label the x axis.
+    alive at the input of that layer; token strings label the x axis. Translation traces
+    (`DECODER_ROW_TASKS`) end with one more row: the source tokens the decoder cross-attends to.
     """
     if not len(examples):
         return _empty("no example is long enough and correctly classified by every method")
@@ -79,11 +80,14 @@ def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequen
             tokens = one[one["layer"] == 0].sort_values("position")["token"].tolist()
             ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
             ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
-            ax.set_yticks(range(grid.shape[0]), [str(layer + 1) for layer in range(grid.shape[0])], fontsize=7)
+            rows = [str(layer + 1) for layer in range(grid.shape[0])]
+            if one["task"].iloc[0] in DECODER_ROW_TASKS:
+                rows[-1] = "decoder"
+            ax.set_yticks(range(grid.shape[0]), rows, fontsize=7)
             ax.set_ylabel("layer", fontsize=8)
             k = float(one["k"].iloc[0])
             verdict = ""
-            if "correct" in one.columns:
+            if "correct" in one.columns and pd.notna(one["correct"].iloc[0]):
                 verdict = " · correct" if bool(one["correct"].iloc[0]) else " · wrong"
             kept = grid[-1].sum() / grid[0].sum()
             ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · last layer keeps {kept:.0%}",
