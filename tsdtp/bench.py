@@ -113,14 +113,21 @@ class BenchSettings:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch sizes must be positive integers (got {self.batch_sizes})")
-        if self.repeats < 1 or self.warmup < 0:
-            raise ConfigError(f"need repeats >= 1 and warmup >= 0 (got {self.repeats}, {self.warmup})")
-        if self.threads < 1:
-            raise ConfigError(f"threads must be >= 1 (got {self.threads})")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        check_measure_settings(self.batch_sizes, self.warmup, self.threads, self.dtype)
+        if self.repeats < 1:
+            raise ConfigError(f"need repeats >= 1 (got {self.repeats})")
+
+
+def check_measure_settings(batch_sizes: Sequence[int], warmup: int, threads: int, dtype: str) -> None:
+    """ConfigError for settings no measurement can run with (bench and profile share them)."""
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be positive integers (got {batch_sizes})")
+    if warmup < 0:
+        raise ConfigError(f"warmup must be >= 0 (got {warmup})")
+    if threads < 1:
+        raise ConfigError(f"threads must be >= 1 (got {threads})")
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
 
 
 @dataclass

@@ -30,8 +30,9 @@ from torch import nn
 from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from tsdtp.bench import BenchData, BenchSpec, BoundMethod, bind_specs, eval_batches, fixed_threads
-from tsdtp.devices import DTYPES, device_name, resolve_device, resolve_dtype, synchronize
+from tsdtp.bench import (BenchData, BenchSpec, BoundMethod, bind_specs, check_measure_settings, eval_batches,
+                         fixed_threads)
+from tsdtp.devices import device_name, resolve_device, resolve_dtype, synchronize
 from tsdtp.errors import ConfigError
 from tsdtp.regions import COMPONENTS, LAYERNORM, OTHER, parse_region, region_name
 
@@ -203,14 +204,7 @@ class ProfileSettings:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ConfigError(f"batch sizes must be positive integers (got {self.batch_sizes})")
-        if self.warmup < 0:
-            raise ConfigError(f"warmup must be >= 0 (got {self.warmup})")
-        if self.threads < 1:
-            raise ConfigError(f"threads must be >= 1 (got {self.threads})")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        check_measure_settings(self.batch_sizes, self.warmup, self.threads, self.dtype)
 
 
 @dataclass
