@@ -25,7 +25,7 @@ from torch.utils.benchmark import Compare
 
 from tsdtp.bench import DEFAULT_BATCH_SIZES, BenchData, BenchResult, BenchSettings, BenchSpec, run_benchmark
 from tsdtp.checkpoint import atomic_write_bytes, load_checkpoint
-from tsdtp.config import METHODS, PruningConfig, TrainConfig
+from tsdtp.config import METHODS, TASK_AGNOSTIC_METHODS, PruningConfig, TrainConfig
 from tsdtp.devices import DEVICES, DTYPES
 from tsdtp.errors import ConfigError
 from tsdtp.evaluate import EvalResult
@@ -36,7 +36,6 @@ from tsdtp.train import load_tokenizer, prepare_data
 
 DENSE, RUN = "dense", "run"
 DEFAULT_METHODS = "dense,none,run,general-dtp-posthoc,topk,reference-masking"
-TASK_AGNOSTIC = ("general-dtp", "general-dtp-posthoc", "topk", "random")
 RESULTS_BATCH_SIZE = 32
 BENCH_KEY_COLUMNS = ("task", "model", "eval_split", "label", "run_dir", "device", "device_name", "threads", "dtype",
                      "sorted_by_length", "batch_size")
@@ -113,7 +112,7 @@ def resolve_pruning(request: MethodRequest, trained: PruningConfig) -> PruningCo
     changes = dict(request.options)
     if request.method != RUN:
         changes["method"] = request.method
-        if "gamma" not in changes and request.method in TASK_AGNOSTIC:
+        if "gamma" not in changes and request.method in TASK_AGNOSTIC_METHODS:
             changes["gamma"] = 0.0
     return trained.replace(**changes)
 

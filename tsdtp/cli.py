@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from tsdtp.bench_cli import add_bench_command, run_bench_command
-from tsdtp.config import METHODS, PruningConfig, TrainConfig
+from tsdtp.config import METHODS, TASK_AGNOSTIC_METHODS, PruningConfig, TrainConfig
 from tsdtp.errors import TsdtpError
 from tsdtp.hub import DEFAULT_MODEL
 from tsdtp.pipeline import add_reproduce_command, reproduce_command
@@ -52,7 +52,7 @@ def add_pruning_args(parser: argparse.ArgumentParser, defaults: bool) -> None:
 def pruning_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The pruning flags that were given, with gamma defaulting to 0 for task-agnostic methods."""
     given = {name: getattr(args, name) for name in PRUNING_FLAGS if getattr(args, name) is not None}
-    if "gamma" not in given and given.get("method") in ("general-dtp", "general-dtp-posthoc", "topk", "random"):
+    if "gamma" not in given and given.get("method") in TASK_AGNOSTIC_METHODS:
         given["gamma"] = 0.0
     return given
 

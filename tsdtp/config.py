@@ -27,6 +27,9 @@ METHODS: tuple[str, ...] = (
 TRAINABLE_METHODS: tuple[str, ...] = ("none", "ts-dtp", "general-dtp")
 """Methods with their own fine-tuning recipe; the others are applied to a dense model."""
 
+TASK_AGNOSTIC_METHODS: tuple[str, ...] = ("general-dtp", "general-dtp-posthoc", "topk", "random")
+"""Methods that ignore the task scorer: gamma defaults to 0 for them wherever a command sets it."""
+
 K_MIN, K_MAX = -3.0, 1e6
 """The threshold width k. k >= K_MAX (or `math.inf`) switches pruning off."""
 

@@ -13,14 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from tsdtp.config import PruningConfig
+from tsdtp.config import TASK_AGNOSTIC_METHODS, PruningConfig
 from tsdtp.experiments import eval_overrides
 from tsdtp.translation.cli import MT_PRUNING_DEFAULTS
 from tsdtp.translation.config import SCRATCH, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
-
-TASK_AGNOSTIC = ("general-dtp", "general-dtp-posthoc", "topk", "random")
-"""Methods trained and evaluated with gamma 0 unless it is given (as `tsdtp mt-train` does)."""
 
 
 def translation_config(method: str = "none", k: float = 1.0, gamma: float | None = None,
@@ -37,7 +34,7 @@ def translation_config(method: str = "none", k: float = 1.0, gamma: float | None
     """
     pruning = {"method": method, "k": float(k), "keep_target": float(keep_target),
                "d_task": MT_PRUNING_DEFAULTS["d_task"]}
-    if gamma is not None or method in TASK_AGNOSTIC:
+    if gamma is not None or method in TASK_AGNOSTIC_METHODS:
         pruning["gamma"] = 0.0 if gamma is None else float(gamma)
     return MTConfig(model=SCRATCH, pruning=PruningConfig(**pruning), epochs=float(epochs), lr=float(lr),
                     init_from=None if init_from is None else str(init_from), max_train_samples=max_train_samples,
