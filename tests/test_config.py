@@ -42,6 +42,7 @@ def test_pruning_switches_off_for_none_and_infinite_k():
     ({"epochs": 0}, "epochs"),
     ({"batch_size": 0}, "batch_size"),
     ({"max_train_samples": 0}, "max_train_samples"),
+    ({"hard_ratio": 1.5}, "hard_ratio"),
     ({"pruning": PruningConfig(method="topk", gamma=0.0)}, "applied to a trained model"),
 ])
 def test_out_of_range_training_settings_are_rejected(changes, message):

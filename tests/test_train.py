@@ -75,6 +75,22 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, glue_dir,
     assert metrics["steps"] == 4
 
 
+def test_the_last_hard_ratio_of_training_steps_run_straight_through(tmp_path, glue_dir, monkeypatch):
+    import tsdtp.pruned_model as pruned_model
+
+    flags = []
+    real_run_layers = pruned_model.run_layers
+
+    def spying_run_layers(*args, **kwargs):
+        if kwargs["soft"]:
+            flags.append(kwargs["straight_through"])
+        return real_run_layers(*args, **kwargs)
+
+    monkeypatch.setattr(pruned_model, "run_layers", spying_run_layers)
+    metrics = train(tiny_config(epochs=1.0, hard_ratio=0.5), tmp_path, str(glue_dir), progress=False)
+    assert flags == [False, False, True, True] and metrics["steps"] == 4
+
+
 def test_a_run_directory_with_another_config_is_refused(trained_run, glue_dir):
     run_dir, _ = trained_run
     with pytest.raises(CheckpointError, match="different config"):

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", required=True)
     train.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     defaults = TrainConfig()
-    for name in ("epochs", "lr", "scorer_lr", "weight_decay", "warmup_ratio"):
+    for name in ("epochs", "lr", "scorer_lr", "weight_decay", "warmup_ratio", "hard_ratio"):
         train.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     for name in ("batch_size", "eval_batch_size", "seed", "save_every"):
         train.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             pruning = PruningConfig(**pruning_overrides(args))
             fields = ("task", "model", "epochs", "lr", "scorer_lr", "weight_decay", "warmup_ratio", "batch_size",
                       "eval_batch_size", "seed", "save_every", "max_length", "max_train_samples", "max_eval_samples",
-                      "init_from")
+                      "init_from", "hard_ratio")
             config = TrainConfig(pruning=pruning, **{name: getattr(args, name) for name in fields})
             print(json.dumps(train(config, args.run_dir, args.data_dir)["final"], indent=2))
         elif args.command == "eval":

@@ -119,7 +119,11 @@ class PruningConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One fine-tuning run: task, model, optimisation and data budget."""
+    """One fine-tuning run: task, model, optimisation and data budget.
+
+    hard_ratio: the last fraction of training steps run with hard keep decisions forward and
+        soft-mask gradients backward (`straight_through`, as `MTConfig.hard_ratio`).
+    """
 
     task: str = "sst2"
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -137,6 +141,7 @@ class TrainConfig:
     seed: int = 0
     init_from: str | None = None
     save_every: int = 500
+    hard_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0.0 < self.epochs <= 100.0, f"epochs must be in (0, 100] (got {self.epochs})")
@@ -151,6 +156,7 @@ class TrainConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, f"{name} must be >= 1 (got {value})")
         _check(self.save_every >= 1, f"save_every must be >= 1 (got {self.save_every})")
+        _check(0.0 <= self.hard_ratio <= 1.0, f"hard_ratio must be in [0, 1] (got {self.hard_ratio})")
         _check(self.pruning.method in TRAINABLE_METHODS,
                f"method {self.pruning.method!r} is applied to a trained model, not trained; "
                f"train one of {', '.join(TRAINABLE_METHODS)} and evaluate with --method {self.pruning.method}")

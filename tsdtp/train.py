@@ -113,4 +113,5 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
 
     return run_training_loop(run_dir, model, optimizer, scheduler, plan, save_every=config.save_every,
                              step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
-                             description=f"train {config.task} {config.pruning.method}", progress=progress)
+                             description=f"train {config.task} {config.pruning.method}", progress=progress,
+                             hard_ratio=config.hard_ratio)
