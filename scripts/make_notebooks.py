@@ -239,8 +239,9 @@ config"""),
         ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
-        ("code", """summary = evaluate_translation_settings(run_dir, evals, data_dir, results_csv, splits, results_batch_size,
-                                        num_beams, max_eval_samples, speed_repeats, progress=False)
+        ("code", """summary = evaluate_translation_settings(run_dir, evals, data_dir, results_csv, splits,
+                                        results_batch_size, num_beams, max_eval_samples, speed_repeats,
+                                        progress=False)
 summary"""),
         ("code", """if summary.empty:
     print("no evaluations requested")

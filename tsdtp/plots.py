@@ -179,7 +179,10 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
 
 
 def realization_plot(realized: pd.DataFrame) -> Figure:
-    """Measured over FLOPs-implied speedup per method and k (1 is the FLOPs ceiling), one panel per task and test set."""
+    """Measured over FLOPs-implied speedup per method and k (1 is the FLOPs ceiling).
+
+    One panel per task, or per task and test set when a task has several (`analysis.panels`).
+    """
     columns = panels(realized)
     if not columns:
         return _empty("no measured speedups in results.csv (evaluate with speed_repeats > 0)")
