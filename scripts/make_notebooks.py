@@ -46,23 +46,25 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from tsdtp import analysis, experiments, plots
-from tsdtp.pipeline import project_root
+from tsdtp.analysis import frames, plots
+from tsdtp.classification import experiments
+from tsdtp.runs import cache
+from tsdtp.pipeline.runner import project_root
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
     torch.set_num_threads(threads)
 config = experiments.train_config(task, model, method, k, gamma, epochs, max_train_samples, seed,
                                   max_eval_samples, init_from, keep_target)
-run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
+run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
-        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)
+        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=False)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
                                        max_eval_samples, speed_repeats, progress=False)
 summary"""),
-        ("code", """fig = plots.layer_keep_plot(analysis.layer_keep(analysis.load_traces(summary)))
+        ("code", """fig = plots.layer_keep_plot(frames.layer_keep(frames.load_traces(summary)))
 display(fig)"""),
     ],
     "02_token_keep_heatmaps.ipynb": [
@@ -85,26 +87,26 @@ translation_split = "multi30k test_2016_flickr (captions)"  # the wmt16 test set
 
 from IPython.display import display
 
-from tsdtp import analysis, plots
-from tsdtp.pipeline import project_root
-from tsdtp.results import read_results
+from tsdtp.analysis import frames, plots
+from tsdtp.pipeline.runner import project_root
+from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
 shown = results["task"].isin(tasks) & ((results["task"] != "wmt16") | (results["eval_split"] == translation_split))
-chosen = analysis.select_settings(results[shown], k)
-traces = analysis.load_traces(chosen)
+chosen = frames.select_settings(results[shown], k)
+traces = frames.load_traces(chosen)
 chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
         ("code", """for task in tasks:
     pair = traces[(traces["task"] == task) & traces["method"].isin(methods)]
-    shown = examples.get(task) or analysis.pick_examples(pair, methods, n_examples, max_tokens=max_tokens[task])
+    shown = examples.get(task) or frames.pick_examples(pair, methods, n_examples, max_tokens=max_tokens[task])
     fig = plots.keep_heatmaps(pair, shown, methods)
     plots.save_figure(fig, f"keep_heatmaps_{task}", figures_dir)
     display(fig)"""),
-        ("code", """fig = plots.layer_keep_plot(analysis.layer_keep(traces))
+        ("code", """fig = plots.layer_keep_plot(frames.layer_keep(traces))
 plots.save_figure(fig, "layer_keep", figures_dir)
 display(fig)"""),
-        ("code", """kinds = analysis.kind_survival(traces)
+        ("code", """kinds = frames.kind_survival(traces)
 fig = plots.token_kind_plot(kinds)
 plots.save_figure(fig, "token_kinds", figures_dir)
 display(fig)
@@ -128,21 +130,21 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tsdtp import analysis, plots
-from tsdtp.pipeline import project_root
-from tsdtp.results import read_results
+from tsdtp.analysis import frames, plots
+from tsdtp.pipeline.runner import project_root
+from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
-results = analysis.filter_results(read_results(results_csv), results_batch_size, tasks)
+results = frames.filter_results(read_results(results_csv), results_batch_size, tasks)
 fig = plots.tradeoff_plot(results)
 plots.save_figure(fig, "tradeoff", figures_dir)
 display(fig)"""),
-        ("code", """realized = analysis.realization(results)
+        ("code", """realized = frames.realization(results)
 fig = plots.realization_plot(realized)
 plots.save_figure(fig, "realization", figures_dir)
 display(fig)
 realized[["task", "method", "k", "flops_ratio", "implied_speedup", "speedup", "realization"]]"""),
-        ("code", """memory = analysis.bench_memory(analysis.read_bench(bench_csv))
+        ("code", """memory = frames.bench_memory(frames.read_bench(bench_csv))
 if memory is None:
     display(Markdown(f"**Note:** `{bench_csv}` is missing or has no peak-memory column: run `tsdtp bench` "
                      "to measure memory. The memory figure is skipped."))
@@ -171,14 +173,14 @@ tables_dir = "reports/tables"
 results_batch_size = 32  # use the results.csv rows (and bench.csv memory) at this batch size"""),
         ("code", """import os
 
-from tsdtp import analysis
-from tsdtp.pipeline import project_root
-from tsdtp.results import read_results
+from tsdtp.analysis import frames
+from tsdtp.pipeline.runner import project_root
+from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
-results = analysis.filter_results(read_results(results_csv), results_batch_size)
-table = analysis.results_table(results, analysis.read_bench(bench_csv))
-written = analysis.write_table(table, "results_table", tables_dir)
+results = frames.filter_results(read_results(results_csv), results_batch_size)
+table = frames.results_table(results, frames.read_bench(bench_csv))
+written = frames.write_table(table, "results_table", tables_dir)
 print("\\n".join(str(path) for path in written))
 table"""),
     ],
@@ -225,8 +227,9 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from tsdtp import analysis, experiments, plots
-from tsdtp.pipeline import project_root
+from tsdtp.analysis import frames, plots
+from tsdtp.pipeline.runner import project_root
+from tsdtp.runs import cache
 from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
 
 os.chdir(project_root())  # relative paths are relative to the repository root
@@ -234,9 +237,9 @@ if threads:
     torch.set_num_threads(threads)
 config = translation_config(method, k, gamma, keep_target, epochs, lr, init_from, max_train_samples, val_samples,
                             vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed, hard_ratio)
-run_dir = run_dir or str(experiments.run_cache_dir(config, "runs"))
+run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
-        ("code", """metrics, trained = experiments.ensure_trained(config, run_dir, data_dir, force, progress=False)
+        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=False)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """summary = evaluate_translation_settings(run_dir, evals, data_dir, results_csv, splits,
@@ -247,7 +250,7 @@ summary"""),
     print("no evaluations requested")
 else:
     first = summary[summary["eval_split"] == summary["eval_split"].iloc[0]]
-    display(plots.layer_keep_plot(analysis.layer_keep(analysis.load_traces(first))))"""),
+    display(plots.layer_keep_plot(frames.layer_keep(frames.load_traces(first))))"""),
     ],
 }
 

@@ -8,21 +8,37 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-
 from conftest import SST2_ROWS
-from tsdtp.bench import (BENCH_COLUMNS, BenchData, BenchResult, BenchSettings, BenchSpec, run_benchmark,
-                         spec_label)
-from tsdtp.bench_cli import (DEFAULT_METHODS, LoadedRun, build_specs, parse_method, parse_methods, resolve_pruning,
-                             results_rows, upsert_bench)
-from tsdtp.config import PruningConfig, TrainConfig
-from tsdtp.devices import device_name, resolve_device, resolve_dtype
+
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
+from tsdtp.classification.evaluate import encoder_shape, predict_batch
+from tsdtp.classification.model import PrunedClassifier
+from tsdtp.cli.bench import (
+    DEFAULT_METHODS,
+    LoadedRun,
+    build_specs,
+    parse_method,
+    parse_methods,
+    resolve_pruning,
+    results_rows,
+    upsert_bench,
+)
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.flops import computed_flops, counted_flops, method_flops, method_layers
 from tsdtp.errors import ConfigError
-from tsdtp.evaluate import encoder_shape, predict_batch
-from tsdtp.flops import computed_flops, counted_flops, method_flops, method_layers
-from tsdtp.memory import peak_activation_bytes, running_peak
-from tsdtp.model import PrunedClassifier
-from tsdtp.results import RESULT_COLUMNS, upsert_results
-from tsdtp.tasks.encoding import EncodedSplit, collate, encode_texts
+from tsdtp.measure.bench import (
+    BENCH_COLUMNS,
+    BenchData,
+    BenchResult,
+    BenchSettings,
+    BenchSpec,
+    run_benchmark,
+    spec_label,
+)
+from tsdtp.measure.devices import device_name, resolve_device, resolve_dtype
+from tsdtp.measure.memory import peak_activation_bytes, running_peak
+from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

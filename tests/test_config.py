@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.classification.config import TrainConfig
+from tsdtp.core.config import PruningConfig
 from tsdtp.errors import ConfigError
 
 

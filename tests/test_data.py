@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION
+from tsdtp.classification.encoding import (
+    EncodedSplit,
+    batch_indices,
+    collate,
+    encode_split,
+    encode_texts,
+)
+from tsdtp.classification.tasks import get_task, load_task_data
 from tsdtp.errors import DataError
-from tsdtp.tasks import get_task, load_task_data
-from tsdtp.tasks.encoding import EncodedSplit, batch_indices, collate, encode_split, encode_texts
-from tsdtp.tasks.glue import DEV_SPLIT_EVAL_FRACTION
 
 
 def test_sst2_loads_train_and_dev_with_quotes_intact(glue_dir):
@@ -82,7 +88,7 @@ def test_empty_and_overlong_text_warn_and_are_truncated(tokenizer):
 
 
 def test_empty_and_overlong_text_are_classified_without_error(model, tokenizer):
-    from tsdtp.config import PruningConfig
+    from tsdtp.core.config import PruningConfig
 
     texts = [("",), ("a truly wonderful film " * 200,)]
     with warnings.catch_warnings():

@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from tsdtp.checkpoint import save_checkpoint
-from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.classification.checkpoint import save_checkpoint
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import EncodedSplit, encode_texts
+from tsdtp.classification.evaluate import evaluate_model
+from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.evaluate import evaluate_model
-from tsdtp.explore import LoadedModel, analyse, load_run, pruning_for, scan_runs
-from tsdtp.tasks.encoding import EncodedSplit, encode_texts
+from tsdtp.explorer.session import (
+    LoadedModel,
+    analyse,
+    load_run,
+    pruning_for,
+    scan_runs,
+)
 
 SENTENCE = "a gorgeous , witty , seductive movie that nobody should miss ."
 

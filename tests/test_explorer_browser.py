@@ -31,7 +31,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from tsdtp.explore import scan_runs
+from tsdtp.explorer.session import scan_runs
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "00_explore.ipynb"

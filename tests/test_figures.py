@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tsdtp import analysis, plots
-from tsdtp.results import RESULT_COLUMNS, upsert_results
-from tsdtp.token_kinds import token_kinds, whole_words
+from tsdtp.analysis import frames, plots
+from tsdtp.analysis.token_kinds import token_kinds, whole_words
+from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
 
 
 def test_token_kinds_judge_whole_words():
@@ -45,10 +45,10 @@ def fake_traces() -> pd.DataFrame:
 
 def test_layer_keep_and_kind_survival_summarise_traces():
     traces = fake_traces()
-    keep = analysis.layer_keep(traces)
+    keep = frames.layer_keep(traces)
     ts = keep[keep["method"] == "ts-dtp"].sort_values("layer")["keep_ratio"].tolist()
     assert ts == pytest.approx([1.0, 8 / 11, 8 / 11])
-    kinds = analysis.kind_survival(traces).set_index(["method", "kind"])["survival"]
+    kinds = frames.kind_survival(traces).set_index(["method", "kind"])["survival"]
     assert kinds[("ts-dtp", "sentiment word")] == 1.0
     assert kinds[("general-dtp", "sentiment word")] == pytest.approx(1 / 3)
     assert kinds[("ts-dtp", "stop word")] == 0.0 and kinds[("ts-dtp", "special")] == 1.0
@@ -57,18 +57,18 @@ def test_layer_keep_and_kind_survival_summarise_traces():
 def test_pick_examples_prefers_correct_examples_with_sentiment_words():
     traces = fake_traces().replace({"token": {"great": "big"}})
     methods = ["ts-dtp", "general-dtp"]
-    assert analysis.pick_examples(traces, methods, 2, min_tokens=3) == [1, 0]
+    assert frames.pick_examples(traces, methods, 2, min_tokens=3) == [1, 0]
     traces.loc[(traces["example"] == 1) & (traces["method"] == "general-dtp"), "correct"] = False
-    assert analysis.pick_examples(traces, methods, 2, min_tokens=3) == [0, 1]
-    assert analysis.pick_examples(traces, methods, 1, min_tokens=3) == [0]
-    assert analysis.pick_examples(traces, methods, 2, min_tokens=7) == []
-    assert analysis.pick_examples(traces.drop(columns="correct"), methods, 2, min_tokens=3) == [1, 0]
+    assert frames.pick_examples(traces, methods, 2, min_tokens=3) == [0, 1]
+    assert frames.pick_examples(traces, methods, 1, min_tokens=3) == [0]
+    assert frames.pick_examples(traces, methods, 2, min_tokens=7) == []
+    assert frames.pick_examples(traces.drop(columns="correct"), methods, 2, min_tokens=3) == [1, 0]
 
 
 def test_panels_split_a_task_by_test_set_only_when_it_has_several():
     rows = pd.DataFrame({"task": ["sst2", "wmt16", "wmt16"], "eval_split": ["dev", "captions", "news"]})
-    assert [title for title, _ in analysis.panels(rows)] == ["sst2", "wmt16: captions", "wmt16: news"]
-    assert [len(frame) for _, frame in analysis.panels(rows)] == [1, 1, 1]
+    assert [title for title, _ in frames.panels(rows)] == ["sst2", "wmt16: captions", "wmt16: news"]
+    assert [len(frame) for _, frame in frames.panels(rows)] == [1, 1, 1]
 
 
 def result_row(method: str, k: float, metric: float, flops: float, speedup: float, task: str = "sst2") -> dict:
@@ -81,19 +81,19 @@ def test_select_settings_realization_and_results_table(tmp_path):
     rows = [result_row("none", 1.0, 90.0, 1.0, 1.0), result_row("ts-dtp", 1.0, 89.0, 0.5, 1.8),
             result_row("ts-dtp", 0.0, 85.0, 0.3, 2.5), result_row("topk", 1.0, 80.0, 0.6, float("nan"))]
     results = upsert_results(tmp_path / "results.csv", rows)
-    chosen = analysis.select_settings(results, 0.4)
+    chosen = frames.select_settings(results, 0.4)
     assert chosen.set_index("method").loc["ts-dtp", "k"] == 0.0 and len(chosen) == 3
-    realized = analysis.realization(results).set_index(["method", "k"])
+    realized = frames.realization(results).set_index(["method", "k"])
     assert realized.loc[("ts-dtp", 1.0), "realization"] == pytest.approx(0.9)
     assert ("topk", 1.0) not in realized.index
     bench = pd.DataFrame({"task": ["sst2"] * 4, "method": ["none", "ts-dtp", "ts-dtp", "ts-dtp"], "k": [1.0] * 4,
                           "batch_size": [32, 32, 8, 32], "device": ["cpu", "cpu", "cpu", "cuda"],
                           "peak_activation_bytes": [4 * 2**20, 2 * 2**20, 2**20, 50 * 2**20]})
-    table = analysis.results_table(results, bench)
+    table = frames.results_table(results, bench)
     assert list(table["method"]) == ["none", "ts-dtp", "ts-dtp", "topk"]
     assert table.set_index(["method", "k"]).loc[("ts-dtp", 1.0), "memory_mb"] == 2.0
-    assert np.isnan(analysis.results_table(results)["memory_mb"]).all()
-    written = analysis.write_table(table, "results_table", tmp_path)
+    assert np.isnan(frames.results_table(results)["memory_mb"]).all()
+    written = frames.write_table(table, "results_table", tmp_path)
     assert [p.suffix for p in written] == [".csv", ".md", ".tex"]
     markdown = (tmp_path / "results_table.md").read_text().splitlines()
     assert len(markdown) == 2 + len(table) and markdown[2].startswith("| sst2 |  | none | 1.00 |")
@@ -114,14 +114,14 @@ def test_figures_have_one_panel_per_example_method_or_task_and_save_atomically(t
     heat = plots.keep_heatmaps(traces, [0, 1], ["ts-dtp", "general-dtp"])
     assert isinstance(heat, Figure) and len(heat.axes) == 4
     assert [t.get_text() for t in heat.axes[0].get_xticklabels()] == ["[CLS]", "the", "great", "film", "[SEP]"]
-    assert len(plots.layer_keep_plot(analysis.layer_keep(traces)).axes) == 1
+    assert len(plots.layer_keep_plot(frames.layer_keep(traces)).axes) == 1
     results = pd.DataFrame([result_row("none", 1.0, 90.0, 1.0, 1.0), result_row("ts-dtp", 0.5, 88.0, 0.5, 1.7),
                             result_row("none", 1.0, 80.0, 1.0, 1.0, task="qnli")])
     assert len(plots.tradeoff_plot(results).axes) == 4
-    assert len(plots.realization_plot(analysis.realization(results)).axes) == 2
+    assert len(plots.realization_plot(frames.realization(results)).axes) == 2
     bench = pd.DataFrame({"task": ["sst2"], "method": ["none"], "memory_mb": [12.0]})
-    assert len(plots.memory_plot(analysis.bench_memory(bench)).axes) == 1
-    paths = plots.save_figure(plots.token_kind_plot(analysis.kind_survival(traces)), "kinds", tmp_path / "figs")
+    assert len(plots.memory_plot(frames.bench_memory(bench)).axes) == 1
+    paths = plots.save_figure(plots.token_kind_plot(frames.kind_survival(traces)), "kinds", tmp_path / "figs")
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["kinds.pdf", "kinds.png"]
     assert plots.keep_heatmaps(traces, [], ["ts-dtp"]).axes[0].texts

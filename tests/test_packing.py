@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from tsdtp.config import PruningConfig
-from tsdtp.packing import TokenLayout
-from tsdtp.pruning import gather_kept
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.packing import TokenLayout
+from tsdtp.core.pruning import gather_kept
 
 
 def test_layout_packs_pads_and_selects_like_gather_kept():

@@ -19,12 +19,21 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tsdtp import experiments
-from tsdtp.config import TrainConfig
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.experiments import train_config
 from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.pipeline import (PipelineError, add_reproduce_command, adopt_runs, make_plan, notebook_parameters,
-                            project_root, reproduce, reproduce_command)
-from tsdtp.results import RESULT_COLUMNS
+from tsdtp.pipeline.runner import (
+    PipelineError,
+    add_reproduce_command,
+    adopt_runs,
+    make_plan,
+    notebook_parameters,
+    project_root,
+    reproduce,
+    reproduce_command,
+)
+from tsdtp.runs import cache as run_cache
+from tsdtp.runs.results import RESULT_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -169,9 +178,9 @@ def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, gl
     root, spec, manifest, _ = reproduced
     dense = {s["id"]: s for s in manifest["steps"]}["sst2-none"]
     run_dir = root / dense["run_dir"]
-    config = experiments.read_run_config(run_dir)
-    assert run_dir.name == f"sst2-none-{experiments.config_hash(config)[:12]}"
-    assert experiments.run_finished(run_dir)
+    config = run_cache.read_run_config(run_dir)
+    assert run_dir.name == f"sst2-none-{run_cache.config_hash(config)[:12]}"
+    assert run_cache.run_finished(run_dir)
     before = (run_dir / "checkpoint.pt").stat().st_mtime_ns
     again = json.loads(reproduce("again", spec_path=spec, data_dir=glue_dir, log=lambda line: None).read_text())
     assert again["steps"][0]["cached"] is True and again["steps"][0]["run_dir"] == dense["run_dir"]
@@ -181,22 +190,22 @@ def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, gl
 def test_config_hash_ignores_number_types_and_follows_init_from(reproduced):
     root, _, manifest, _ = reproduced
     steps = {s["id"]: s for s in manifest["steps"]}
-    pruned = experiments.read_run_config(root / steps["sst2-ts-dtp"]["run_dir"])
-    parent = experiments.read_run_config(root / steps["sst2-none"]["run_dir"])
+    pruned = run_cache.read_run_config(root / steps["sst2-ts-dtp"]["run_dir"])
+    parent = run_cache.read_run_config(root / steps["sst2-none"]["run_dir"])
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        resolved = experiments.config_hash(pruned)
+        resolved = run_cache.config_hash(pruned)
     finally:
         os.chdir(cwd)
-    assert resolved == experiments.config_hash(pruned, experiments.config_hash(parent))
+    assert resolved == run_cache.config_hash(pruned, run_cache.config_hash(parent))
     assert resolved == steps["sst2-ts-dtp"]["config_hash"]
     moved = TrainConfig.from_dict({**pruned.to_dict(), "init_from": "elsewhere/dense"})
-    assert experiments.config_hash(moved, experiments.config_hash(parent)) == resolved
-    assert experiments.config_hash(experiments.train_config(epochs=2)) == \
-        experiments.config_hash(experiments.train_config(epochs=2.0))
-    assert experiments.config_hash(experiments.train_config(k=0.5)) != \
-        experiments.config_hash(experiments.train_config())
+    assert run_cache.config_hash(moved, run_cache.config_hash(parent)) == resolved
+    assert run_cache.config_hash(train_config(epochs=2)) == \
+        run_cache.config_hash(train_config(epochs=2.0))
+    assert run_cache.config_hash(train_config(k=0.5)) != \
+        run_cache.config_hash(train_config())
 
 
 def test_finished_runs_are_adopted_into_the_cache_after_checking_their_config(reproduced, tmp_path):
@@ -207,9 +216,9 @@ def test_finished_runs_are_adopted_into_the_cache_after_checking_their_config(re
     os.symlink(source, elsewhere)
     cache = tmp_path / "cache"
     with pytest.raises(CheckpointError, match="epochs"):
-        experiments.adopt_run(elsewhere, cache, expected=experiments.train_config(epochs=2.0))
+        run_cache.adopt_run(elsewhere, cache, expected=train_config(epochs=2.0))
     with pytest.raises(CheckpointError, match="not a finished run"):
-        experiments.adopt_run(tmp_path, cache)
+        run_cache.adopt_run(tmp_path, cache)
     copy = tmp_path / "trained" / "copy"
     copy.mkdir()
     for name in ("config.json", "metrics.json", "checkpoint.pt"):
@@ -217,21 +226,21 @@ def test_finished_runs_are_adopted_into_the_cache_after_checking_their_config(re
     adopted = adopt_runs("again", copy.parent, spec, runs_root=cache)
     target = adopted["sst2-none"]
     assert target.is_symlink() and target.resolve() == copy.resolve()
-    assert target == experiments.run_cache_dir(experiments.read_run_config(copy), cache)
-    assert experiments.adopt_run(copy, cache) == target
+    assert target == run_cache.run_cache_dir(run_cache.read_run_config(copy), cache)
+    assert run_cache.adopt_run(copy, cache) == target
 
 
 def test_force_retrains_and_a_run_dir_with_another_finished_config_is_refused(reproduced, tmp_path, glue_dir):
     root, _, manifest, _ = reproduced
     source = root / {s["id"]: s for s in manifest["steps"]}["sst2-none"]["run_dir"]
-    config = experiments.read_run_config(source)
+    config = run_cache.read_run_config(source)
     with pytest.raises(CheckpointError, match="another config"):
-        experiments.ensure_trained(experiments.train_config(k=0.3, max_train_samples=16), source, str(glue_dir))
+        run_cache.ensure_trained(train_config(k=0.3, max_train_samples=16), source, str(glue_dir))
     link = tmp_path / "adopted"
     os.symlink(source, link)
     before = (source / "checkpoint.pt").stat().st_mtime_ns
-    metrics, trained = experiments.ensure_trained(config, link, str(glue_dir), force=True, progress=False)
-    assert trained and not link.is_symlink() and experiments.run_finished(link) and metrics["steps"] == 1
+    metrics, trained = run_cache.ensure_trained(config, link, str(glue_dir), force=True, progress=False)
+    assert trained and not link.is_symlink() and run_cache.run_finished(link) and metrics["steps"] == 1
     assert (source / "checkpoint.pt").stat().st_mtime_ns == before
 
 
@@ -326,7 +335,7 @@ def test_a_failing_notebook_stops_the_pipeline_and_the_last_good_reports_stay(tm
     notebooks = tmp_path / "nb"
     notebooks.mkdir()
     small_notebook(notebooks / "draw.ipynb", "from matplotlib.figure import Figure\n"
-                                             "from tsdtp.plots import save_figure\n"
+                                             "from tsdtp.analysis.plots import save_figure\n"
                                              "fig = Figure()\nfig.add_subplot().plot([1, 2])\n"
                                              "save_figure(fig, 'curve', figures_dir)")
     small_notebook(notebooks / "boom.ipynb", "raise RuntimeError(message)")

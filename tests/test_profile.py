@@ -11,22 +11,44 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from conftest import SST2_ROWS
 from matplotlib.figure import Figure
 from torch.profiler import ProfilerActivity, profile
 
-from conftest import SST2_ROWS
-from tsdtp.bench import BenchData, BenchSpec
-from tsdtp.checkpoint import save_checkpoint
+from tsdtp.analysis.plots import time_breakdown_plot
+from tsdtp.classification.checkpoint import save_checkpoint
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import EncodedSplit, encode_texts
 from tsdtp.cli import main
-from tsdtp.config import PruningConfig, TrainConfig
-from tsdtp.engine import scored_layers
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import scored_layers
+from tsdtp.core.regions import (
+    COMPONENTS,
+    FFN,
+    HEAD,
+    KEEP,
+    LAYERNORM,
+    OTHER,
+    QKV,
+    SCORER,
+    parse_region,
+    region,
+    region_name,
+)
 from tsdtp.errors import ConfigError
-from tsdtp.plots import time_breakdown_plot
-from tsdtp.profile_breakdown import (FORWARD, LAYER_PROFILE_COLUMNS, PROFILE_COLUMNS, ProfileSettings, attribute,
-                                     breakdown_frame, by_component, labelled_modules, run_profile, time_breakdown)
-from tsdtp.regions import (COMPONENTS, FFN, HEAD, KEEP, LAYERNORM, OTHER, QKV, SCORER, parse_region, region,
-                           region_name)
-from tsdtp.tasks.encoding import EncodedSplit, encode_texts
+from tsdtp.measure.bench import BenchData, BenchSpec
+from tsdtp.measure.profile import (
+    FORWARD,
+    LAYER_PROFILE_COLUMNS,
+    PROFILE_COLUMNS,
+    ProfileSettings,
+    attribute,
+    breakdown_frame,
+    by_component,
+    labelled_modules,
+    run_profile,
+    time_breakdown,
+)
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TS_DTP = PruningConfig(method="ts-dtp", k=0.0)

@@ -9,15 +9,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tsdtp.train as train_module
-from tsdtp.checkpoint import load_checkpoint
+import tsdtp.classification.train as train_module
+from tsdtp.classification.checkpoint import load_checkpoint
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import batch_indices, collate
+from tsdtp.classification.report import evaluate_run
+from tsdtp.classification.train import (
+    build_model,
+    load_tokenizer,
+    prepare_data,
+    seed_everything,
+    train,
+)
 from tsdtp.cli import main
-from tsdtp.config import PruningConfig, TrainConfig
+from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
-from tsdtp.results import RESULT_COLUMNS
-from tsdtp.runs import evaluate_run
-from tsdtp.tasks.encoding import batch_indices, collate
-from tsdtp.train import build_model, load_tokenizer, prepare_data, seed_everything, train
+from tsdtp.runs.results import RESULT_COLUMNS
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -76,7 +83,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, glue_dir,
 
 
 def test_the_last_hard_ratio_of_training_steps_run_straight_through(tmp_path, glue_dir, monkeypatch):
-    import tsdtp.pruned_model as pruned_model
+    import tsdtp.core.pruned_model as pruned_model
 
     flags = []
     real_run_layers = pruned_model.run_layers

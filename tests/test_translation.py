@@ -10,22 +10,29 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import write_lines, write_wmt
 from transformers import MarianMTModel
 from transformers.modeling_outputs import BaseModelOutput
 
 import tsdtp.translation.train as train_module
-from conftest import write_lines, write_wmt
-from tsdtp.config import K_MAX, PruningConfig
+from tsdtp.cli.translation import add_translation_commands, run_translation_command
+from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.errors import CheckpointError, ConfigError, DataError
-from tsdtp.results import RESULT_COLUMNS
+from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.translation.checkpoint import load_translator
-from tsdtp.translation.cli import add_translation_commands, run_translation_command
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import load_corpus
+from tsdtp.translation.encoding import (
+    collate_pairs,
+    collate_sources,
+    encode_corpus,
+    encode_sources,
+    token_batches,
+)
 from tsdtp.translation.model import cross_attention_mask
-from tsdtp.translation.encoding import collate_pairs, collate_sources, encode_corpus, encode_sources, token_batches
-from tsdtp.translation.runs import evaluate_translation
+from tsdtp.translation.report import evaluate_translation
 from tsdtp.translation.train import train_translation
+
 
 def tiny_config(**changes) -> MTConfig:
     base = dict(vocab_size=300, d_model=32, encoder_layers=3, decoder_layers=2, attention_heads=2, ffn_dim=64,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tsdtp import widgets
-from tsdtp.checkpoint import save_checkpoint
-from tsdtp.config import TrainConfig
-from tsdtp.explore import LoadedModel
+from tsdtp.classification.checkpoint import save_checkpoint
+from tsdtp.classification.config import TrainConfig
+from tsdtp.explorer import widgets
+from tsdtp.explorer.session import LoadedModel
 
 SENTENCE = "a gorgeous , witty , seductive movie ."
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tsdtp.packing import TokenLayout
-from tsdtp.regions import ATTENTION, PACKING, region
+from tsdtp.core.packing import TokenLayout
+from tsdtp.core.regions import ATTENTION, PACKING, region
 
 
 def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_bias: torch.Tensor,
@@ -24,7 +24,7 @@ def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
     applied only when `training`. `scaling` multiplies the logits; None means 1/sqrt(head size), SDPA's own
     default. Returns the context in the layout of `query` and, when `need_probs`, the
     probabilities [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
-    `index` (the layer) labels the profiler regions (`tsdtp.regions`).
+    `index` (the layer) labels the profiler regions (`tsdtp.core.regions`).
     """
     batch, length = key_bias.shape
     heads = (batch, length, num_heads, -1)

@@ -13,8 +13,16 @@ from transformers import BertForSequenceClassification
 from transformers.models.bert.modeling_bert import BertLayer
 
 from tsdtp.adapters.attention import biased_self_attention
-from tsdtp.packing import TokenLayout
-from tsdtp.regions import ATTENTION, ATTENTION_OUTPUT, EMBEDDINGS, FFN, HEAD, QKV, region
+from tsdtp.core.packing import TokenLayout
+from tsdtp.core.regions import (
+    ATTENTION,
+    ATTENTION_OUTPUT,
+    EMBEDDINGS,
+    FFN,
+    HEAD,
+    QKV,
+    region,
+)
 
 
 class BertAdapter:

@@ -16,7 +16,7 @@ from transformers.activations import ACT2FN
 from transformers.models.marian.modeling_marian import MarianEncoderLayer
 
 from tsdtp.adapters.attention import biased_self_attention
-from tsdtp.packing import TokenLayout
+from tsdtp.core.packing import TokenLayout
 
 
 class MarianAdapter:

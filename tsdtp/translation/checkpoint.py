@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
-from tsdtp.checkpoint import atomic_torch_save
-from tsdtp.config import PruningConfig
+from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
+from tsdtp.runs.io import atomic_torch_save
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.model import PrunedTranslator
 from tsdtp.translation.tokenizer import load_tokenizer

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from tsdtp.config import TRAINABLE_METHODS, PruningConfig
+from tsdtp.core.config import TRAINABLE_METHODS, PruningConfig
 from tsdtp.errors import ConfigError
 
 SCRATCH = "scratch"
@@ -19,6 +19,10 @@ SCRATCH = "scratch"
 
 TRAIN_CORPORA: tuple[str, ...] = ("multi30k", "news-dev", "wmt16-train")
 """Corpora that may be trained on (`wmt16-train` only from the hub)."""
+
+MT_PRUNING_DEFAULTS: dict[str, Any] = {"d_task": 32, "keep_target": 0.65}
+"""Pruning defaults for translation: a narrow scorer (its FLOPs count against a small d_model) and a
+keep budget that puts the encoder FLOPs ratio below 0.7."""
 
 
 def _check(condition: bool, message: str) -> None:

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tsdtp.classification.data import data_dir_from_env
 from tsdtp.errors import DataError
-from tsdtp.tasks.glue import data_dir_from_env
 
 WMT_FOLDER = "wmt16_en_de"
 """The folder of the translation data under the data directory."""

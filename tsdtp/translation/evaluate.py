@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.engine import EngineOutput, scored_layers
-from tsdtp.flops import EncoderShape, FlopsReport, encoder_flops
+from tsdtp.core.engine import EngineOutput, scored_layers
+from tsdtp.core.flops import EncoderShape, FlopsReport, encoder_flops
 from tsdtp.translation.encoding import collate_sources, sentence_batches
 from tsdtp.translation.model import PrunedTranslator
 

@@ -1,6 +1,6 @@
 """One translation configuration at a time, for the pipeline: its `MTConfig` and its evaluations.
 
-The run cache, training and adoption are shared with classification (`tsdtp.experiments`);
+The run cache, training and adoption are shared with classification (`tsdtp.runs.cache`);
 this module builds the `MTConfig` of the translation notebook's parameters, exactly as
 `tsdtp mt-train` would from the same flags, and evaluates a run under several settings.
 """
@@ -13,10 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from tsdtp.config import TASK_AGNOSTIC_METHODS, PruningConfig
-from tsdtp.experiments import eval_overrides
-from tsdtp.translation.cli import MT_PRUNING_DEFAULTS
-from tsdtp.translation.config import SCRATCH, MTConfig
+from tsdtp.core.config import TASK_AGNOSTIC_METHODS, PruningConfig
+from tsdtp.runs.cache import eval_overrides
+from tsdtp.translation.config import MT_PRUNING_DEFAULTS, SCRATCH, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
 
 
@@ -48,10 +47,10 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
                                   speed_repeats: int = 0, progress: bool = True) -> pd.DataFrame:
     """Evaluate a translation run under each override of `evals`; one summary row per evaluation and test set.
 
-    The rows carry `task`, `method`, `k`, `gamma` and `run_dir` (for `tsdtp.analysis.load_traces`).
+    The rows carry `task`, `method`, `k`, `gamma` and `run_dir` (for `tsdtp.analysis.frames.load_traces`).
     """
     from tsdtp.translation.checkpoint import read_config
-    from tsdtp.translation.runs import evaluate_translation
+    from tsdtp.translation.report import evaluate_translation
 
     config = read_config(run_dir)
     rows = []

@@ -14,13 +14,18 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import GenerationConfig, MarianConfig, MarianMTModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    MarianConfig,
+    MarianMTModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.modeling_outputs import BaseModelOutput
 
 from tsdtp.adapters.marian import MarianAdapter
-from tsdtp.config import PruningConfig
-from tsdtp.engine import EngineOutput
-from tsdtp.pruned_model import PrunedModel
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import EngineOutput
+from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.translation.config import MTConfig, translation_pruning
 from tsdtp.translation.encoding import LABEL_PAD
 
@@ -92,7 +97,7 @@ class PrunedTranslator(PrunedModel):
 
     def loss(self, output: TranslatorOutput, labels: torch.Tensor, label_smoothing: float = 0.0
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Label-smoothed token cross-entropy plus the pruning terms of `tsdtp.losses`, and each part."""
+        """Label-smoothed token cross-entropy plus the pruning terms of `tsdtp.core.losses`, and each part."""
         loss = F.cross_entropy(output.logits.flatten(0, 1), labels.flatten(), ignore_index=LABEL_PAD,
                                label_smoothing=label_smoothing)
         return self.add_pruning_penalty(loss, output.engine)

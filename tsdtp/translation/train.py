@@ -17,16 +17,30 @@ from typing import Any
 import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
+from tsdtp.classification.train import seed_everything
 from tsdtp.errors import ConfigError
 from tsdtp.hub import resolve_model, short_model_name
-from tsdtp.train import seed_everything
-from tsdtp.training_loop import build_optimizer, linear_schedule, open_run_dir, run_training_loop
+from tsdtp.runs.training_loop import (
+    build_optimizer,
+    linear_schedule,
+    open_run_dir,
+    run_training_loop,
+)
 from tsdtp.translation.checkpoint import load_translator, save_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, load_corpus
-from tsdtp.translation.encoding import EncodedPairs, collate_pairs, encode_corpus, token_batches
+from tsdtp.translation.encoding import (
+    EncodedPairs,
+    collate_pairs,
+    encode_corpus,
+    token_batches,
+)
 from tsdtp.translation.evaluate import score, translate
-from tsdtp.translation.model import PrunedTranslator, build_scratch_model, special_token_ids
+from tsdtp.translation.model import (
+    PrunedTranslator,
+    build_scratch_model,
+    special_token_ids,
+)
 from tsdtp.translation.tokenizer import load_tokenizer, train_tokenizer
 
 

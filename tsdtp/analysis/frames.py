@@ -1,0 +1,270 @@
+"""Tidy frames for the figures and tables: settings chosen from results.csv, keep traces, the results table.
+
+Everything here reads `results.csv` (see `tsdtp.runs.results`), the keep-trace parquet files that
+`tsdtp eval` writes beside each run (`<run_dir>/eval/<method>_k<k>_g<gamma>.parquet`), and,
+when present, the benchmark's `bench.csv`. Nothing here draws; `tsdtp.analysis.plots` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tsdtp.analysis.token_kinds import KINDS, token_kinds
+from tsdtp.core.config import METHODS
+from tsdtp.runs.io import atomic_write_bytes
+
+SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
+"""Tasks whose token-kind breakdown separates sentiment-bearing words."""
+
+DECODER_ROW_TASKS: tuple[str, ...] = ("wmt16",)
+"""Tasks whose keep traces end with one extra row: the source tokens the decoder cross-attends to."""
+
+MEMORY_COLUMNS: dict[str, float] = {
+    "memory_mb": 1.0, "peak_memory_mb": 1.0, "peak_memory_mib": 1.0, "activation_memory_mb": 1.0,
+    "peak_activation_mib": 1.0, "peak_activation_bytes": 2.0**-20, "peak_memory_bytes": 2.0**-20,
+}
+"""Peak-memory columns bench.csv may have, in order of preference, with the factor to MiB."""
+
+
+def method_order(methods: Sequence[str]) -> list[str]:
+    """The methods given in the harness's order (bench.csv's `dense` first, then `METHODS`), unknown ones last."""
+    rank = {name: index for index, name in enumerate(("dense", *METHODS))}
+    return sorted(dict.fromkeys(methods), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: Sequence[str] | None = None
+                   ) -> pd.DataFrame:
+    """The rows measured at `batch_size` and of `tasks` (None keeps all)."""
+    keep = pd.Series(True, index=results.index)
+    if batch_size is not None:
+        keep &= results["batch_size"] == batch_size
+    if tasks is not None:
+        keep &= results["task"].isin(list(tasks))
+    return results[keep].reset_index(drop=True)
+
+
+def panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) per task, one panel per evaluation split when a task has several (translation: captions, news)."""
+    out = []
+    for task in sorted(frame["task"].unique()):
+        one = frame[frame["task"] == task]
+        splits = sorted(one["eval_split"].dropna().unique()) if "eval_split" in one.columns else []
+        if len(splits) <= 1:
+            out.append((str(task), one))
+        else:
+            out += [(f"{task}: {split}", one[one["eval_split"] == split]) for split in splits]
+    return out
+
+
+def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
+    """One row per task, model and method: the setting whose k is closest to `k` (dense, top-k and random have one)."""
+    if results.empty:
+        return results
+    distance = (results["k"].astype(float) - k).abs()
+    ranked = results.assign(_distance=distance).sort_values(["task", "model", "method", "_distance", "k"],
+                                                            kind="stable")
+    return ranked.drop_duplicates(["task", "model", "method"]).drop(columns="_distance").reset_index(drop=True)
+
+
+def trace_path(row: pd.Series) -> Path:
+    """The keep-trace parquet of one results row (falling back to any gamma for that method and k)."""
+    folder = Path(str(row["run_dir"])) / "eval"
+    exact = folder / f"{row['method']}_k{float(row['k']):g}_g{float(row['gamma']):g}.parquet"
+    if exact.is_file():
+        return exact
+    matches = sorted(folder.glob(f"{row['method']}_k{float(row['k']):g}_g*.parquet"))
+    if not matches:
+        raise FileNotFoundError(f"no keep trace for {row['task']} {row['method']} k={row['k']} in {folder}; "
+                                "evaluate the run with `tsdtp eval` first")
+    return matches[0]
+
+
+def load_traces(rows: pd.DataFrame) -> pd.DataFrame:
+    """The keep traces of the chosen results rows, concatenated (columns as `tsdtp.classification.evaluate` writes them).
+
+    A translation trace file holds every test set; only the row's own `eval_split` is kept.
+    """
+    frames = []
+    for _, row in rows.iterrows():
+        trace = pd.read_parquet(trace_path(row))
+        if "eval_split" in trace.columns and "eval_split" in row.index:
+            trace = trace[trace["eval_split"] == row["eval_split"]]
+        frames.append(trace)
+    if not frames:
+        return pd.DataFrame(columns=["method", "k", "task", "example", "layer", "position", "token", "kept",
+                                     "label", "pred", "correct"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_keep(traces: pd.DataFrame) -> pd.DataFrame:
+    """Fraction of tokens alive at the input of each layer, per task, method and k."""
+    grouped = traces.groupby(["task", "method", "k", "layer"], as_index=False)["kept"].mean()
+    return grouped.rename(columns={"kept": "keep_ratio"})
+
+
+def with_kinds(traces: pd.DataFrame) -> pd.DataFrame:
+    """The traces with a `kind` column (see `tsdtp.analysis.token_kinds`); sentiment words only for SST-2."""
+    first = traces[traces["layer"] == traces["layer"].min()].sort_values(["task", "method", "k", "example",
+                                                                          "position"])
+    kinds = []
+    for (task, _, _, _), group in first.groupby(["task", "method", "k", "example"], sort=False):
+        kinds.append(pd.Series(token_kinds(group["token"].tolist(), sentiment=task in SENTIMENT_TASKS),
+                               index=group.index))
+    first = first.assign(kind=pd.concat(kinds) if kinds else pd.Series(dtype=str))
+    keys = ["task", "method", "k", "example", "position"]
+    return traces.merge(first[[*keys, "kind"]], on=keys, how="left")
+
+
+def kind_survival(traces: pd.DataFrame) -> pd.DataFrame:
+    """Per task, method, k and token kind: the fraction of those tokens alive at the last layer, and how many."""
+    typed = with_kinds(traces)
+    last = typed[typed["layer"] == typed.groupby(["task", "method", "k"])["layer"].transform("max")]
+    table = last.groupby(["task", "method", "k", "kind"], as_index=False).agg(survival=("kept", "mean"),
+                                                                              tokens=("kept", "size"))
+    table["kind"] = pd.Categorical(table["kind"], categories=list(KINDS), ordered=True)
+    return table.sort_values(["task", "method", "kind"]).reset_index(drop=True)
+
+
+def pick_examples(traces: pd.DataFrame, methods: Sequence[str], n: int, min_tokens: int = 8,
+                  max_tokens: int = 24) -> list[int]:
+    """Up to `n` examples for the heatmaps, the same for every method, chosen without looking at what was kept.
+
+    Candidates are examples of `min_tokens`..`max_tokens` tokens that every method classified
+    correctly (every example, for traces without a `correct` column: translation); for
+    sentiment tasks those with a sentiment-bearing word come first; then by index.
+    """
+    first = traces[(traces["layer"] == 0) & traces["method"].isin(methods)]
+    if "correct" not in first.columns:
+        first = first.assign(correct=True)
+    per_method = first.groupby(["method", "example"]).agg(length=("position", "size"), correct=("correct", "all"))
+    table = per_method.groupby("example").agg(length=("length", "first"), correct=("correct", "all"),
+                                              methods=("length", "size"))
+    table = table[(table["methods"] == len(set(methods))) & table["length"].between(min_tokens, max_tokens)]
+    if table.empty:
+        return []
+    sentiment = pd.Series(False, index=table.index)
+    if set(first["task"]) & set(SENTIMENT_TASKS):
+        one = first[first["method"] == methods[0]]
+        kinds = one.groupby("example")["token"].apply(lambda tokens: "sentiment word" in token_kinds(list(tokens)))
+        sentiment = kinds.reindex(table.index, fill_value=False)
+    table = table.assign(sentiment=sentiment)
+    ranked = table.sort_values(["correct", "sentiment"], ascending=False, kind="stable")
+    return [int(example) for example in ranked.index[:n]]
+
+
+def realization(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a measured speedup, with the FLOPs-implied speedup and realized/implied ratio added."""
+    measured = results[results["speedup"].notna() & results["flops_ratio"].notna()].copy()
+    measured["implied_speedup"] = 1.0 / measured["flops_ratio"].astype(float)
+    measured["realization"] = measured["speedup"].astype(float) / measured["implied_speedup"]
+    return measured.reset_index(drop=True)
+
+
+def read_bench(path: str | Path | None) -> pd.DataFrame | None:
+    """bench.csv as a frame, or None when it does not exist (the benchmark has not been run)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return pd.read_csv(path)
+
+
+BENCH_PREFERRED: tuple[tuple[str, object], ...] = (("device", "cpu"), ("dtype", "fp32"), ("sorted_by_length", False))
+"""bench.csv rows kept for memory when the column exists and has such rows: the CPU, fp32, dataset-order setting."""
+
+
+def bench_memory(bench: pd.DataFrame | None) -> pd.DataFrame | None:
+    """bench.csv's measured rows with a `memory_mb` column (peak MiB), or None without bench.csv or memory.
+
+    Only the setting of `BENCH_PREFERRED` is kept where bench.csv has several devices, dtypes
+    or orderings, so every bar compares like with like.
+    """
+    if bench is None:
+        return None
+    column = next((name for name in MEMORY_COLUMNS if name in bench.columns), None)
+    if column is None or "task" not in bench.columns or "method" not in bench.columns:
+        return None
+    memory = bench[bench[column].notna()]
+    for name, preferred in BENCH_PREFERRED:
+        if name in memory.columns and (memory[name] == preferred).any():
+            memory = memory[memory[name] == preferred]
+    if memory.empty:
+        return None
+    memory = memory.copy()
+    memory["memory_mb"] = memory[column].astype(float) * MEMORY_COLUMNS[column]
+    return memory.reset_index(drop=True)
+
+
+def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's table: one row per task, test set, method and setting, with metric, keep, FLOPs, speedup, memory.
+
+    Memory (peak MiB) comes from bench.csv, matched on task, method and k at the same batch
+    size where it has that column; otherwise it is left empty.
+    """
+    table = results.copy()
+    table["memory_mb"] = np.nan
+    memory = bench_memory(bench)
+    if memory is not None:
+        keys = [key for key in ("task", "method", "k", "batch_size") if key in memory.columns]
+        memory = memory.groupby(keys, as_index=False)["memory_mb"].median()
+        table = table.drop(columns="memory_mb").merge(memory, on=keys, how="left")
+    order = {name: index for index, name in enumerate(method_order(table["method"].tolist()))}
+    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "eval_split", "_order", "k"],
+                                                                        kind="stable")
+    columns = ["task", "eval_split", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio",
+               "speedup", "memory_mb", "n_eval"]
+    return table[columns].reset_index(drop=True)
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.{digits}f}"
+    return "" if value is None else str(value)
+
+
+TABLE_DIGITS: dict[str, int] = {"k": 2, "gamma": 2, "metric": 2, "keep_ratio": 3, "flops_ratio": 3,
+                                "speedup": 2, "memory_mb": 1}
+"""Decimals shown per column in the Markdown and LaTeX tables."""
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (empty cells for missing values)."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(row[c], TABLE_DIGITS.get(c, 3)) for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIALS: dict[str, str] = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                                  "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
+
+
+def latex_table(table: pd.DataFrame) -> str:
+    """A booktabs LaTeX tabular (numbers right-aligned)."""
+    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(_latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
+    for _, row in table.iterrows():
+        cells = [_latex_escape(_cell(row[c], TABLE_DIGITS.get(c, 3))) for c in table.columns]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, stem: str, out_dir: str | Path) -> list[Path]:
+    """Write `<stem>.csv`, `.md` and `.tex` into `out_dir`, each atomically; returns the paths."""
+    out_dir = Path(out_dir)
+    contents = {"csv": table.to_csv(index=False), "md": markdown_table(table), "tex": latex_table(table)}
+    paths = []
+    for suffix, text in contents.items():
+        path = out_dir / f"{stem}.{suffix}"
+        atomic_write_bytes(path, text.encode())
+        paths.append(path)
+    return paths

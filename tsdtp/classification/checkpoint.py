@@ -1,0 +1,67 @@
+"""Run directories: atomic writes, model checkpoints and resumable trainer state.
+
+A run directory holds `config.json`, `metrics.json`, `checkpoint.pt` (model, scorers and
+config: what `tsdtp eval` and the notebooks load) and, while training, `state.pt`
+(optimizer, scheduler and progress, for resuming).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.model import PrunedClassifier
+from tsdtp.core.config import PruningConfig
+from tsdtp.errors import CheckpointError
+from tsdtp.runs.io import atomic_torch_save
+
+CHECKPOINT_FORMAT = "tsdtp-checkpoint-v1"
+
+
+def save_checkpoint(run_dir: Path, model: PrunedClassifier, config: TrainConfig) -> Path:
+    """Save model, scorers and config to `run_dir/checkpoint.pt`."""
+    path = Path(run_dir) / "checkpoint.pt"
+    atomic_torch_save(path, {
+        "format": CHECKPOINT_FORMAT,
+        "train_config": config.to_dict(),
+        "model_config": model.model.config.to_dict(),
+        "special_ids": model.special_ids,
+        "state_dict": model.state_dict(),
+    })
+    return path
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: expected a file written by `tsdtp train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc}); "
+                              "retrain, or delete it to resume from state.pt") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, pruning: PruningConfig | None = None
+                    ) -> tuple[PrunedClassifier, TrainConfig]:
+    """Load a classifier from a checkpoint file or run directory, in eval mode.
+
+    `pruning` replaces the trained pruning settings (e.g. another k, or a post-hoc method).
+    """
+    path = Path(path)
+    payload = _read(path / "checkpoint.pt" if path.is_dir() else path)
+    try:
+        config = TrainConfig.from_dict(payload["train_config"])
+        hf = BertForSequenceClassification(BertConfig.from_dict(payload["model_config"]))
+        model = PrunedClassifier(hf, payload["special_ids"], pruning or config.pruning)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not match this tsdtp version: {exc}") from exc
+    return model.eval(), config

@@ -1,0 +1,95 @@
+"""Accuracy, keep ratios, FLOPs and per-example keep traces of a model on an encoded split."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
+from tsdtp.classification.model import PrunedClassifier
+from tsdtp.classification.reference import reference_masking_forward
+from tsdtp.core.flops import EncoderShape, FlopsReport, method_flops
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What `evaluate_model` measured."""
+
+    accuracy: float
+    n_eval: int
+    keep_ratio: float
+    layer_keep: tuple[float, ...]
+    flops_ratio: float
+    scorer_overhead: float
+
+    def summary(self) -> dict[str, float | int | list[float]]:
+        """JSON-ready fields, rounded for reading."""
+        data = asdict(self)
+        data["layer_keep"] = [round(x, 4) for x in self.layer_keep]
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in data.items()}
+
+
+def encoder_shape(model: PrunedClassifier) -> EncoderShape:
+    """The FLOPs-relevant sizes of a classifier."""
+    adapter = model.adapter
+    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, model.pruning.d_task)
+
+
+def predict_batch(model: PrunedClassifier, batch: dict[str, torch.Tensor], record_trace: bool = False,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Logits, tokens per layer [B, L] and keep trace of one batch, for any method."""
+    if model.pruning.method == "reference-masking":
+        return reference_masking_forward(model, batch)
+    output = model(batch, record_trace=record_trace, generator=generator)
+    return output.logits, output.engine.tokens_per_layer, output.engine.keep_trace
+
+
+@torch.no_grad()
+def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int, pad_id: int,
+                   record_traces: bool = False, tokenizer: PreTrainedTokenizerBase | None = None,
+                   progress: bool = True) -> tuple[EvalResult, pd.DataFrame | None]:
+    """Evaluate with hard pruning (real removal), in dataset order.
+
+    With `record_traces` (needs `tokenizer`) also returns a tidy frame with one row per
+    example, layer and token: `example, layer, position, token, kept, label, pred, correct`.
+    """
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(model.pruning.seed)
+    correct, tokens, frames = 0, [], []
+    batches = batch_indices(split.lengths(), batch_size, shuffle=False)
+    for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress, leave=False):
+        batch = collate(split, indices, pad_id)
+        logits, per_layer, trace = predict_batch(model, batch, record_trace=record_traces, generator=generator)
+        predictions = logits.argmax(dim=-1)
+        correct += int((predictions == batch["labels"]).sum())
+        tokens.append(per_layer)
+        if record_traces:
+            frames.append(_trace_frame(split, indices, trace, predictions, tokenizer))
+    model.train(was_training)
+    per_layer = torch.cat(tokens)
+    flops: FlopsReport = method_flops(per_layer, encoder_shape(model), model.pruning)
+    layer_keep = (per_layer.double().sum(0) / per_layer[:, 0].double().sum()).tolist()
+    result = EvalResult(correct / len(split), len(split), sum(layer_keep) / len(layer_keep), tuple(layer_keep),
+                        flops.ratio, flops.scorer_overhead)
+    return result, (pd.concat(frames, ignore_index=True) if frames else None)
+
+
+def _trace_frame(split: EncodedSplit, indices: list[int], trace: torch.Tensor, predictions: torch.Tensor,
+                 tokenizer: PreTrainedTokenizerBase) -> pd.DataFrame:
+    rows = []
+    for row, example in enumerate(indices):
+        ids = split.input_ids[example]
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        kept = trace[row, :, : len(ids)]
+        label, pred = split.labels[example], int(predictions[row])
+        for layer in range(kept.shape[0]):
+            for position, token in enumerate(tokens):
+                rows.append((example, layer, position, token, bool(kept[layer, position]), label, pred))
+    frame = pd.DataFrame(rows, columns=["example", "layer", "position", "token", "kept", "label", "pred"])
+    frame["correct"] = frame["label"] == frame["pred"]
+    return frame

@@ -1,0 +1,80 @@
+"""Evaluate a trained run directory under any method and record it in results.csv."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tsdtp.classification.checkpoint import load_checkpoint
+from tsdtp.classification.evaluate import EvalResult, evaluate_model
+from tsdtp.classification.speed import measured_speedup
+from tsdtp.classification.train import load_tokenizer, prepare_data
+from tsdtp.core.config import PruningConfig
+from tsdtp.hub import short_model_name
+from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
+from tsdtp.runs.results import upsert_results
+
+SPEED_SAMPLES = 256
+"""Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
+
+
+def eval_name(pruning: PruningConfig) -> str:
+    """File stem for one evaluation of a run, e.g. `ts-dtp_k1.0_g0.5`."""
+    return f"{pruning.method}_k{pruning.k:g}_g{pruning.gamma:g}"
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
+                 results_csv: str | Path | None = None, batch_size: int = 64, max_eval_samples: int | None = None,
+                 speed_repeats: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Evaluate `run_dir`'s checkpoint, optionally under another method or k.
+
+    Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
+    into the run directory; appends a row to `results_csv` when given. `speed_repeats > 0`
+    also measures throughput against the dense forward, side by side, on the first
+    `SPEED_SAMPLES` examples (the full `tsdtp bench` times everything).
+    """
+    run_dir = Path(run_dir)
+    model, config = load_checkpoint(run_dir)
+    pruning = config.pruning.replace(**(overrides or {}))
+    model.pruning = pruning
+    limit = max_eval_samples or config.max_eval_samples
+    tokenizer = load_tokenizer(config.model)
+    eval_config = dataclasses.replace(config, max_eval_samples=limit)
+    _, split, split_name = prepare_data(eval_config, tokenizer, data_dir, include_train=False)
+    result, traces = evaluate_model(model, split, batch_size, tokenizer.pad_token_id, record_traces=True,
+                                    tokenizer=tokenizer, progress=progress)
+    speedup = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
+                                repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
+    name = eval_name(pruning)
+    record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
+              "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
+    atomic_write_json(run_dir / "eval" / f"{name}.json", record)
+    assert traces is not None
+    traces.insert(0, "method", pruning.method)
+    traces.insert(1, "k", pruning.k)
+    traces.insert(2, "task", config.task)
+    atomic_write_bytes(run_dir / "eval" / f"{name}.parquet", traces.to_parquet(index=False))
+    if results_csv is not None:
+        upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name, speedup,
+                                                batch_size, str(run_dir))])
+    return record
+
+
+def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult, split_name: str, speedup: float,
+               batch_size: int, run_dir: str) -> dict[str, Any]:
+    """One row of results.csv."""
+    return {
+        "task": task, "model": short_model_name(model), "method": pruning.method, "k": pruning.k,
+        "gamma": pruning.gamma if pruning.uses_scorer else 0.0, "metric_name": "accuracy",
+        "metric": round(100 * result.accuracy, 2), "keep_ratio": round(result.keep_ratio, 4),
+        "flops_ratio": round(result.flops_ratio, 4), "speedup": round(speedup, 3), "batch_size": batch_size,
+        "device": f"cpu x{torch.get_num_threads()}", "n_eval": result.n_eval, "eval_split": split_name,
+        "keep_target": pruning.keep_target if pruning.method in ("ts-dtp", "general-dtp") else None,
+        "scorer_overhead": round(result.scorer_overhead, 4), "run_dir": run_dir,
+        "command": " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else "",
+    }

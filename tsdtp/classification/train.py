@@ -1,0 +1,127 @@
+"""Fine-tune one configuration: AdamW with warm-up and linear decay, evaluation each epoch.
+
+The run directory is written as training goes (see `tsdtp.runs.training_loop`): `config.json`
+first, `state.pt` every `save_every` steps and at each epoch end (so an interrupted run
+resumes where it stopped), `checkpoint.pt` and `metrics.json` after each evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import (
+    EncodedSplit,
+    batch_indices,
+    collate,
+    encode_split,
+)
+from tsdtp.classification.evaluate import evaluate_model
+from tsdtp.classification.model import PrunedClassifier
+from tsdtp.classification.tasks import get_task, load_task_data
+from tsdtp.errors import CheckpointError
+from tsdtp.hub import resolve_model
+from tsdtp.runs.training_loop import (
+    build_optimizer,
+    linear_schedule,
+    open_run_dir,
+    run_training_loop,
+)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model_id` (packaged copy when installed)."""
+    return AutoTokenizer.from_pretrained(resolve_model(model_id))
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Tokens that are never pruned: [CLS]/<s> and [SEP]/</s>."""
+    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
+    return sorted(i for i in ids if i is not None)
+
+
+def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
+                 include_train: bool = True) -> tuple[EncodedSplit | None, EncodedSplit, str]:
+    """Encoded train and eval splits (subsampled as configured) and the eval split's label."""
+    task = get_task(config.task)
+    data = load_task_data(task, data_dir)
+    train, evaluation = data.train, data.eval
+    if config.max_train_samples is not None and config.max_train_samples < len(train):
+        train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
+    if config.max_eval_samples is not None and config.max_eval_samples < len(evaluation):
+        evaluation = evaluation.select(range(config.max_eval_samples))
+    encoded_train = encode_split(task, train, tokenizer, config.max_length) if include_train else None
+    return encoded_train, encode_split(task, evaluation, tokenizer, config.max_length), data.eval_name
+
+
+def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PrunedClassifier:
+    """The model to train: pretrained weights, or the encoder and head of `init_from`'s run."""
+    task = get_task(config.task)
+    if config.init_from is None:
+        return PrunedClassifier.from_pretrained(config.model, task.num_labels, special_token_ids(tokenizer),
+                                                config.pruning)
+    source, source_config = load_checkpoint(config.init_from)
+    if source_config.task != config.task:
+        raise CheckpointError(f"init_from {config.init_from} was trained on {source_config.task!r}, "
+                              f"not {config.task!r}")
+    model = PrunedClassifier(source.model, source.special_ids, config.pruning)
+    return model
+
+
+def epoch_plan(split: EncodedSplit, config: TrainConfig) -> list[list[list[int]]]:
+    """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
+    steps_per_epoch = math.ceil(len(split) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    plan = [batch_indices(split.lengths(), config.batch_size, shuffle=True, seed=config.seed + epoch)
+            for epoch in range(math.ceil(total_steps / steps_per_epoch))]
+    plan[-1] = plan[-1][: total_steps - (len(plan) - 1) * steps_per_epoch]
+    return plan
+
+
+def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
+          ) -> dict[str, Any]:
+    """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics."""
+    run_dir = open_run_dir(run_dir, config.to_dict())
+    seed_everything(config.seed)
+    tokenizer = load_tokenizer(config.model)
+    train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
+    assert train_split is not None
+    model = build_model(config, tokenizer)
+    optimizer = build_optimizer(model, config.lr, config.scorer_lr, config.weight_decay)
+    plan = epoch_plan(train_split, config)
+    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
+    pad_id = tokenizer.pad_token_id
+
+    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate(train_split, indices, pad_id)
+        return model.loss(model(batch), batch["labels"])
+
+    def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
+        result, _ = evaluate_model(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
+        return {"epoch": epoch + 1, "step": step, "loss": parts["ce"], **result.summary()}
+
+    def save_run(step: int, seconds: float, history: list[dict[str, Any]]) -> dict[str, Any]:
+        save_checkpoint(run_dir, model, config)
+        return {"task": config.task, "method": config.pruning.method, "eval_split": eval_name,
+                "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
+                "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
+
+    return run_training_loop(run_dir, model, optimizer, scheduler, plan, save_every=config.save_every,
+                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
+                             description=f"train {config.task} {config.pruning.method}", progress=progress,
+                             hard_ratio=config.hard_ratio)

@@ -1,0 +1,29 @@
+"""The pruning terms of the training loss, shared by every model family.
+
+`L = task loss + lambda_aux * L_aux + lambda_keep * L_keep`, where L_aux is the paper's term,
+mean |per-example mean importance - batch mean|, and L_keep is
+(mean soft keep rate over token-layers - keep_target)^2.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import EngineOutput
+
+
+def pruning_penalty(engine: EngineOutput, pruning: PruningConfig) -> tuple[torch.Tensor | float, dict[str, float]]:
+    """`lambda_aux * L_aux + lambda_keep * L_keep` (0.0 when neither applies), and each part as a float."""
+    penalty: torch.Tensor | float = 0.0
+    parts: dict[str, float] = {}
+    if engine.mean_importance is not None and pruning.lambda_aux > 0:
+        aux = (engine.mean_importance - engine.mean_importance.mean()).abs().mean()
+        penalty = penalty + pruning.lambda_aux * aux
+        parts["aux"] = float(aux.detach())
+    if engine.soft_keep is not None:
+        rate = engine.soft_keep.mean()
+        keep = (rate - pruning.keep_target) ** 2
+        penalty = penalty + pruning.lambda_keep * keep
+        parts["soft_keep"] = float(rate.detach())
+    return penalty, parts

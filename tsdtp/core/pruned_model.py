@@ -1,0 +1,79 @@
+"""`PrunedModel`: what a pruning wrapper owns, whatever the task: the model, its adapter, the scorers.
+
+The classifier and the translator subclass it: each adds its task head (or decoder) and loss.
+`pruning` can be switched at any time (another k, or a post-hoc method); the scorers stay.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import EngineOutput, LayerAdapter, run_layers
+from tsdtp.core.losses import pruning_penalty
+from tsdtp.core.scoring import TaskScorer
+
+SCORER_INIT_SEED = 0
+"""The scorers are initialised from this seed, whatever the global RNG state."""
+
+
+class ScoredAdapter(LayerAdapter, Protocol):
+    """What the wrapper needs from a model family's adapter beyond the engine's layer call."""
+
+    hidden_size: int
+
+    def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+
+
+class PrunedModel(nn.Module):
+    """A model seen layer by layer through `adapter`, with one task scorer per layer."""
+
+    def __init__(self, model: nn.Module, adapter: ScoredAdapter, special_ids: list[int],
+                 pruning: PruningConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.adapter = adapter
+        self.special_ids = list(special_ids)
+        self.pruning = pruning
+        self.straight_through = False
+        with torch.random.fork_rng():
+            torch.manual_seed(SCORER_INIT_SEED)
+            self.scorers = nn.ModuleList(
+                TaskScorer(adapter.hidden_size, pruning.d_task) for _ in range(adapter.num_layers)
+            )
+
+    @property
+    def pruning(self) -> PruningConfig:
+        """The pruning settings in use."""
+        return self._pruning
+
+    @pruning.setter
+    def pruning(self, value: PruningConfig) -> None:
+        self._pruning = self.complete_pruning(value)
+
+    def complete_pruning(self, pruning: PruningConfig) -> PruningConfig:
+        """`pruning` with any model-specific defaults filled in (none here)."""
+        return pruning
+
+    def run_engine(self, embeddings: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   record_trace: bool = False, generator: torch.Generator | None = None) -> EngineOutput:
+        """Run every layer on `embeddings`, pruning as `pruning` says; in training mode with a
+        pruning method, masks are soft.
+
+        With `straight_through` set (the hard phase of training) the training forward keeps
+        exactly the tokens inference keeps (see `tsdtp.core.engine`).
+        """
+        valid = attention_mask.bool()
+        special = self.adapter.special_mask(input_ids)
+        soft = self.training and self.pruning.prunes
+        return run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special, soft=soft,
+                          straight_through=self.straight_through, record_trace=record_trace, generator=generator)
+
+    def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
+                            ) -> tuple[torch.Tensor, dict[str, float]]:
+        """`task_loss` plus the pruning terms of `tsdtp.core.losses`, and each part as a float (`ce`: the task loss)."""
+        penalty, parts = pruning_penalty(engine, self.pruning)
+        return task_loss + penalty, {"ce": float(task_loss.detach()), **parts}

@@ -1,0 +1,177 @@
+"""One configuration at a time: its config, its cached run directory, training it, evaluating it.
+
+A run is a classification run (`TrainConfig`, trained by `tsdtp.classification.train`) or a translation run
+(`MTConfig`, task `wmt16`, trained by `tsdtp.translation.train`); `read_run_config` tells them
+apart by the task in config.json. Trained runs are cached by a hash of their config: `run_cache_dir` names the folder
+`<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` (a path) is replaced by the
+hash of the run it points to, so a pruned run started from a dense run keeps its identity
+wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and `2.0` are the
+same run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tsdtp.classification.config import TrainConfig
+from tsdtp.core.config import PruningConfig
+from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.translation.config import MTConfig
+
+RunConfig = TrainConfig | MTConfig
+"""The config of any run directory."""
+
+SCORER_METHODS: tuple[str, ...] = ("ts-dtp", "reference-masking")
+"""Methods whose importance uses the task-specific scorer; every other method is evaluated with gamma 0."""
+
+
+def eval_overrides(base: PruningConfig, override: dict[str, Any]) -> dict[str, Any]:
+    """The PruningConfig changes of one evaluation, validated; gamma defaults to 0 unless the method uses the scorer.
+
+    `{}` evaluates the trained setting; `{"method": "topk"}` applies top-k to the same weights.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(PruningConfig)}
+    unknown = set(override) - set(defaults)
+    if unknown:
+        raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {override}")
+    changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
+               for key, value in override.items()}
+    if changes.get("method", base.method) not in SCORER_METHODS and "gamma" not in changes:
+        changes["gamma"] = 0.0
+    base.replace(**changes)
+    return changes
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    raise TypeError(f"cannot hash a {type(value).__name__} setting")
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The validated config of a run directory (from its config.json): an MTConfig for task wmt16."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no config.json; expected a run directory written by `tsdtp train` "
+                              "or `tsdtp mt-train`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from exc
+    kind = MTConfig if isinstance(data, dict) and data.get("task") == MTConfig.task else TrainConfig
+    return kind.from_dict(data)
+
+
+def config_hash(config: RunConfig, init_hash: str | None = None) -> str:
+    """The sha256 of a config, with `init_from` replaced by `init_hash` or by the hash of the run it names."""
+    data = config.to_dict()
+    if config.init_from is not None:
+        data["init_from"] = "run:" + (init_hash or config_hash(read_run_config(config.init_from)))
+    text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None) -> Path:
+    """Where the run of `config` is cached: `<root>/<task>-<method>-<first 12 hex of its hash>`."""
+    return Path(root) / f"{config.task}-{config.pruning.method}-{config_hash(config, init_hash)[:12]}"
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds a run trained to its last step (checkpoint and final metrics written)."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file() or not (run_dir / "config.json").is_file():
+        return False
+    config = read_run_config(run_dir)
+    metrics = json.loads(metrics_path.read_text())
+    if isinstance(config, MTConfig):
+        return (run_dir / "model").is_dir() and metrics["steps"] >= metrics["total_steps"]
+    if not (run_dir / "checkpoint.pt").is_file():
+        return False
+    steps_per_epoch = math.ceil(metrics["train_examples"] / config.batch_size)
+    return metrics["steps"] >= max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
+def remove_run(run_dir: str | Path) -> None:
+    """Delete a run directory; a symlink (an adopted run) is unlinked, never followed."""
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink():
+        run_dir.unlink()
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None = None, force: bool = False,
+                   progress: bool = True) -> tuple[dict[str, Any], bool]:
+    """Train `config` into `run_dir` unless it already holds that finished run; returns (metrics, trained).
+
+    `force` deletes the run first and retrains. A finished run with another config is an error.
+    """
+    if isinstance(config, MTConfig):
+        from tsdtp.translation.train import train_translation as train
+    else:
+        from tsdtp.classification.train import train
+
+    run_dir = Path(run_dir)
+    if force:
+        remove_run(run_dir)
+    if run_finished(run_dir):
+        if config_hash(read_run_config(run_dir)) != config_hash(config):
+            raise CheckpointError(f"{run_dir} holds a finished run with another config; "
+                                  "choose another run directory or retrain with force")
+        return json.loads((run_dir / "metrics.json").read_text()), False
+    return train(config, run_dir, data_dir, progress=progress), True
+
+
+def adopt_run(run_dir: str | Path, root: str | Path, expected: RunConfig | None = None, move: bool = False
+              ) -> Path:
+    """Register a finished run under its hash-named cache folder in `root`; returns that folder.
+
+    The run's config.json is validated (and compared with `expected` when given). By default
+    the cache entry is a relative symlink, so paths that name the original (such as another
+    run's `init_from`) keep working; `move=True` moves the folder instead.
+    """
+    run_dir = Path(run_dir)
+    if not run_finished(run_dir):
+        raise CheckpointError(f"{run_dir} is not a finished run (no checkpoint.pt or model/, or metrics.json short "
+                              "of the last step); finish it with `tsdtp train` or `tsdtp mt-train` first")
+    config = read_run_config(run_dir)
+    if expected is not None and config_hash(expected) != config_hash(config):
+        differing = _differences(expected.to_dict(), config.to_dict())
+        raise CheckpointError(f"{run_dir} was trained with another config than expected; differs in {differing}")
+    target = run_cache_dir(config, root)
+    if target.exists() or target.is_symlink():
+        if target.resolve() == run_dir.resolve():
+            return target
+        raise CheckpointError(f"the cache already holds {target} for this config; remove it to adopt {run_dir}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if move:
+        shutil.move(str(run_dir), str(target))
+    else:
+        os.symlink(os.path.relpath(run_dir.resolve(), target.parent.resolve()), target, target_is_directory=True)
+    return target
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for key in keys:
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            out += _differences(left, right, f"{prefix}{key}.")
+        elif _canonical(left) != _canonical(right):
+            out.append(f"{prefix}{key} ({left!r} vs {right!r})")
+    return out

@@ -1,0 +1,145 @@
+"""The resumable training loop shared by classification and translation runs.
+
+A run directory gets `config.json` first (a different config already there is refused), then
+`state.pt` (model, optimizer, scheduler, step, history, seconds, torch RNG) every `save_every`
+steps within an epoch and after each epoch's evaluation, so an interrupted run resumes where
+it stopped. After each epoch the caller evaluates and saves its model; the loop then writes
+`metrics.json` and the state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from tsdtp.core.pruned_model import PrunedModel
+from tsdtp.errors import CheckpointError
+from tsdtp.runs.io import atomic_torch_save, atomic_write_json
+
+Batches = list[list[int]]
+"""The example indices of each batch of one epoch."""
+
+StepLoss = Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]]
+"""Loss of one batch (given by its indices) and its parts as floats."""
+
+EpochRecord = Callable[[int, int, dict[str, float]], dict[str, Any]]
+"""(epoch, step, last loss parts) -> the history entry of that epoch, after evaluating."""
+
+SaveRun = Callable[[int, float, list[dict[str, Any]]], dict[str, Any]]
+"""(step, train seconds, history) -> the metrics to write, after saving the model."""
+
+
+def open_run_dir(run_dir: str | Path, config: dict[str, Any]) -> Path:
+    """Create `run_dir` and write `config` to its `config.json`, refusing a run with another config."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    if saved.is_file():
+        try:
+            previous = json.loads(saved.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{saved} is not valid JSON ({exc}); remove the run directory to start again")
+        if previous != json.loads(json.dumps(config)):
+            raise CheckpointError(f"{run_dir} holds a run with a different config; choose another --run-dir "
+                                  "or delete it")
+    atomic_write_json(saved, config)
+    return run_dir
+
+
+def build_optimizer(wrapper: PrunedModel, lr: float, scorer_lr: float, weight_decay: float,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over the wrapped model (weight decay on matrices only) and the scorers (own rate, no decay)."""
+    model_params = list(wrapper.model.named_parameters())
+    return torch.optim.AdamW([
+        {"params": [p for _, p in model_params if p.dim() > 1], "lr": lr, "weight_decay": weight_decay},
+        {"params": [p for _, p in model_params if p.dim() <= 1], "lr": lr, "weight_decay": 0.0},
+        {"params": list(wrapper.scorers.parameters()), "lr": scorer_lr, "weight_decay": 0.0},
+    ], betas=betas)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, plan: list[Batches], warmup_ratio: float) -> LRScheduler:
+    """Linear warm-up over `warmup_ratio` of the planned steps, then linear decay to zero."""
+    total_steps = sum(len(epoch) for epoch in plan)
+    return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+
+
+def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer,
+                      scheduler: LRScheduler, plan: list[Batches], *, save_every: int, step_loss: StepLoss,
+                      epoch_record: EpochRecord, save_run: SaveRun, description: str, progress: bool,
+                      hard_ratio: float = 0.0) -> dict[str, Any]:
+    """Train through `plan` (the batches of every epoch), resuming from `run_dir/state.pt`; returns the metrics.
+
+    Each step clips the gradient norm to 1 and fails on a non-finite loss. The last
+    `hard_ratio` of the steps run with `wrapper.straight_through` set (hard keep decisions
+    forward). A finished run returns its `metrics.json` without training.
+    """
+    starts = [sum(len(epoch) for epoch in plan[:e]) for e in range(len(plan))]
+    total_steps = sum(len(epoch) for epoch in plan)
+    hard_from = total_steps - round(hard_ratio * total_steps)
+    step, history, seconds = 0, [], 0.0
+    state = load_trainer_state(run_dir)
+    if state is not None:
+        wrapper.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, history, seconds = state["step"], state["history"], state["train_seconds"]
+        torch.set_rng_state(state["torch_rng"])
+    if step >= total_steps and (run_dir / "metrics.json").is_file():
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    def save_state() -> None:
+        atomic_torch_save(run_dir / "state.pt", {
+            "model": wrapper.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "history": history, "train_seconds": seconds, "torch_rng": torch.get_rng_state()})
+
+    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress)
+    parts: dict[str, float] = {}
+    while step < total_steps:
+        epoch = max(e for e, start in enumerate(starts) if start <= step)
+        wrapper.train()
+        started = time.perf_counter()
+        for indices in plan[epoch][step - starts[epoch]:]:
+            wrapper.straight_through = step >= hard_from
+            loss, parts = step_loss(indices)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
+            if step % save_every == 0 and step < starts[epoch] + len(plan[epoch]):
+                seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                save_state()
+        seconds += time.perf_counter() - started
+        wrapper.straight_through = False
+        history.append(epoch_record(epoch, step, parts))
+        atomic_write_json(run_dir / "metrics.json", save_run(step, seconds, history))
+        save_state()
+    bar.close()
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def load_trainer_state(run_dir: Path) -> dict[str, Any] | None:
+    """The resumable trainer state of an interrupted run, or None if it has none."""
+    path = Path(run_dir) / "state.pt"
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"trainer state {path} is corrupt ({type(exc).__name__}); "
+                              f"delete it to restart the run from scratch") from exc

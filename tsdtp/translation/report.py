@@ -1,0 +1,156 @@
+"""Evaluate a trained translation run under any method and record it in results.csv.
+
+One results.csv row per test set (Multi30k test_2016_flickr, captions; newstest2016, news),
+`metric_name` "bleu". Every measured figure (chrF, tokens kept, latency, throughput, ...)
+also goes into the wide `translation.csv` beside results.csv and into the run's
+`eval/<name>.json`; the keep traces go to `eval/<name>.parquet` (see `TRACE_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from tsdtp.classification.report import eval_name
+from tsdtp.errors import ConfigError
+from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
+from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, upsert_results
+from tsdtp.translation.checkpoint import load_translator
+from tsdtp.translation.config import MTConfig
+from tsdtp.translation.data import EVAL_CORPORA, load_corpus
+from tsdtp.translation.encoding import encode_sources
+from tsdtp.translation.evaluate import generation_speed, score, summarize, translate
+from tsdtp.translation.model import PrunedTranslator
+
+TRANSLATION_TABLE = "translation.csv"
+"""The wide table of translation figures, written beside results.csv."""
+
+UNSUPPORTED_METHODS = ("reference-masking",)
+"""Methods with no translation form (the paper notebook's masking is a classifier algorithm)."""
+
+
+def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
+                         results_csv: str | Path | None = None, splits: Sequence[str] = EVAL_CORPORA,
+                         batch_size: int = 64, num_beams: int = 4, max_eval_samples: int | None = None,
+                         speed_repeats: int = 0, speed_samples: int = 256, latency_samples: int = 32,
+                         trace_samples: int | None = 200, progress: bool = True) -> dict[str, Any]:
+    """Translate each test set with `run_dir`'s model (optionally under another method or k) and score it.
+
+    `speed_repeats > 0` also times end-to-end generation against the library's dense
+    `generate()` in this process: throughput on the first `speed_samples` sentences of the
+    first split at `batch_size`, and latency at batch size 1 on `latency_samples` of them.
+    Writes `eval/<name>.json`, `eval/<name>.parquet` and `eval/<name>.<split>.txt`
+    (hypotheses); upserts rows into `results_csv` (and `translation.csv` beside it) when given.
+    """
+    run_dir = Path(run_dir)
+    translator, tokenizer, config, label = load_translator(run_dir)
+    pruning = translator.pruning.replace(**(overrides or {}))
+    if pruning.method in UNSUPPORTED_METHODS:
+        raise ConfigError(f"method {pruning.method!r} is not available for translation")
+    translator.pruning = pruning
+    name = eval_name(pruning)
+    record: dict[str, Any] = {"run_dir": str(run_dir), "model": label, "pruning": translator.pruning.__dict__,
+                              "batch_size": batch_size, "num_beams": num_beams,
+                              "threads": torch.get_num_threads(), "splits": {}}
+    traces, speed = [], {}
+    for index, split in enumerate(splits):
+        corpus = load_corpus(split, data_dir).head(max_eval_samples)
+        source_ids = encode_sources(tokenizer, corpus.sources, config.max_source_length, what=corpus.name)
+        translations = translate(translator, tokenizer, source_ids, batch_size, num_beams, config.max_target_length,
+                                 trace_samples=trace_samples, progress=progress)
+        figures = {"eval_split": corpus.split_label, "domain": corpus.domain, "n_eval": len(corpus),
+                   **score(translations.hypotheses, corpus.targets), **summarize(translator, translations),
+                   "translate_seconds": translations.seconds}
+        if index == 0 and speed_repeats > 0:
+            record["speed_split"] = split
+            speed = _speed(translator, tokenizer, source_ids, config, batch_size, num_beams, speed_repeats,
+                           speed_samples, latency_samples)
+        record["splits"][split] = figures
+        hypotheses = "".join(f"{line}\n" for line in translations.hypotheses)
+        atomic_write_bytes(run_dir / "eval" / f"{name}.{split}.txt", hypotheses.encode())
+        if translations.traces is not None:
+            traces.append(translations.traces.assign(eval_split=corpus.split_label))
+    record["speed"] = speed
+    atomic_write_json(run_dir / "eval" / f"{name}.json", record)
+    if traces:
+        frame = pd.concat(traces, ignore_index=True)
+        frame.insert(0, "method", pruning.method)
+        frame.insert(1, "k", pruning.k)
+        frame.insert(2, "task", config.task)
+        atomic_write_bytes(run_dir / "eval" / f"{name}.parquet", frame.to_parquet(index=False))
+    if results_csv is not None:
+        upsert_translation_results(results_csv, translation_rows(record, config))
+    return record
+
+
+def _speed(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, source_ids: list[list[int]],
+           config: MTConfig, batch_size: int, num_beams: int, repeats: int, samples: int, latency_samples: int
+           ) -> dict[str, float]:
+    speed = generation_speed(translator, tokenizer, source_ids[:samples], batch_size, num_beams,
+                             config.max_target_length, repeats=repeats)
+    if latency_samples > 0:
+        single = generation_speed(translator, tokenizer, source_ids[:latency_samples], 1, num_beams,
+                                  config.max_target_length, repeats=repeats)
+        speed.update({"latency_ms": single["latency_ms"], "dense_latency_ms": single["dense_latency_ms"],
+                      "latency_speedup": single["speedup"]})
+    return speed
+
+
+def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str, Any]]:
+    """The results.csv rows of one evaluation record (one per test set), plus the extra figures.
+
+    Speed figures go on the row of the test set they were measured on; the others leave them empty.
+    """
+    pruning = record["pruning"]
+    uses_scorer = pruning["method"] in ("ts-dtp", "reference-masking") and pruning["gamma"] > 0
+    command = " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else ""
+    rows = []
+    for split, figures in record["splits"].items():
+        speed = record["speed"] if record.get("speed_split") == split else {}
+        rows.append({
+            "task": config.task, "model": record["model"], "method": pruning["method"], "k": pruning["k"],
+            "gamma": pruning["gamma"] if uses_scorer else 0.0, "metric_name": "bleu",
+            "metric": round(figures["bleu"], 2), "keep_ratio": round(figures["keep_ratio"], 4),
+            "flops_ratio": round(figures["flops_ratio"], 4), "speedup": round(speed.get("speedup", float("nan")), 3),
+            "batch_size": record["batch_size"], "device": f"cpu x{record['threads']}", "n_eval": figures["n_eval"],
+            "eval_split": figures["eval_split"],
+            "keep_target": pruning["keep_target"] if pruning["method"] in ("ts-dtp", "general-dtp") else None,
+            "scorer_overhead": round(figures["scorer_overhead"], 4), "run_dir": record["run_dir"],
+            "command": command, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
+            "cross_keep_ratio": round(figures["cross_keep_ratio"], 4),
+            "tokens_kept": round(figures["tokens_kept"], 2), "source_tokens": round(figures["source_tokens"], 2),
+            "num_beams": record["num_beams"], **{key: round(value, 4) for key, value in speed.items()},
+        })
+    return rows
+
+
+def upsert_translation_results(results_csv: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Upsert the contracted columns into results.csv and every column into `translation.csv` beside it.
+
+    Returns the wide translation table.
+    """
+    rows = list(rows)
+    upsert_results(results_csv, rows)
+    path = Path(results_csv).parent / TRANSLATION_TABLE
+    new = pd.DataFrame(rows)
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=new.columns)
+    if not table.empty:
+        table = table[~_keys(table).isin(set(_keys(new)))]
+    table = pd.concat([table, new], ignore_index=True) if not table.empty else new
+    leading = [c for c in RESULT_COLUMNS if c in table.columns]
+    table = table[leading + [c for c in table.columns if c not in leading]]
+    table = table.sort_values(["eval_split", "method", "k"], kind="stable").reset_index(drop=True)
+    atomic_write_bytes(path, table.to_csv(index=False).encode())
+    return table
+
+
+def _keys(table: pd.DataFrame) -> pd.Series:
+    cells = table[list(KEY_COLUMNS)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
+    return cells.agg("|".join, axis=1)
