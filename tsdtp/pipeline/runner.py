@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from tsdtp.classification.data import data_dir_from_env, task_folder
+from tsdtp.classification import data as classification_data
+from tsdtp.classification.data import data_dir_from_env
 from tsdtp.classification.experiments import train_config
 from tsdtp.classification.tasks import get_task
 from tsdtp.core.config import PruningConfig
@@ -51,8 +52,8 @@ from tsdtp.runs.cache import (
     run_finished,
 )
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
+from tsdtp.translation import data as translation_data
 from tsdtp.translation.config import MTConfig
-from tsdtp.translation.data import CORPORA, EVAL_CORPORA, wmt_folder
 from tsdtp.translation.experiments import translation_config
 
 SPEC_FILE = "pipeline.yaml"
@@ -338,19 +339,12 @@ def data_files(plan: Plan) -> dict[str, Any]:
 
 
 def _task_files(task: str, plan: Plan) -> list[Path]:
-    """The files of `task` under the plan's data folder: GLUE train/dev, or the translation corpora used."""
+    """The files the plan's runs of `task` read under its data folder, as the task's own package names them."""
     assert plan.data_dir is not None
     if task != MTConfig.task:
-        folder = task_folder(get_task(task), plan.data_dir)
-        return [path for path in sorted(folder.glob("*.tsv")) if path.name in ("train.tsv", "dev.tsv")]
-    names = {"multi30k-val", *EVAL_CORPORA}
-    for step in plan.steps:
-        if isinstance(step.config, MTConfig):
-            names.update(step.config.train_corpora)
-    root = wmt_folder(plan.data_dir)
-    paths = [root / f"{stem}.{lang}{'.gz' if CORPORA[name].gzipped else ''}" for name in sorted(names)
-             for stem in CORPORA[name].stems for lang in ("en", "de")]
-    return [path for path in paths if path.is_file()]
+        return classification_data.data_files(get_task(task), plan.data_dir)
+    corpora = [name for step in plan.steps if isinstance(step.config, MTConfig) for name in step.config.train_corpora]
+    return translation_data.data_files(plan.data_dir, corpora)
 
 
 def write_gallery(plan: Plan, reports: Path, records: list[dict[str, Any]]) -> Path:
