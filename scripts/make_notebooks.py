@@ -49,7 +49,7 @@ from IPython.display import display
 from tsdtp.analysis import frames, plots
 from tsdtp.classification import experiments
 from tsdtp.runs import cache
-from tsdtp.pipeline.runner import project_root
+from tsdtp.pipeline.spec import project_root
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
@@ -88,7 +88,7 @@ translation_split = "multi30k test_2016_flickr (captions)"  # the wmt16 test set
 from IPython.display import display
 
 from tsdtp.analysis import frames, plots
-from tsdtp.pipeline.runner import project_root
+from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
@@ -131,7 +131,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from tsdtp.analysis import frames, plots
-from tsdtp.pipeline.runner import project_root
+from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
@@ -174,7 +174,7 @@ results_batch_size = 32  # use the results.csv rows (and bench.csv memory) at th
         ("code", """import os
 
 from tsdtp.analysis import frames
-from tsdtp.pipeline.runner import project_root
+from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
@@ -228,7 +228,7 @@ import torch
 from IPython.display import display
 
 from tsdtp.analysis import frames, plots
-from tsdtp.pipeline.runner import project_root
+from tsdtp.pipeline.spec import project_root
 from tsdtp.runs import cache
 from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
 

@@ -21,17 +21,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.experiments import train_config
+from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.pipeline.runner import (
-    PipelineError,
-    add_reproduce_command,
-    adopt_runs,
-    make_plan,
-    notebook_parameters,
-    project_root,
-    reproduce,
-    reproduce_command,
-)
+from tsdtp.pipeline.plan import make_plan
+from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce
+from tsdtp.pipeline.spec import notebook_parameters, project_root
 from tsdtp.runs import cache as run_cache
 from tsdtp.runs.results import RESULT_COLUMNS
 

@@ -62,6 +62,12 @@ def task_folder(task: GlueTask, data_dir: Path) -> Path:
     )
 
 
+def data_files(task: GlueTask, data_dir: Path) -> list[Path]:
+    """The local files `load_task_data` reads for `task` under `data_dir`: dev.tsv and, when present, train.tsv."""
+    folder = task_folder(task, data_dir)
+    return [path for path in (folder / "dev.tsv", folder / "train.tsv") if path.is_file()]
+
+
 def read_tsv(task: GlueTask, path: Path) -> Dataset:
     """Read one GLUE .tsv with the datasets CSV loader, quotes kept, labels mapped to ints."""
     if not path.is_file():

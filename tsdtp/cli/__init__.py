@@ -13,6 +13,7 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.tasks import TASKS
 from tsdtp.cli.bench import add_bench_command, run_bench_command
 from tsdtp.cli.profile import add_profile_command, run_profile_command
+from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.cli.translation import (
     TRANSLATION_COMMANDS,
     add_translation_commands,
@@ -21,7 +22,6 @@ from tsdtp.cli.translation import (
 from tsdtp.core.config import METHODS, TASK_AGNOSTIC_METHODS, PruningConfig
 from tsdtp.errors import TsdtpError
 from tsdtp.hub import DEFAULT_MODEL
-from tsdtp.pipeline.runner import add_reproduce_command, reproduce_command
 
 PRUNING_FLAGS = ("method", "k", "gamma", "d_task", "prune_layers", "temperature", "lambda_aux", "lambda_keep",
                  "keep_target", "task_features", "topk_final_keep", "keep_schedule")

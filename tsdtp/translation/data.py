@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,22 @@ def wmt_folder(data_dir: Path) -> Path:
                     "multi30k_task1/ and newstest/")
 
 
+def corpus_paths(spec: CorpusSpec, root: Path) -> list[tuple[Path, Path]]:
+    """The (source, target) file pairs of a corpus under the WMT folder `root`, one pair per stem."""
+    suffix = ".gz" if spec.gzipped else ""
+    return [(root / f"{stem}.{SOURCE_LANG}{suffix}", root / f"{stem}.{TARGET_LANG}{suffix}") for stem in spec.stems]
+
+
+def data_files(data_dir: Path, train_corpora: Iterable[str] = ()) -> list[Path]:
+    """The local files translation runs read: `train_corpora`, multi30k val and the test sets `EVAL_CORPORA`.
+
+    Only files that exist, by corpus name, each source then target file.
+    """
+    root = wmt_folder(data_dir)
+    names = sorted({"multi30k-val", *EVAL_CORPORA, *train_corpora})
+    return [path for name in names for pair in corpus_paths(CORPORA[name], root) for path in pair if path.is_file()]
+
+
 def read_lines(path: Path, gzipped: bool) -> list[str]:
     """The lines of a text file (gzipped or not), newline characters removed."""
     if not path.is_file():
@@ -113,10 +130,7 @@ def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> Paralle
     root = wmt_folder(folder)
     sources: list[str] = []
     targets: list[str] = []
-    suffix = ".gz" if spec.gzipped else ""
-    for stem in spec.stems:
-        source_path = root / f"{stem}.{SOURCE_LANG}{suffix}"
-        target_path = root / f"{stem}.{TARGET_LANG}{suffix}"
+    for source_path, target_path in corpus_paths(spec, root):
         source, target = read_lines(source_path, spec.gzipped), read_lines(target_path, spec.gzipped)
         if len(source) != len(target):
             raise DataError(f"{source_path} has {len(source)} lines but {target_path} has {len(target)}; "
