@@ -40,8 +40,8 @@ from tsdtp.measure.bench import (
     run_benchmark,
 )
 from tsdtp.measure.devices import DEVICES, DTYPES
-from tsdtp.runs.io import atomic_write_bytes
 from tsdtp.runs.results import upsert_results
+from tsdtp.runs.tables import upsert_csv
 
 DENSE, RUN = "dense", "run"
 DEFAULT_METHODS = "dense,none,run,general-dtp-posthoc,topk,reference-masking"
@@ -195,20 +195,9 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
     return rows
 
 
-def _bench_keys(frame: pd.DataFrame) -> pd.Series:
-    cells = frame[list(BENCH_KEY_COLUMNS)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
-    return cells.agg("|".join, axis=1)
-
-
 def upsert_bench(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Add rows to bench.csv, replacing rows with the same BENCH_KEY_COLUMNS, atomically."""
-    path = Path(path)
-    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=rows.columns)
-    if not table.empty:
-        table = table[~_bench_keys(table).isin(set(_bench_keys(rows)))]
-    table = pd.concat([table, rows], ignore_index=True) if not table.empty else rows
-    atomic_write_bytes(path, table.to_csv(index=False).encode())
-    return table
+    return upsert_csv(path, rows, BENCH_KEY_COLUMNS)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
