@@ -36,7 +36,7 @@ from tsdtp.core.regions import (
     region_name,
 )
 from tsdtp.errors import ConfigError
-from tsdtp.measure.bench import BenchData, BenchSpec
+from tsdtp.measure.methods import BenchSpec
 from tsdtp.measure.profile import (
     FORWARD,
     LAYER_PROFILE_COLUMNS,
@@ -49,6 +49,7 @@ from tsdtp.measure.profile import (
     run_profile,
     time_breakdown,
 )
+from tsdtp.measure.session import BenchData
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TS_DTP = PruningConfig(method="ts-dtp", k=0.0)
