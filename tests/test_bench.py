@@ -14,31 +14,18 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
 from tsdtp.classification.evaluate import encoder_shape, predict_batch
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.cli.bench import (
-    DEFAULT_METHODS,
-    LoadedRun,
-    build_specs,
-    parse_method,
-    parse_methods,
-    resolve_pruning,
-    results_rows,
-    upsert_bench,
-)
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.flops import computed_flops, counted_flops, method_flops, method_layers
 from tsdtp.errors import ConfigError
-from tsdtp.measure.bench import (
-    BENCH_COLUMNS,
-    BenchData,
-    BenchResult,
-    BenchSettings,
-    BenchSpec,
-    run_benchmark,
-    spec_label,
-)
+from tsdtp.measure.bench import DEFAULT_METHODS, BenchResult, BenchSettings, run_benchmark
+from tsdtp.measure.bench_columns import BENCH_COLUMNS
 from tsdtp.measure.devices import device_name, resolve_device, resolve_dtype
 from tsdtp.measure.memory import peak_activation_bytes, running_peak
+from tsdtp.measure.methods import BenchSpec, parse_method, parse_methods, resolve_pruning, spec_label
+from tsdtp.measure.records import BENCH_KEY_COLUMNS, results_rows
+from tsdtp.measure.session import BenchData, LoadedRun, build_specs
 from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
+from tsdtp.runs.tables import upsert_csv
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -154,8 +141,8 @@ def test_bench_results_rows_carry_the_contracted_columns(bench_rows, base_model,
     assert list(table.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     assert (table["device"] == "cpu x1").all() and (table["batch_size"] == 8).all()
     assert table["eval_split"].str.endswith("length-sorted").all()
-    again = upsert_bench(tmp_path / "bench.csv", bench_rows)
-    assert len(upsert_bench(tmp_path / "bench.csv", bench_rows)) == len(again) == len(bench_rows)
+    again = upsert_csv(tmp_path / "bench.csv", bench_rows, BENCH_KEY_COLUMNS)
+    assert len(upsert_csv(tmp_path / "bench.csv", bench_rows, BENCH_KEY_COLUMNS)) == len(again) == len(bench_rows)
 
 
 def test_bench_runs_in_bf16_on_cpu(base_model, split, tokenizer):

@@ -14,6 +14,7 @@ import torch
 from conftest import SST2_ROWS
 from matplotlib.figure import Figure
 from torch.profiler import ProfilerActivity, profile
+from transformers import MarianConfig, MarianMTModel
 
 from tsdtp.analysis.plots import time_breakdown_plot
 from tsdtp.classification.checkpoint import save_checkpoint
@@ -23,12 +24,16 @@ from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import scored_layers
 from tsdtp.core.regions import (
+    ATTENTION,
+    ATTENTION_OUTPUT,
     COMPONENTS,
+    EMBEDDINGS,
     FFN,
     HEAD,
     KEEP,
     LAYERNORM,
     OTHER,
+    PACKING,
     QKV,
     SCORER,
     parse_region,
@@ -36,7 +41,7 @@ from tsdtp.core.regions import (
     region_name,
 )
 from tsdtp.errors import ConfigError
-from tsdtp.measure.bench import BenchData, BenchSpec
+from tsdtp.measure.methods import BenchSpec
 from tsdtp.measure.profile import (
     FORWARD,
     LAYER_PROFILE_COLUMNS,
@@ -49,6 +54,8 @@ from tsdtp.measure.profile import (
     run_profile,
     time_breakdown,
 )
+from tsdtp.measure.session import BenchData
+from tsdtp.translation.model import PrunedTranslator
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TS_DTP = PruningConfig(method="ts-dtp", k=0.0)
@@ -179,6 +186,40 @@ def test_module_hooks_label_the_dense_forward_and_are_removed(model, batch):
         frame = time_breakdown(adapter.dense_logits, [batch], torch.device("cpu"), warmup=0)
     assert set(frame["component"]) >= {QKV, "attention core", FFN, LAYERNORM, HEAD}
     assert not any(module._forward_hooks or module._forward_pre_hooks for module in model.modules())
+
+
+def _tiny_translator(pruning: PruningConfig) -> PrunedTranslator:
+    """A randomly initialised three-layer Marian (no tokenizer: 0 is padding, 1 is `</s>`)."""
+    torch.manual_seed(0)
+    config = MarianConfig(vocab_size=64, decoder_vocab_size=64, d_model=32, encoder_layers=3, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                          decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                          decoder_start_token_id=0)
+    return PrunedTranslator(MarianMTModel(config), [1], pruning).eval()
+
+
+def _source_batch(lengths: list[int]) -> dict[str, torch.Tensor]:
+    """Random source ids ending in `</s>`, padded to the longest."""
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length - 1] = torch.randint(2, 64, (length - 1,), generator=generator)
+        input_ids[row, length - 1] = 1
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
+
+
+@pytest.mark.parametrize("pruning", [PruningConfig(), TS_DTP], ids=["none", "ts-dtp"])
+def test_the_marian_encoder_is_broken_down_into_the_bert_components(pruning):
+    translator = _tiny_translator(pruning)
+    with torch.inference_mode():
+        frame = time_breakdown(lambda b: translator.encode(b["input_ids"], b["attention_mask"]),
+                               [_source_batch([12, 7, 9, 4])], torch.device("cpu"), warmup=0)
+    measured = set(frame.loc[frame["total_ms"] > 0, "component"]) - {OTHER}
+    bert_layer = {EMBEDDINGS, QKV, ATTENTION, ATTENTION_OUTPUT, FFN, LAYERNORM, PACKING}
+    assert measured == bert_layer | ({SCORER, KEEP} if pruning.prunes else set())
+    for component in (QKV, ATTENTION, ATTENTION_OUTPUT, FFN, LAYERNORM):
+        assert frame.loc[frame["component"] == component, "layer"].tolist() == [0, 1, 2], component
+    assert frame["share"].sum() == pytest.approx(1.0)
 
 
 def test_time_breakdown_plot_returns_a_figure(profiled):

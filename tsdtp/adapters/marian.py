@@ -17,6 +17,7 @@ from transformers.models.marian.modeling_marian import MarianEncoderLayer
 
 from tsdtp.adapters.attention import biased_self_attention
 from tsdtp.core.packing import TokenLayout
+from tsdtp.core.regions import ATTENTION_OUTPUT, EMBEDDINGS, FFN, QKV, region
 
 
 class MarianAdapter:
@@ -36,9 +37,10 @@ class MarianAdapter:
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Scaled token embeddings plus sinusoidal positions, with the encoder's dropout: [B, N, d]."""
         encoder = self.encoder
-        embeds = encoder.embed_tokens(input_ids) * encoder.embed_scale
-        hidden = embeds + encoder.embed_positions(embeds.shape[:-1])
-        return F.dropout(hidden, encoder.dropout, self.model.training)
+        with region(EMBEDDINGS):
+            embeds = encoder.embed_tokens(input_ids) * encoder.embed_scale
+            hidden = embeds + encoder.embed_positions(embeds.shape[:-1])
+            return F.dropout(hidden, encoder.dropout, self.model.training)
 
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """True where the token is special (`</s>`) and must survive."""
@@ -52,18 +54,22 @@ class MarianAdapter:
         (projections, norms and feed-forward then run on the live tokens only). Returns the
         layer output in the layout of `hidden` and, when `need_probs`, the attention
         probabilities [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
+        The parts run in the same profiler regions as the BERT adapter's (`tsdtp.core.regions`).
         """
         block: MarianEncoderLayer = self.encoder.layers[index]
         attention = block.self_attn
         training = self.model.training
-        context, probs = biased_self_attention(
-            attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden), key_bias, self.num_heads,
-            attention.dropout, training, need_probs, layout, scaling=attention.scaling)
-        attended = F.dropout(attention.out_proj(context), block.dropout, training)
-        hidden = block.self_attn_layer_norm(hidden + attended)
-        inner = F.dropout(self.activation(block.fc1(hidden)), block.activation_dropout, training)
-        output = F.dropout(block.fc2(inner), block.dropout, training)
-        return block.final_layer_norm(hidden + output), probs
+        with region(QKV, index):
+            query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
+        context, probs = biased_self_attention(query, key, value, key_bias, self.num_heads, attention.dropout,
+                                               training, need_probs, layout, scaling=attention.scaling, index=index)
+        with region(ATTENTION_OUTPUT, index):
+            attended = F.dropout(attention.out_proj(context), block.dropout, training)
+            hidden = block.self_attn_layer_norm(hidden + attended)
+        with region(FFN, index):
+            inner = F.dropout(self.activation(block.fc1(hidden)), block.activation_dropout, training)
+            output = F.dropout(block.fc2(inner), block.dropout, training)
+            return block.final_layer_norm(hidden + output), probs
 
     def dense_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The library's own dense encoder output [B, N, d]: the reference for equivalence."""

@@ -53,6 +53,22 @@ def _empty(message: str) -> Figure:
     return fig
 
 
+def _panel_grid(rows: int, count: int, width: float, height: float, sharey: bool = False
+                ) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure of `rows` x `count` panels, each `width` inches wide, `height` tall in all.
+
+    Returns the figure and its axes as a [rows, count] array.
+    """
+    fig = Figure(figsize=(width * count, height), layout="constrained")
+    return fig, fig.subplots(rows, count, squeeze=False, sharey=sharey)
+
+
+def _panel_row(count: int, width: float, height: float, sharey: bool = False) -> tuple[Figure, np.ndarray]:
+    """`_panel_grid` with one row: the figure and its `count` axes."""
+    fig, axes = _panel_grid(1, count, width, height, sharey)
+    return fig, axes[0]
+
+
 def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequence[str]) -> Figure:
     """For each example a row of layer × token grids, one per method, kept tokens coloured.
 
@@ -102,8 +118,7 @@ def layer_keep_plot(layer_keep: pd.DataFrame) -> Figure:
     tasks = sorted(layer_keep["task"].unique())
     if not tasks:
         return _empty("no keep traces")
-    fig = Figure(figsize=(4.2 * len(tasks), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    fig, axes = _panel_row(len(tasks), 4.2, 3.4, sharey=True)
     for ax, task in zip(axes, tasks):
         one = layer_keep[layer_keep["task"] == task]
         for method in method_order(one["method"].tolist()):
@@ -126,8 +141,7 @@ def token_kind_plot(kinds: pd.DataFrame) -> Figure:
     tasks = sorted(kinds["task"].unique())
     if not tasks:
         return _empty("no keep traces")
-    fig = Figure(figsize=(5.0 * len(tasks), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    fig, axes = _panel_row(len(tasks), 5.0, 3.6, sharey=True)
     for ax, task in zip(axes, tasks):
         one = kinds[kinds["task"] == task].copy()
         one["kind"] = one["kind"].astype(str)
@@ -152,8 +166,7 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
     columns = panels(results)
     if not columns:
         return _empty("results.csv has no rows")
-    fig = Figure(figsize=(4.6 * len(columns), 7.0), layout="constrained")
-    axes = fig.subplots(2, len(columns), squeeze=False)
+    fig, axes = _panel_grid(2, len(columns), 4.6, 7.0)
     for column, (title, one) in enumerate(columns):
         dense = one[one["method"] == "none"]
         for row, x in enumerate(("flops_ratio", "speedup")):
@@ -186,8 +199,7 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
     columns = panels(realized)
     if not columns:
         return _empty("no measured speedups in results.csv (evaluate with speed_repeats > 0)")
-    fig = Figure(figsize=(5.0 * len(columns), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(columns), squeeze=False, sharey=True)[0]
+    fig, axes = _panel_row(len(columns), 5.0, 3.8, sharey=True)
     for ax, (title, one) in zip(axes, columns):
         ordered = pd.concat([one[one["method"] == m].sort_values("k") for m in method_order(one["method"].tolist())])
         labels = [f"{m}\nk={k:g}" for m, k in zip(ordered["method"], ordered["k"])]
@@ -202,12 +214,14 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
 
 
 def memory_plot(memory: pd.DataFrame) -> Figure:
-    """Peak memory (MiB, `tsdtp.analysis.frames.bench_memory`) per method and k, bars per batch size, one panel per task."""
+    """Peak memory (MiB, `tsdtp.analysis.frames.bench_memory`) per method and k, bars per batch size.
+
+    One panel per task.
+    """
     tasks = sorted(memory["task"].unique())
     if not tasks:
         return _empty("bench.csv has no memory measurements")
-    fig = Figure(figsize=(5.5 * len(tasks), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    fig, axes = _panel_row(len(tasks), 5.5, 4.0, sharey=True)
     keys = [key for key in ("method", "k", "batch_size") if key in memory.columns]
     for ax, task in zip(axes, tasks):
         one = memory[memory["task"] == task].groupby(keys, as_index=False)["memory_mb"].median()
@@ -232,8 +246,7 @@ def time_breakdown_plot(profile: pd.DataFrame, clock: str = "cpu") -> Figure:
     if not sizes:
         return _empty(f"no {clock} rows in the profile")
     colours = dict(zip(COMPONENTS, sns.color_palette("tab20", len(COMPONENTS))))
-    fig = Figure(figsize=(6.0 * len(sizes), 1.2 + 0.5 * rows["label"].nunique()), layout="constrained")
-    axes = fig.subplots(1, len(sizes), squeeze=False)[0]
+    fig, axes = _panel_row(len(sizes), 6.0, 1.2 + 0.5 * rows["label"].nunique())
     for ax, size in zip(axes, sizes):
         table = rows[rows["batch_size"] == size].pivot_table(index="label", columns="component",
                                                               values="ms_per_batch", sort=False, aggfunc="sum")

@@ -1,6 +1,6 @@
-"""`tsdtp profile`: where each method's inference time goes, by component, with torch.profiler.
+"""`tsdtp profile`: the flags; the breakdown and its tables are `tsdtp.measure.records.record_profile`.
 
-Methods are written as for `tsdtp bench` (`tsdtp.cli.bench`): `dense`, `none`, `run`,
+Methods are written as for `tsdtp bench` (`tsdtp.measure.methods`): `dense`, `none`, `run`,
 `ts-dtp:k=0.5`, `general-dtp@runs/x`, ... Each is profiled on the run's evaluation batches
 at every batch size, after warm-up (`tsdtp.measure.profile`). The command writes
 `profile.csv` (per component) and `profile_layers.csv` (per component and layer) to
@@ -11,24 +11,11 @@ Chrome traces to `--trace-dir` when given.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from tsdtp.cli.bench import (
-    build_specs,
-    load_bench_data,
-    load_runs,
-    parse_methods,
-    upsert_bench,
-)
 from tsdtp.measure.devices import DEVICES, DTYPES
-from tsdtp.measure.profile import (
-    DEFAULT_PROFILE_BATCH_SIZES,
-    ProfileSettings,
-    run_profile,
-)
-
-DEFAULT_PROFILE_METHODS = "dense,none,run"
+from tsdtp.measure.profile import DEFAULT_PROFILE_BATCH_SIZES, DEFAULT_PROFILE_METHODS, ProfileSettings
+from tsdtp.measure.records import profile_summary, record_profile
+from tsdtp.measure.session import load_workload
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -64,20 +51,6 @@ def run_profile_command(args: argparse.Namespace) -> int:
     """Run `tsdtp profile` from parsed arguments; prints the shares, writes the tables."""
     settings = ProfileSettings(tuple(args.batch_sizes), args.warmup, args.profile_threads, args.device, args.dtype,
                                args.sort_by_length, args.trace_dir, progress=True)
-    requests = parse_methods(args.methods)
-    runs = load_runs(requests, args.run_dir)
-    specs = build_specs(requests, runs, args.run_dir)
-    data = load_bench_data(runs[args.run_dir], args.data_dir, args.max_eval_samples)
-    result = run_profile(specs, data, settings)
-    tables = Path(args.tables_dir)
-    upsert_bench(tables / "profile.csv", result.components)
-    upsert_bench(tables / "profile_layers.csv", result.layers)
-    rows = result.components
-    print(json.dumps({"device": rows["device_name"].iloc[0], "dtype": settings.dtype, "threads": settings.threads}))
-    for clock, table in rows.groupby("clock", sort=False):
-        shares = table.pivot_table(index="component", columns=["batch_size", "label"], values="share", sort=False)
-        print(f"share of the profiled forward time ({clock} clock):")
-        print(shares.round(3).to_string())
-        totals = table.groupby(["batch_size", "label"], sort=False)[["ms_per_batch", "unprofiled_ms_per_batch"]]
-        print(totals.agg({"ms_per_batch": "sum", "unprofiled_ms_per_batch": "first"}).round(2).to_string())
+    workload = load_workload(args.run_dir, args.methods, args.data_dir, args.max_eval_samples)
+    print(profile_summary(record_profile(workload, settings, args.tables_dir), settings))
     return 0

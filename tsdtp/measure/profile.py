@@ -32,25 +32,15 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from tsdtp.core.regions import COMPONENTS, LAYERNORM, OTHER, parse_region, region_name
 from tsdtp.errors import ConfigError
-from tsdtp.measure.bench import (
-    BenchData,
-    BenchSpec,
-    BoundMethod,
-    bind_specs,
-    check_measure_settings,
-    eval_batches,
-    fixed_threads,
-)
-from tsdtp.measure.devices import (
-    device_name,
-    resolve_device,
-    resolve_dtype,
-    synchronize,
-)
+from tsdtp.measure.devices import synchronize
+from tsdtp.measure.methods import BenchSpec, BoundMethod
+from tsdtp.measure.session import RUN_COLUMNS, BenchData, Session, check_measure_settings, measuring
 
 FORWARD = "tsdtp forward"
 LAYER_NORM_OP = "aten::layer_norm"
 DEFAULT_PROFILE_BATCH_SIZES: tuple[int, ...] = (1, 32)
+DEFAULT_PROFILE_METHODS = "dense,none,run"
+"""What `tsdtp profile` breaks down unless `--methods` says otherwise."""
 
 BREAKDOWN_COLUMNS: tuple[str, ...] = ("clock", "component", "layer", "total_ms", "ms_per_batch", "share",
                                       "unprofiled_ms_per_batch")
@@ -61,9 +51,6 @@ ms_per_batch: per forward call; share: of the clock's total over all components.
 unprofiled_ms_per_batch: the same pass timed without the profiler (for scale).
 """
 
-RUN_COLUMNS: tuple[str, ...] = ("task", "model", "eval_split", "n_eval", "label", "method", "impl", "run_dir",
-                                "device", "device_name", "threads", "dtype", "sorted_by_length", "batch_size",
-                                "n_batches")
 PROFILE_COLUMNS: tuple[str, ...] = (*RUN_COLUMNS, "clock", "component", "total_ms", "ms_per_batch", "share",
                                     "unprofiled_ms_per_batch", "torch_version")
 """The columns of profile.csv: one row per method, batch size, clock and component (all of `COMPONENTS`)."""
@@ -229,45 +216,32 @@ class ProfileResult:
 
 def run_profile(specs: Sequence[BenchSpec], data: BenchData, settings: ProfileSettings) -> ProfileResult:
     """Profile every spec on `data` at each batch size; the models' own pruning is restored after."""
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    methods = bind_specs(specs, device, dtype)
-    trained = {id(m.model): (m.model, m.model.pruning) for m in methods}
     components, layers = [], []
-    try:
-        with fixed_threads(settings.threads), torch.inference_mode():
-            for batch_size in settings.batch_sizes:
-                batches = eval_batches(data, batch_size, settings.sort_by_length, device)
-                for method in methods:
-                    frame = _profile_method(method, batches, data, settings, device, batch_size)
-                    layers.append(frame[list(LAYER_PROFILE_COLUMNS)])
-                    components.append(by_component(frame)[list(PROFILE_COLUMNS)])
-                    if settings.progress:
-                        total = frame["unprofiled_ms_per_batch"].iloc[0]
-                        print(f"profile: batch {batch_size} {method.label}: {total:.2f} ms per batch unprofiled",
-                              file=sys.stderr)
-    finally:
-        for model, pruning in trained.values():
-            model.pruning = pruning
+    with measuring(specs, data, settings) as session:
+        for batch_size in settings.batch_sizes:
+            batches = session.batches(batch_size)
+            for method in session.methods:
+                frame = _profile_method(session, method, batches, settings, batch_size)
+                layers.append(frame[list(LAYER_PROFILE_COLUMNS)])
+                components.append(by_component(frame)[list(PROFILE_COLUMNS)])
+                if settings.progress:
+                    total = frame["unprofiled_ms_per_batch"].iloc[0]
+                    print(f"profile: batch {batch_size} {method.label}: {total:.2f} ms per batch unprofiled",
+                          file=sys.stderr)
     return ProfileResult(pd.concat(components, ignore_index=True), pd.concat(layers, ignore_index=True))
 
 
-def _profile_method(method: BoundMethod, batches: list[dict[str, torch.Tensor]], data: BenchData,
-                    settings: ProfileSettings, device: torch.device, batch_size: int) -> pd.DataFrame:
+def _profile_method(session: Session, method: BoundMethod, batches: list[dict[str, torch.Tensor]],
+                    settings: ProfileSettings, batch_size: int) -> pd.DataFrame:
+    """`time_breakdown` of one method (its library modules labelled when dense), with the run columns."""
     trace = None
     if settings.trace_dir is not None:
-        trace = Path(settings.trace_dir) / f"{data.task}-{_slug(method.label)}-b{batch_size}-{settings.dtype}.json"
+        name = f"{session.data.task}-{_slug(method.label)}-b{batch_size}-{settings.dtype}.json"
+        trace = Path(settings.trace_dir) / name
     modules = method.model.adapter.module_components() if method.pruning is None else []
     with labelled_modules(modules):
-        frame = time_breakdown(method, batches, device, settings.warmup, trace)
-    run = {
-        "task": data.task, "model": data.model_name, "eval_split": data.split_name, "n_eval": len(data.split),
-        "label": method.label, "method": "dense" if method.pruning is None else method.pruning.method,
-        "impl": method.impl, "run_dir": method.run_dir, "device": device.type, "device_name": device_name(device),
-        "threads": settings.threads, "dtype": settings.dtype, "sorted_by_length": settings.sort_by_length,
-        "batch_size": batch_size, "n_batches": len(batches),
-    }
-    return frame.assign(**run, torch_version=torch.__version__)
+        frame = time_breakdown(method, batches, session.device, settings.warmup, trace)
+    return frame.assign(**session.run_columns(method, batch_size, len(batches)), torch_version=torch.__version__)
 
 
 def _slug(label: str) -> str:

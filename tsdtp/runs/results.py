@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from tsdtp.runs.io import atomic_write_bytes
+from tsdtp.runs.tables import upsert_csv
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "task", "model", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio",
@@ -32,12 +32,6 @@ def read_results(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def _row_keys(table: pd.DataFrame) -> pd.Series:
-    """One string per row from its KEY_COLUMNS, missing values as empty (None and NaN alike)."""
-    cells = table[list(KEY_COLUMNS)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
-    return cells.agg("|".join, axis=1)
-
-
 def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Add rows (replacing any with the same key) and rewrite the file atomically."""
     new = pd.DataFrame(list(rows))
@@ -47,10 +41,5 @@ def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataF
     for column in EXTRA_COLUMNS:
         if column not in new.columns:
             new[column] = None
-    table = read_results(path)
-    if not table.empty:
-        table = table[~_row_keys(table).isin(set(_row_keys(new)))]
-    table = pd.concat([table, new], ignore_index=True)[[*RESULT_COLUMNS, *EXTRA_COLUMNS]]
-    table = table.sort_values(["task", "method", "k"], kind="stable").reset_index(drop=True)
-    atomic_write_bytes(Path(path), table.to_csv(index=False).encode())
-    return table
+    return upsert_csv(path, new, KEY_COLUMNS, columns=[*RESULT_COLUMNS, *EXTRA_COLUMNS],
+                      sort_by=["task", "method", "k"])

@@ -22,6 +22,7 @@ from tsdtp.classification.report import eval_name
 from tsdtp.errors import ConfigError
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
 from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, upsert_results
+from tsdtp.runs.tables import upsert_csv
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import EVAL_CORPORA, load_corpus
@@ -138,19 +139,5 @@ def upsert_translation_results(results_csv: str | Path, rows: Iterable[dict[str,
     """
     rows = list(rows)
     upsert_results(results_csv, rows)
-    path = Path(results_csv).parent / TRANSLATION_TABLE
-    new = pd.DataFrame(rows)
-    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=new.columns)
-    if not table.empty:
-        table = table[~_keys(table).isin(set(_keys(new)))]
-    table = pd.concat([table, new], ignore_index=True) if not table.empty else new
-    leading = [c for c in RESULT_COLUMNS if c in table.columns]
-    table = table[leading + [c for c in table.columns if c not in leading]]
-    table = table.sort_values(["eval_split", "method", "k"], kind="stable").reset_index(drop=True)
-    atomic_write_bytes(path, table.to_csv(index=False).encode())
-    return table
-
-
-def _keys(table: pd.DataFrame) -> pd.Series:
-    cells = table[list(KEY_COLUMNS)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
-    return cells.agg("|".join, axis=1)
+    return upsert_csv(Path(results_csv).parent / TRANSLATION_TABLE, rows, KEY_COLUMNS, leading=RESULT_COLUMNS,
+                      sort_by=["eval_split", "method", "k"])

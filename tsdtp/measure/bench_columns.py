@@ -1,0 +1,129 @@
+"""The columns of bench.csv, and how the measured ones are computed from what a method's passes saw."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import torch
+from torch.utils.benchmark import Measurement
+
+from tsdtp.classification.evaluate import encoder_shape
+from tsdtp.core.flops import FlopsReport, computed_flops, counted_flops, method_flops, method_layers
+from tsdtp.measure.memory import peak_activation_bytes
+from tsdtp.measure.methods import BoundMethod
+from tsdtp.measure.session import BenchData
+
+BENCH_COLUMNS: tuple[str, ...] = (
+    "task", "model", "eval_split", "n_eval", "label", "method", "k", "gamma", "impl", "run_dir",
+    "device", "device_name", "threads", "dtype", "sorted_by_length", "batch_size", "n_batches", "repeats", "warmup",
+    "time_s", "time_s_min", "time_s_max", "sentences_per_s", "sentences_per_s_min", "sentences_per_s_max",
+    "tokens_per_s", "latency_ms", "latency_ms_min", "latency_ms_max", "noisy",
+    "speedup", "speedup_min", "speedup_max", "speedup_vs_engine",
+    "accuracy", "keep_ratio", "gflops_per_sentence", "flops_ratio", "flops_speedup", "realization",
+    "realization_vs_engine", "scorer_overhead", "computed_gflops_per_sentence", "padding_waste",
+    "padding_token_waste", "flops_counted_ratio", "peak_memory_mb", "memory_source", "memory_batch_slots",
+    "torch_version",
+)
+"""The columns of bench.csv, one row per method x batch size (x device, dtype, threads, ordering).
+
+time_s: seconds for one pass over the evaluation set (median over repeats; _min/_max).
+latency_ms: per forward call (one batch); at batch size 1 this is the per-sentence latency.
+noisy: torch.utils.benchmark flags the repeats as high-variance.
+speedup: dense (transformers) time / method time, paired per repeat; speedup_vs_engine uses
+    the tsdtp engine with pruning off instead, which separates pruning from packing gains.
+flops_ratio: analytic FLOPs on live tokens, scorer included, over dense; flops_speedup is
+    its inverse and realization = speedup / flops_speedup.
+padding_waste: share of the FLOPs actually computed that went to padding (the batch layout
+    each implementation uses); padding_token_waste: share of padded token slots, summed over
+    layers, that are padding (what attention computes on).
+flops_counted_ratio: FlopCounterMode's count / the analytic count of the same batch, padding
+    included (the cross-check; pooler and head make it slightly above 1).
+peak_memory_mb: peak activation memory of one forward on the batch with the most slots.
+"""
+
+
+@dataclass
+class Record:
+    """What the untimed recording pass of one method saw: correct predictions, live tokens per layer per batch."""
+
+    correct: int
+    tokens: list[torch.Tensor]
+
+
+@dataclass
+class Timings:
+    """Per method label, the seconds of each timed pass and of each forward call in them."""
+
+    passes: dict[str, list[float]]
+    calls: dict[str, list[float]]
+
+
+def _paired(numerator: list[float] | None, denominator: list[float]) -> list[float]:
+    return [a / b for a, b in zip(numerator, denominator)] if numerator else []
+
+
+def timing_columns(timings: Timings, label: str, dense: str | None, engine: str | None, measurement: Measurement,
+                   data: BenchData) -> dict[str, object]:
+    """Time, throughput, latency and speedup columns of the method `label`.
+
+    `dense` and `engine` are the labels of the transformers forward and of the unpruned engine
+    (None when not measured): the speedups are paired per repeat against them.
+    """
+    own = timings.passes[label]
+    median = measurement.median
+    speedups = _paired(timings.passes[dense] if dense else None, own)
+    versus_engine = _paired(timings.passes[engine] if engine else None, own)
+    n, tokens = len(data.split), sum(data.split.lengths())
+    latency = timings.calls[label]
+    nan = float("nan")
+    return {
+        "time_s": median, "time_s_min": min(own), "time_s_max": max(own),
+        "sentences_per_s": n / median, "sentences_per_s_min": n / max(own), "sentences_per_s_max": n / min(own),
+        "tokens_per_s": tokens / median, "latency_ms": 1e3 * statistics.median(latency),
+        "latency_ms_min": 1e3 * min(latency), "latency_ms_max": 1e3 * max(latency),
+        "noisy": measurement.has_warnings,
+        "speedup": statistics.median(speedups) if speedups else nan,
+        "speedup_min": min(speedups) if speedups else nan, "speedup_max": max(speedups) if speedups else nan,
+        "speedup_vs_engine": statistics.median(versus_engine) if versus_engine else nan,
+    }
+
+
+def flops_columns(method: BoundMethod, record: Record, speedup: float, speedup_vs_engine: float
+                  ) -> dict[str, object]:
+    """Keep ratio, analytic and computed FLOPs, realization and padding waste of the recorded pass."""
+    pruning = method.flops_pruning
+    shape = encoder_shape(method.model)
+    per_layer = torch.cat(record.tokens)
+    report: FlopsReport = method_flops(per_layer, shape, pruning)
+    layers, passes = method_layers(pruning, shape.num_layers)
+    packed = method.impl == "tsdtp packed"
+    computed = sum(computed_flops(t, shape, layers, passes, packed=packed) for t in record.tokens)
+    slots = sum(int(t.max(dim=0).values.sum()) * t.shape[0] for t in record.tokens)
+    layer_keep = per_layer.double().sum(0) / per_layer[:, 0].double().sum()
+    flops_speedup = 1.0 / report.ratio
+    n = per_layer.shape[0]
+    return {
+        "keep_ratio": float(layer_keep.mean()), "gflops_per_sentence": report.total / n / 1e9,
+        "flops_ratio": report.ratio, "flops_speedup": flops_speedup, "realization": speedup / flops_speedup,
+        "realization_vs_engine": speedup_vs_engine / flops_speedup, "scorer_overhead": report.scorer_overhead,
+        "computed_gflops_per_sentence": computed / n / 1e9, "padding_waste": 1.0 - report.total / computed,
+        "padding_token_waste": 1.0 - float(per_layer.sum()) / slots,
+    }
+
+
+def probe_columns(method: BoundMethod, batch: dict[str, torch.Tensor], device: torch.device, measure_memory: bool,
+                  check_flops: bool) -> dict[str, object]:
+    """Peak memory and the FlopCounterMode cross-check, on one batch."""
+    columns: dict[str, object] = {"memory_batch_slots": int(batch["input_ids"].numel())}
+    if measure_memory:
+        peak = peak_activation_bytes(lambda: method(batch), device)
+        columns["peak_memory_mb"] = peak / 2**20
+        columns["memory_source"] = "cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler"
+    if check_flops:
+        _, tokens = method(batch)
+        shape = encoder_shape(method.model)
+        layers, passes = method_layers(method.flops_pruning, shape.num_layers)
+        analytic = computed_flops(tokens.cpu(), shape, layers, passes, packed=method.impl == "tsdtp packed")
+        columns["flops_counted_ratio"] = counted_flops(lambda: method(batch)) / analytic
+    return columns
