@@ -7,7 +7,7 @@ import torch
 
 from tsdtp.classification.evaluate import encoder_shape, predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
-from tsdtp.core.engine import run_layers, scored_layers
+from tsdtp.core.engine import EngineMode, run_layers, scored_layers
 from tsdtp.core.flops import encoder_flops
 
 
@@ -89,7 +89,7 @@ def test_straight_through_training_forward_equals_inference_and_still_trains_the
     with torch.no_grad():
         inference = model(batch, record_trace=True)
     trained = run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(batch), valid, special,
-                         soft=True, straight_through=True, record_trace=True)
+                         mode=EngineMode.STRAIGHT_THROUGH, record_trace=True)
     assert torch.equal(trained.keep_trace, inference.engine.keep_trace)
     assert torch.equal(trained.tokens_per_layer, inference.engine.tokens_per_layer)
     assert (inference.engine.tokens_per_layer[:, -1] < inference.engine.tokens_per_layer[:, 0]).any()
