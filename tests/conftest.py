@@ -114,8 +114,10 @@ def base_model(tokenizer) -> PrunedClassifier:
 
 @pytest.fixture()
 def model(base_model: PrunedClassifier) -> PrunedClassifier:
-    """The session model, reset to no pruning and eval mode for each test."""
+    """The session model, reset to no pruning, packed inference and eval mode for each test."""
     base_model.pruning = PruningConfig()
+    base_model.packed_inference = True
+    base_model.straight_through = False
     base_model.zero_grad(set_to_none=True)
     return base_model.eval()
 

@@ -7,7 +7,7 @@ import torch
 
 from tsdtp.classification.evaluate import encoder_shape, predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
-from tsdtp.core.engine import run_layers, scored_layers
+from tsdtp.core.engine import EngineMode, run_layers, scored_layers
 from tsdtp.core.flops import encoder_flops
 
 
@@ -89,7 +89,7 @@ def test_straight_through_training_forward_equals_inference_and_still_trains_the
     with torch.no_grad():
         inference = model(batch, record_trace=True)
     trained = run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(batch), valid, special,
-                         soft=True, straight_through=True, record_trace=True)
+                         mode=EngineMode.STRAIGHT_THROUGH, record_trace=True)
     assert torch.equal(trained.keep_trace, inference.engine.keep_trace)
     assert torch.equal(trained.tokens_per_layer, inference.engine.tokens_per_layer)
     assert (inference.engine.tokens_per_layer[:, -1] < inference.engine.tokens_per_layer[:, 0]).any()
@@ -132,3 +132,36 @@ def test_reference_masking_costs_two_dense_passes(model, batch):
     report = encoder_flops(tokens, encoder_shape(model), (0,), passes=2)
     assert report.ratio > 2.0
     assert logits.shape == (8, 2) and not trace.all()
+
+
+def test_the_caller_chooses_the_mode_and_autograd_does_not_change_it(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0)
+    assert model.engine_mode() is EngineMode.PACKED
+    with torch.no_grad():
+        reference = model(batch, record_trace=True)
+    with torch.enable_grad():
+        packed = model(batch, record_trace=True)
+    assert packed.logits.requires_grad
+    assert torch.equal(packed.logits.detach(), reference.logits)
+    assert torch.equal(packed.engine.keep_trace, reference.engine.keep_trace)
+    model.packed_inference = False
+    assert model.engine_mode() is EngineMode.PADDED
+    model.train()
+    assert model.engine_mode() is EngineMode.SOFT
+    model.straight_through = True
+    assert model.engine_mode() is EngineMode.STRAIGHT_THROUGH
+    model.pruning = PruningConfig()
+    assert model.engine_mode() is EngineMode.PADDED, "dense fine-tuning runs on the padded batch"
+
+
+@pytest.mark.parametrize("mode", [EngineMode.SOFT, EngineMode.STRAIGHT_THROUGH])
+@pytest.mark.parametrize("method", ["general-dtp-posthoc", "topk", "random"])
+def test_training_modes_refuse_methods_without_a_training_form(model, batch, method, mode):
+    model.pruning = PruningConfig(method=method, gamma=0.0)
+    valid, special = batch["attention_mask"].bool(), model.adapter.special_mask(batch["input_ids"])
+    with pytest.raises(ValueError, match=rf"method '{method}' has no differentiable \(training\) form"):
+        run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(batch), valid, special, mode=mode)
+    model.train()
+    model.straight_through = mode is EngineMode.STRAIGHT_THROUGH
+    with pytest.raises(ValueError, match="has no differentiable"):
+        model(batch)

@@ -23,6 +23,7 @@ from tsdtp.classification.train import (
 )
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import EngineMode
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.results import RESULT_COLUMNS
 
@@ -89,8 +90,8 @@ def test_the_last_hard_ratio_of_training_steps_run_straight_through(tmp_path, gl
     real_run_layers = pruned_model.run_layers
 
     def spying_run_layers(*args, **kwargs):
-        if kwargs["soft"]:
-            flags.append(kwargs["straight_through"])
+        if kwargs["mode"].trains:
+            flags.append(kwargs["mode"] is EngineMode.STRAIGHT_THROUGH)
         return real_run_layers(*args, **kwargs)
 
     monkeypatch.setattr(pruned_model, "run_layers", spying_run_layers)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tsdtp.core.config import PruningConfig
-from tsdtp.core.engine import EngineOutput, LayerAdapter, run_layers
+from tsdtp.core.engine import EngineMode, EngineOutput, LayerAdapter, run_layers
 from tsdtp.core.losses import pruning_penalty
 from tsdtp.core.scoring import TaskScorer
 
@@ -29,7 +29,11 @@ class ScoredAdapter(LayerAdapter, Protocol):
 
 
 class PrunedModel(nn.Module):
-    """A model seen layer by layer through `adapter`, with one task scorer per layer."""
+    """A model seen layer by layer through `adapter`, with one task scorer per layer.
+
+    `straight_through` (the hard phase of training) and `packed_inference` (False: inference
+    keeps the batch padded) choose, with `training` and `pruning`, the engine mode (`engine_mode`).
+    """
 
     def __init__(self, model: nn.Module, adapter: ScoredAdapter, special_ids: list[int],
                  pruning: PruningConfig) -> None:
@@ -39,6 +43,7 @@ class PrunedModel(nn.Module):
         self.special_ids = list(special_ids)
         self.pruning = pruning
         self.straight_through = False
+        self.packed_inference = True
         with torch.random.fork_rng():
             torch.manual_seed(SCORER_INIT_SEED)
             self.scorers = nn.ModuleList(
@@ -58,19 +63,27 @@ class PrunedModel(nn.Module):
         """`pruning` with any model-specific defaults filled in (none here)."""
         return pruning
 
+    def engine_mode(self) -> EngineMode:
+        """The engine mode of the next forward.
+
+        Training with a pruning method: soft masks, or straight-through with `straight_through`
+        set (the training forward then keeps exactly the tokens inference keeps). Training
+        without one (dense fine-tuning): the padded batch. Inference: packed, or padded when
+        `packed_inference` is off.
+        """
+        if self.training and self.pruning.prunes:
+            return EngineMode.STRAIGHT_THROUGH if self.straight_through else EngineMode.SOFT
+        if self.training or not self.packed_inference:
+            return EngineMode.PADDED
+        return EngineMode.PACKED
+
     def run_engine(self, embeddings: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    record_trace: bool = False, generator: torch.Generator | None = None) -> EngineOutput:
-        """Run every layer on `embeddings`, pruning as `pruning` says; in training mode with a
-        pruning method, masks are soft.
-
-        With `straight_through` set (the hard phase of training) the training forward keeps
-        exactly the tokens inference keeps (see `tsdtp.core.engine`).
-        """
+        """Run every layer on `embeddings`, pruning as `pruning` says, in the mode `engine_mode` gives."""
         valid = attention_mask.bool()
         special = self.adapter.special_mask(input_ids)
-        soft = self.training and self.pruning.prunes
-        return run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special, soft=soft,
-                          straight_through=self.straight_through, record_trace=record_trace, generator=generator)
+        return run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special,
+                          mode=self.engine_mode(), record_trace=record_trace, generator=generator)
 
     def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
                             ) -> tuple[torch.Tensor, dict[str, float]]:

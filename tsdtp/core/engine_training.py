@@ -1,0 +1,119 @@
+"""Training: nothing is removed; pruning is a soft mask, so gradients reach the scorers and the model.
+
+Soft: a cumulative soft mask `m` enters attention as `log m` on the keys and weights the
+queries in the importance averages. Straight-through (the hard phase of training, as in LTP's
+second stage): the forward pass is exactly inference's, each layer keeps the tokens the hard
+rule keeps and masks the others out of attention (masking equals removal), while gradients
+flow through the soft mask of the kept tokens, so the model learns to work with the tokens
+inference will really give it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine_common import (
+    EngineOutput,
+    LayerAdapter,
+    LayerPlan,
+    LayerRecord,
+    add_layer_importance,
+    mean_importance,
+    start_positions,
+)
+from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
+
+
+@dataclass
+class SoftMasks:
+    """The soft pruning state carried between layers, every token in place, [B, N] each.
+
+    log_keep: the cumulative log soft mask; importance: the cumulative importance;
+    alive: the tokens each layer sees (all valid ones: soft masks never drop a token).
+    """
+
+    valid: torch.Tensor
+    log_keep: torch.Tensor
+    importance: torch.Tensor
+    alive: torch.Tensor
+
+    @classmethod
+    def start(cls, valid: torch.Tensor) -> SoftMasks:
+        """No token masked yet."""
+        log_keep = torch.zeros(valid.shape, device=valid.device)
+        return cls(valid, log_keep, torch.zeros(valid.shape, device=valid.device), valid)
+
+    def soft_keep(self) -> torch.Tensor:
+        """The mean soft mask over the valid tokens, [B]."""
+        return (self.valid.float() * self.log_keep.exp()).sum(dim=-1) / self.valid.sum(dim=-1)
+
+    def attention(self, neg: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query weights and the additive key bias of the next layer: `m` and `log m`."""
+        return self.valid.float() * self.log_keep.exp(), torch.where(self.valid, self.log_keep, neg)
+
+    def prune(self, config: PruningConfig, special: torch.Tensor, weight: torch.Tensor) -> None:
+        """Multiply in this layer's soft keep mask (the hard rule's sigmoid) on the candidates."""
+        candidates = self.valid & ~special
+        step = soft_log_keep(self.importance, weight * candidates, config.k, config.temperature)
+        self.log_keep = self.log_keep + torch.where(candidates, step, 0.0)
+
+    def output_log_keep(self, neg: float) -> torch.Tensor:
+        """The cumulative log soft mask after the last layer."""
+        return self.log_keep
+
+
+class StraightThroughMasks(SoftMasks):
+    """Hard keep decisions forward, soft-mask gradients backward; `alive` is what the hard rule keeps."""
+
+    def _straight_through(self, neg: float) -> torch.Tensor:
+        """0 in value (the float minimum for pruned tokens), carrying the soft mask's gradient."""
+        return torch.where(self.alive, self.log_keep - self.log_keep.detach(), neg)
+
+    def attention(self, neg: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query weights (1 for kept tokens) and the straight-through key bias."""
+        return self.alive.float(), self._straight_through(neg)
+
+    def prune(self, config: PruningConfig, special: torch.Tensor, weight: torch.Tensor) -> None:
+        """The soft mask as in soft training, and the hard rule applied to the tokens still alive."""
+        super().prune(config, special, weight)
+        self.alive = hard_keep_dynamic(self.importance, self.alive & ~special, self.alive, config.k)
+
+    def output_log_keep(self, neg: float) -> torch.Tensor:
+        """The straight-through log mask after the last layer."""
+        return self._straight_through(neg)
+
+
+def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningConfig, embeddings: torch.Tensor,
+                 valid: torch.Tensor, special: torch.Tensor, *, straight_through: bool,
+                 record_trace: bool = False) -> EngineOutput:
+    """Run every layer with the soft (or straight-through) masks of `config`; see `tsdtp.core.engine.run_layers`."""
+    plan = LayerPlan.of(config, adapter.num_layers)
+    special = special & valid
+    masks = (StraightThroughMasks if straight_through else SoftMasks).start(valid)
+    features = embeddings if config.task_features == "embeddings" else None
+    positions = start_positions(valid)
+    record = LayerRecord.start(valid, plan.num_layers, record_trace)
+    soft_keep = []
+    hidden = embeddings
+    neg = torch.finfo(hidden.dtype).min
+    for index in range(plan.num_layers):
+        record.add(index, positions, masks.alive)
+        soft_keep.append(masks.soft_keep())
+        weight, key_bias = masks.attention(neg)
+        layer_input = hidden
+        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored)
+        if probs is not None:
+            source = features if features is not None else layer_input
+            masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
+                                                    source, key_bias)
+        if index in plan.prune_layers:
+            masks.prune(config, special, weight)
+    importance = None
+    if plan.scored:
+        importance = mean_importance(masks.importance, (valid & ~special).float() * masks.log_keep.exp())
+    return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
+                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg))
