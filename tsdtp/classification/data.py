@@ -9,6 +9,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, load_dataset
 
+from tsdtp.data_files import data_dir_from_env, require_file
 from tsdtp.errors import DataError
 
 DEV_SPLIT_SEED = 0
@@ -45,12 +46,6 @@ class TaskData:
     files: tuple[Path, ...]
 
 
-def data_dir_from_env(data_dir: str | os.PathLike | None) -> Path | None:
-    """The data directory given, else `TSDTP_DATA_DIR`, else None (use the hub)."""
-    value = data_dir if data_dir is not None else os.environ.get("TSDTP_DATA_DIR")
-    return Path(value).expanduser() if value else None
-
-
 def task_folder(task: GlueTask, data_dir: Path) -> Path:
     """The task's folder under `data_dir` (`<dir>/glue/<TASK>` or `<dir>/<TASK>`)."""
     for candidate in (data_dir / "glue" / task.folder, data_dir / task.folder):
@@ -64,8 +59,7 @@ def task_folder(task: GlueTask, data_dir: Path) -> Path:
 
 def read_tsv(task: GlueTask, path: Path) -> Dataset:
     """Read one GLUE .tsv with the datasets CSV loader, quotes kept, labels mapped to ints."""
-    if not path.is_file():
-        raise DataError(f"missing data file {path}: expected a GLUE {task.folder} .tsv file")
+    require_file(path, f"a GLUE {task.folder} .tsv file")
     with path.open(encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
         if not any(line.strip() for line in handle):
