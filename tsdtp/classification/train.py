@@ -8,11 +8,9 @@ resumes where it stopped), `checkpoint.pt` and `metrics.json` after each evaluat
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -33,15 +31,10 @@ from tsdtp.runs.training_loop import (
     build_optimizer,
     linear_schedule,
     open_run_dir,
+    plan_epochs,
     run_training_loop,
+    seed_everything,
 )
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
@@ -87,10 +80,10 @@ def epoch_plan(split: EncodedSplit, config: TrainConfig) -> list[list[list[int]]
     """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
     steps_per_epoch = math.ceil(len(split) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    plan = [batch_indices(split.lengths(), config.batch_size, shuffle=True, seed=config.seed + epoch)
-            for epoch in range(math.ceil(total_steps / steps_per_epoch))]
-    plan[-1] = plan[-1][: total_steps - (len(plan) - 1) * steps_per_epoch]
-    return plan
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    lengths = split.lengths()
+    return plan_epochs(lambda seed: batch_indices(lengths, config.batch_size, shuffle=True, seed=seed),
+                       config.seed, epochs, lambda _: total_steps - (epochs - 1) * steps_per_epoch)
 
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
@@ -36,6 +38,25 @@ EpochRecord = Callable[[int, int, dict[str, float]], dict[str, Any]]
 
 SaveRun = Callable[[int, float, list[dict[str, Any]]], dict[str, Any]]
 """(step, train seconds, history) -> the metrics to write, after saving the model."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def plan_epochs(epoch_batches: Callable[[int], Batches], seed: int, epochs: int,
+                last_epoch_steps: Callable[[int], int]) -> list[Batches]:
+    """The batches of `epochs` epochs, epoch e from `epoch_batches(seed + e)`, the last cut to its first steps.
+
+    `last_epoch_steps(n)` is how many of the last epoch's `n` batches run: the fraction of an
+    epoch that a non-whole epoch count asks for, by the task's own rounding rule.
+    """
+    plan = [epoch_batches(seed + epoch) for epoch in range(epochs)]
+    plan[-1] = plan[-1][: last_epoch_steps(len(plan[-1]))]
+    return plan
 
 
 def open_run_dir(run_dir: str | Path, config: dict[str, Any]) -> Path:

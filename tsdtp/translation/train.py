@@ -17,14 +17,15 @@ from typing import Any
 import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
-from tsdtp.classification.train import seed_everything
 from tsdtp.errors import ConfigError
 from tsdtp.hub import resolve_model, short_model_name
 from tsdtp.runs.training_loop import (
     build_optimizer,
     linear_schedule,
     open_run_dir,
+    plan_epochs,
     run_training_loop,
+    seed_everything,
 )
 from tsdtp.translation.checkpoint import load_translator, save_translator
 from tsdtp.translation.config import MTConfig
@@ -96,11 +97,10 @@ def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus
 def epoch_plan(pairs: EncodedPairs, config: MTConfig) -> list[list[list[int]]]:
     """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
     epochs = math.ceil(config.epochs)
-    plan = [token_batches(pairs.source_lengths(), pairs.target_lengths(), config.max_tokens, shuffle=True,
-                          seed=config.seed + epoch) for epoch in range(epochs)]
     fraction = config.epochs - (epochs - 1)
-    plan[-1] = plan[-1][: max(1, round(fraction * len(plan[-1])))]
-    return plan
+    sources, targets = pairs.source_lengths(), pairs.target_lengths()
+    return plan_epochs(lambda seed: token_batches(sources, targets, config.max_tokens, shuffle=True, seed=seed),
+                       config.seed, epochs, lambda steps: max(1, round(fraction * steps)))
 
 
 @torch.no_grad()
