@@ -17,13 +17,13 @@ from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.train import (
     build_model,
     epoch_plan,
-    load_tokenizer,
     prepare_data,
     train,
 )
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
+from tsdtp.hub import load_tokenizer
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import plan_epochs, seed_everything
 

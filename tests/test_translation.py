@@ -17,6 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 import tsdtp.translation.train as train_module
 from tsdtp.cli.translation import add_translation_commands, run_translation_command
 from tsdtp.core.config import K_MAX, PruningConfig
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
@@ -124,6 +125,7 @@ def test_beam_search_with_pruning_cross_attends_to_the_survivors_only(translator
                                      dict(method="topk", gamma=0.0, topk_final_keep=0.05)])
 def test_the_end_of_sentence_token_survives_every_layer(translator, pruning):
     model, tokenizer = translator
+    assert model.special_ids == special_token_ids(tokenizer) == [tokenizer.eos_token_id]
     model.pruning = PruningConfig(d_task=model.pruning.d_task, **pruning)
     batch = source_batch(tokenizer, SENTENCES)
     _, engine = model.generate(batch["input_ids"], batch["attention_mask"], num_beams=2, max_new_tokens=10,

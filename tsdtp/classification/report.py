@@ -13,9 +13,9 @@ import torch
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.evaluate import EvalResult, evaluate_model
 from tsdtp.classification.speed import measured_speedup
-from tsdtp.classification.train import load_tokenizer, prepare_data
+from tsdtp.classification.train import prepare_data
 from tsdtp.core.config import PruningConfig
-from tsdtp.hub import short_model_name
+from tsdtp.hub import load_tokenizer, short_model_name
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
 from tsdtp.runs.results import upsert_results
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
@@ -25,8 +25,9 @@ from tsdtp.classification.encoding import (
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.tasks import get_task, load_task_data
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError
-from tsdtp.hub import resolve_model
+from tsdtp.hub import load_tokenizer
 from tsdtp.runs.training_loop import (
     build_optimizer,
     linear_schedule,
@@ -35,17 +36,6 @@ from tsdtp.runs.training_loop import (
     run_training_loop,
     seed_everything,
 )
-
-
-def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of `model_id` (packaged copy when installed)."""
-    return AutoTokenizer.from_pretrained(resolve_model(model_id))
-
-
-def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Tokens that are never pruned: [CLS]/<s> and [SEP]/</s>."""
-    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
-    return sorted(i for i in ids if i is not None)
 
 
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,

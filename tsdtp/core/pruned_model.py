@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineOutput, LayerAdapter, run_layers
@@ -18,6 +19,12 @@ from tsdtp.core.scoring import TaskScorer
 
 SCORER_INIT_SEED = 0
 """The scorers are initialised from this seed, whatever the global RNG state."""
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids never pruned: whichever sequence-boundary tokens the tokenizer has ([CLS]/<s>, [SEP]/</s>)."""
+    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
+    return sorted(i for i in ids if i is not None)
 
 
 class ScoredAdapter(LayerAdapter, Protocol):

@@ -19,10 +19,10 @@ from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
+from tsdtp.hub import load_tokenizer
 from tsdtp.runs.io import atomic_torch_save
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.model import PrunedTranslator
-from tsdtp.translation.tokenizer import load_tokenizer
 
 FORMAT = "tsdtp-translator-v1"
 

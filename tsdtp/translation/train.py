@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import ConfigError
-from tsdtp.hub import resolve_model, short_model_name
+from tsdtp.hub import load_tokenizer, resolve_model, short_model_name
 from tsdtp.runs.training_loop import (
     build_optimizer,
     linear_schedule,
@@ -40,9 +41,8 @@ from tsdtp.translation.evaluate import score, translate
 from tsdtp.translation.model import (
     PrunedTranslator,
     build_scratch_model,
-    special_token_ids,
 )
-from tsdtp.translation.tokenizer import load_tokenizer, train_tokenizer
+from tsdtp.translation.tokenizer import train_tokenizer
 
 
 def training_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
