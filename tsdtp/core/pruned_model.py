@@ -31,6 +31,7 @@ class ScoredAdapter(LayerAdapter, Protocol):
     """What the wrapper needs from a model family's adapter beyond the engine's layer call."""
 
     hidden_size: int
+    intermediate_size: int
 
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor: ...
 
