@@ -28,14 +28,7 @@ from tsdtp.classification.tasks import get_task, load_task_data
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
-from tsdtp.runs.training_loop import (
-    build_optimizer,
-    linear_schedule,
-    open_run_dir,
-    plan_epochs,
-    run_training_loop,
-    seed_everything,
-)
+from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
 
 
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
@@ -85,9 +78,7 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
     assert train_split is not None
     model = build_model(config, tokenizer)
-    optimizer = build_optimizer(model, config.lr, config.scorer_lr, config.weight_decay)
     plan = epoch_plan(train_split, config)
-    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
     pad_id = tokenizer.pad_token_id
 
     def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -104,7 +95,6 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
                 "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
                 "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
 
-    return run_training_loop(run_dir, model, optimizer, scheduler, plan, save_every=config.save_every,
-                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
-                             description=f"train {config.task} {config.pruning.method}", progress=progress,
-                             hard_ratio=config.hard_ratio)
+    return train_with_adamw(run_dir, model, plan, config, step_loss=step_loss, epoch_record=epoch_record,
+                            save_run=save_run, description=f"train {config.task} {config.pruning.method}",
+                            progress=progress)
