@@ -1,4 +1,4 @@
-"""GLUE classification tasks (SST-2, QNLI): load from a local GLUE-layout folder or the hub."""
+"""The data of a GLUE classification task (`tsdtp.classification.tasks`): a local GLUE-layout folder or the hub."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, load_dataset
 
+from tsdtp.classification.tasks import GlueTask
 from tsdtp.data_files import data_dir_from_env, require_file
 from tsdtp.errors import DataError
 
@@ -16,24 +17,6 @@ DEV_SPLIT_SEED = 0
 """Seed of the documented QNLI dev split used when no train.tsv exists."""
 DEV_SPLIT_EVAL_FRACTION = 0.2
 """Fraction of dev held out for evaluation in that split; the rest is used for training."""
-
-
-@dataclass(frozen=True)
-class GlueTask:
-    """A GLUE sentence or sentence-pair classification task."""
-
-    name: str
-    folder: str
-    hub_config: str
-    text_fields: tuple[str, ...]
-    label_names: tuple[str, ...]
-    max_length: int
-    metric_name: str = "accuracy"
-
-    @property
-    def num_labels(self) -> int:
-        """Number of classes."""
-        return len(self.label_names)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.data import load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -24,7 +25,7 @@ from tsdtp.classification.encoding import (
 )
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.classification.tasks import get_task, load_task_data
+from tsdtp.classification.tasks import get_task
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
