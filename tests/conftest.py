@@ -14,8 +14,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts  # noqa: E402
 from tsdtp.classification.model import PrunedClassifier  # noqa: E402
-from tsdtp.classification.train import load_tokenizer, special_token_ids  # noqa: E402
 from tsdtp.core.config import PruningConfig  # noqa: E402
+from tsdtp.core.pruned_model import special_token_ids  # noqa: E402
+from tsdtp.hub import load_tokenizer  # noqa: E402
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION
+from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -16,7 +16,7 @@ from tsdtp.classification.encoding import (
     encode_split,
     encode_texts,
 )
-from tsdtp.classification.tasks import get_task, load_task_data
+from tsdtp.classification.tasks import get_task
 from tsdtp.errors import DataError
 
 

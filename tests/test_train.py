@@ -12,20 +12,21 @@ import torch.nn.functional as F
 import tsdtp.classification.train as train_module
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.config import TrainConfig
-from tsdtp.classification.encoding import batch_indices, collate
+from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.train import (
     build_model,
-    load_tokenizer,
+    epoch_plan,
     prepare_data,
-    seed_everything,
     train,
 )
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
 from tsdtp.errors import CheckpointError
+from tsdtp.hub import load_tokenizer
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.training_loop import plan_epochs, seed_everything
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -97,6 +98,19 @@ def test_the_last_hard_ratio_of_training_steps_run_straight_through(tmp_path, gl
     monkeypatch.setattr(pruned_model, "run_layers", spying_run_layers)
     metrics = train(tiny_config(epochs=1.0, hard_ratio=0.5), tmp_path, str(glue_dir), progress=False)
     assert flags == [False, False, True, True] and metrics["steps"] == 4
+
+
+def test_each_epoch_is_seeded_apart_and_the_last_is_cut():
+    plan = plan_epochs(lambda seed: [[seed]] * 4, seed=10, epochs=3, last_epoch_steps=lambda n: n // 2)
+    assert plan == [[[10]] * 4, [[11]] * 4, [[12]] * 2]
+
+
+def test_a_fractional_epoch_count_runs_the_steps_it_rounds_up_to():
+    split = EncodedSplit([[0] * 5] * 100, [[0] * 5] * 100, [0] * 100, [("x",)] * 100)
+    plan = epoch_plan(split, TrainConfig(epochs=1.25, batch_size=8))
+    assert [len(epoch) for epoch in plan] == [13, 4]  # ceil(1.25 * 13) = 17 steps
+    assert sorted(i for batch in plan[0] for i in batch) == list(range(100)) and plan[0] != plan[1]
+    assert [len(epoch) for epoch in epoch_plan(split, TrainConfig(epochs=0.01, batch_size=8))] == [1]
 
 
 def test_a_run_directory_with_another_config_is_refused(trained_run, glue_dir):

@@ -17,12 +17,15 @@ from transformers.modeling_outputs import BaseModelOutput
 import tsdtp.translation.train as train_module
 from tsdtp.cli.translation import add_translation_commands, run_translation_command
 from tsdtp.core.config import K_MAX, PruningConfig
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
-from tsdtp.translation.data import load_corpus
+from tsdtp.translation.data import ParallelCorpus, load_corpus
 from tsdtp.translation.encoding import (
+    EncodedPairs,
     collate_pairs,
     collate_sources,
     encode_corpus,
@@ -73,7 +76,7 @@ def test_a_few_steps_lower_the_loss_and_the_run_loads_like_a_hub_model(dense_run
     model = MarianMTModel.from_pretrained(run_dir / "model")
     assert model.config.encoder_layers == 3 and (run_dir / "model" / "source.spm").is_file()
     config = tiny_config()
-    train_module.seed_everything(config.seed)
+    seed_everything(config.seed)
     corpus = train_module.training_corpus(config, str(wmt_dir))
     fresh, tokenizer, _ = train_module.prepare_model(config, run_dir, corpus)
     trained, _, _, _ = load_translator(run_dir)
@@ -122,6 +125,7 @@ def test_beam_search_with_pruning_cross_attends_to_the_survivors_only(translator
                                      dict(method="topk", gamma=0.0, topk_final_keep=0.05)])
 def test_the_end_of_sentence_token_survives_every_layer(translator, pruning):
     model, tokenizer = translator
+    assert model.special_ids == special_token_ids(tokenizer) == [tokenizer.eos_token_id]
     model.pruning = PruningConfig(d_task=model.pruning.d_task, **pruning)
     batch = source_batch(tokenizer, SENTENCES)
     _, engine = model.generate(batch["input_ids"], batch["attention_mask"], num_beams=2, max_new_tokens=10,
@@ -226,6 +230,16 @@ def test_token_batches_respect_the_budget_and_cover_every_pair():
     batches = token_batches(sources, targets, max_tokens=30, shuffle=True, seed=3)
     assert sorted(i for batch in batches for i in batch) == list(range(7))
     assert all(len(b) * max(max(sources[i], targets[i]) for i in b) <= 30 for b in batches)
+
+
+def test_a_fractional_epoch_count_runs_the_rounded_fraction_of_the_last_epoch():
+    lengths = [3 + (7 * i) % 40 for i in range(60)]
+    pairs = EncodedPairs([[0] * n for n in lengths], [[0] * n for n in reversed(lengths)],
+                         ParallelCorpus("c", "c", "d", [""] * 60, [""] * 60))
+    plan = train_module.epoch_plan(pairs, MTConfig(epochs=1.25, max_tokens=100, max_source_length=64,
+                                                       max_target_length=64))
+    full = token_batches(pairs.source_lengths(), pairs.target_lengths(), 100, shuffle=True, seed=1)
+    assert plan[1] == full[: max(1, round(0.25 * len(full)))] and plan[0] != plan[1]
 
 
 def test_evaluation_writes_bleu_rows_per_domain_traces_and_the_wide_table(dense_run, wmt_dir, tmp_path):

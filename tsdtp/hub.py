@@ -1,9 +1,14 @@
-"""Resolve a model id to a packaged local copy when one is installed, else to the hub."""
+"""Resolve a model id to a packaged local copy when one is installed, else to the hub; load its tokenizer."""
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tsdtp.errors import ConfigError
 
@@ -43,6 +48,22 @@ def resolve_model(model_id: str) -> str:
         return str(local)
     packaged = packaged_model_dir(model_id)
     return str(packaged) if packaged is not None else model_id
+
+
+@contextmanager
+def quiet_tokenizer_advice() -> Iterator[None]:
+    """Silence MarianTokenizer's advice to install sacremoses (punctuation is not normalised)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        yield
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local folder (a model's, or a tokenizer's alone), else of `resolve_model(model)`."""
+    folder = Path(model).expanduser()
+    source = str(folder) if folder.is_dir() else resolve_model(model)
+    with quiet_tokenizer_advice():
+        return AutoTokenizer.from_pretrained(source)
 
 
 def short_model_name(model_id: str) -> str:

@@ -11,14 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
-from tsdtp.runs.io import atomic_torch_save
+from tsdtp.runs.io import atomic_torch_save, load_torch_payload
 
 CHECKPOINT_FORMAT = "tsdtp-checkpoint-v1"
 
@@ -39,14 +38,7 @@ def save_checkpoint(run_dir: Path, model: PrunedClassifier, config: TrainConfig)
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: expected a file written by `tsdtp train`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file ({type(exc).__name__}: {exc}); "
-                              "retrain, or delete it to resume from state.pt") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    return payload
+    return load_torch_payload(path, CHECKPOINT_FORMAT, "; retrain, or delete it to resume from state.pt")
 
 
 def load_checkpoint(path: str | os.PathLike, pruning: PruningConfig | None = None

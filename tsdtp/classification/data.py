@@ -1,4 +1,4 @@
-"""GLUE classification tasks (SST-2, QNLI): load from a local GLUE-layout folder or the hub."""
+"""The data of a GLUE classification task (`tsdtp.classification.tasks`): a local GLUE-layout folder or the hub."""
 
 from __future__ import annotations
 
@@ -9,30 +9,14 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, load_dataset
 
+from tsdtp.classification.tasks import GlueTask
+from tsdtp.data_files import data_dir_from_env, require_file
 from tsdtp.errors import DataError
 
 DEV_SPLIT_SEED = 0
 """Seed of the documented QNLI dev split used when no train.tsv exists."""
 DEV_SPLIT_EVAL_FRACTION = 0.2
 """Fraction of dev held out for evaluation in that split; the rest is used for training."""
-
-
-@dataclass(frozen=True)
-class GlueTask:
-    """A GLUE sentence or sentence-pair classification task."""
-
-    name: str
-    folder: str
-    hub_config: str
-    text_fields: tuple[str, ...]
-    label_names: tuple[str, ...]
-    max_length: int
-    metric_name: str = "accuracy"
-
-    @property
-    def num_labels(self) -> int:
-        """Number of classes."""
-        return len(self.label_names)
 
 
 @dataclass(frozen=True)
@@ -43,12 +27,6 @@ class TaskData:
     eval: Dataset
     eval_name: str
     files: tuple[Path, ...]
-
-
-def data_dir_from_env(data_dir: str | os.PathLike | None) -> Path | None:
-    """The data directory given, else `TSDTP_DATA_DIR`, else None (use the hub)."""
-    value = data_dir if data_dir is not None else os.environ.get("TSDTP_DATA_DIR")
-    return Path(value).expanduser() if value else None
 
 
 def task_folder(task: GlueTask, data_dir: Path) -> Path:
@@ -70,8 +48,7 @@ def data_files(task: GlueTask, data_dir: Path) -> list[Path]:
 
 def read_tsv(task: GlueTask, path: Path) -> Dataset:
     """Read one GLUE .tsv with the datasets CSV loader, quotes kept, labels mapped to ints."""
-    if not path.is_file():
-        raise DataError(f"missing data file {path}: expected a GLUE {task.folder} .tsv file")
+    require_file(path, f"a GLUE {task.folder} .tsv file")
     with path.open(encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
         if not any(line.strip() for line in handle):

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.reference import reference_masking_forward
-from tsdtp.core.flops import EncoderShape, FlopsReport, method_flops
+from tsdtp.core.flops import FlopsReport, encoder_shape, method_flops
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,6 @@ class EvalResult:
         data = asdict(self)
         data["layer_keep"] = [round(x, 4) for x in self.layer_keep]
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in data.items()}
-
-
-def encoder_shape(model: PrunedClassifier) -> EncoderShape:
-    """The FLOPs-relevant sizes of a classifier."""
-    adapter = model.adapter
-    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, model.pruning.d_task)
 
 
 def predict_batch(model: PrunedClassifier, batch: dict[str, torch.Tensor], record_trace: bool = False,

@@ -13,19 +13,15 @@ import torch
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.evaluate import EvalResult, evaluate_model
 from tsdtp.classification.speed import measured_speedup
-from tsdtp.classification.train import load_tokenizer, prepare_data
+from tsdtp.classification.train import prepare_data
 from tsdtp.core.config import PruningConfig
-from tsdtp.hub import short_model_name
-from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
+from tsdtp.hub import load_tokenizer, short_model_name
+from tsdtp.runs.eval_files import eval_file, write_keep_traces
+from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.results import upsert_results
 
 SPEED_SAMPLES = 256
 """Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
-
-
-def eval_name(pruning: PruningConfig) -> str:
-    """File stem for one evaluation of a run, e.g. `ts-dtp_k1.0_g0.5`."""
-    return f"{pruning.method}_k{pruning.k:g}_g{pruning.gamma:g}"
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
@@ -50,15 +46,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
                                     tokenizer=tokenizer, progress=progress)
     speedup = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
                                 repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
-    name = eval_name(pruning)
     record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
               "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
-    atomic_write_json(run_dir / "eval" / f"{name}.json", record)
+    atomic_write_json(eval_file(run_dir, pruning, "json"), record)
     assert traces is not None
-    traces.insert(0, "method", pruning.method)
-    traces.insert(1, "k", pruning.k)
-    traces.insert(2, "task", config.task)
-    atomic_write_bytes(run_dir / "eval" / f"{name}.parquet", traces.to_parquet(index=False))
+    write_keep_traces(run_dir, pruning, config.task, traces)
     if results_csv is not None:
         upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name, speedup,
                                                 batch_size, str(run_dir))])

@@ -1,9 +1,29 @@
-"""The task registry: `get_task(name)` returns a task, `TASKS` lists them."""
+"""The classification tasks: `GlueTask` says what one is, `TASKS` lists them, `get_task(name)` finds one."""
 
 from __future__ import annotations
 
-from tsdtp.classification.data import GlueTask, TaskData, load_task_data
+from dataclasses import dataclass
+
 from tsdtp.errors import DataError
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """A GLUE sentence or sentence-pair classification task."""
+
+    name: str
+    folder: str
+    hub_config: str
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...]
+    max_length: int
+    metric_name: str = "accuracy"
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
 
 TASKS: dict[str, GlueTask] = {
     "sst2": GlueTask("sst2", "SST-2", "sst2", ("sentence",), ("0", "1"), max_length=128),
@@ -18,6 +38,3 @@ def get_task(name: str) -> GlueTask:
         return TASKS[name]
     except KeyError:
         raise DataError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
-
-
-__all__ = ["TASKS", "GlueTask", "TaskData", "get_task", "load_task_data"]

@@ -8,16 +8,15 @@ resumes where it stopped), `checkpoint.pt` and `metrics.json` after each evaluat
 from __future__ import annotations
 
 import math
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.data import load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -26,33 +25,11 @@ from tsdtp.classification.encoding import (
 )
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.classification.tasks import get_task, load_task_data
+from tsdtp.classification.tasks import get_task
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError
-from tsdtp.hub import resolve_model
-from tsdtp.runs.training_loop import (
-    build_optimizer,
-    linear_schedule,
-    open_run_dir,
-    run_training_loop,
-)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def load_tokenizer(model_id: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of `model_id` (packaged copy when installed)."""
-    return AutoTokenizer.from_pretrained(resolve_model(model_id))
-
-
-def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Tokens that are never pruned: [CLS]/<s> and [SEP]/</s>."""
-    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
-    return sorted(i for i in ids if i is not None)
+from tsdtp.hub import load_tokenizer
+from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
 
 
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
@@ -87,10 +64,10 @@ def epoch_plan(split: EncodedSplit, config: TrainConfig) -> list[list[list[int]]
     """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
     steps_per_epoch = math.ceil(len(split) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    plan = [batch_indices(split.lengths(), config.batch_size, shuffle=True, seed=config.seed + epoch)
-            for epoch in range(math.ceil(total_steps / steps_per_epoch))]
-    plan[-1] = plan[-1][: total_steps - (len(plan) - 1) * steps_per_epoch]
-    return plan
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    lengths = split.lengths()
+    return plan_epochs(lambda seed: batch_indices(lengths, config.batch_size, shuffle=True, seed=seed),
+                       config.seed, epochs, lambda _: total_steps - (epochs - 1) * steps_per_epoch)
 
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
@@ -102,9 +79,7 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
     assert train_split is not None
     model = build_model(config, tokenizer)
-    optimizer = build_optimizer(model, config.lr, config.scorer_lr, config.weight_decay)
     plan = epoch_plan(train_split, config)
-    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
     pad_id = tokenizer.pad_token_id
 
     def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -121,7 +96,6 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
                 "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
                 "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
 
-    return run_training_loop(run_dir, model, optimizer, scheduler, plan, save_every=config.save_every,
-                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
-                             description=f"train {config.task} {config.pruning.method}", progress=progress,
-                             hard_ratio=config.hard_ratio)
+    return train_with_adamw(run_dir, model, plan, config, step_loss=step_loss, epoch_record=epoch_record,
+                            save_run=save_run, description=f"train {config.task} {config.pruning.method}",
+                            progress=progress)

@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import scored_layers
+from tsdtp.core.pruned_model import PrunedModel
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class EncoderShape:
     intermediate: int
     num_layers: int
     d_task: int
+
+
+def encoder_shape(wrapper: PrunedModel) -> EncoderShape:
+    """The FLOPs-relevant sizes of a pruning wrapper's encoder and scorers."""
+    adapter = wrapper.adapter
+    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, wrapper.pruning.d_task)
 
 
 def linear_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode, EngineOutput, LayerAdapter, run_layers
@@ -20,10 +21,17 @@ SCORER_INIT_SEED = 0
 """The scorers are initialised from this seed, whatever the global RNG state."""
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids never pruned: whichever sequence-boundary tokens the tokenizer has ([CLS]/<s>, [SEP]/</s>)."""
+    ids = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}
+    return sorted(i for i in ids if i is not None)
+
+
 class ScoredAdapter(LayerAdapter, Protocol):
     """What the wrapper needs from a model family's adapter beyond the engine's layer call."""
 
     hidden_size: int
+    intermediate_size: int
 
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor: ...
 

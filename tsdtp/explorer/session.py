@@ -20,14 +20,14 @@ from transformers.utils import logging as hf_logging
 
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
-from tsdtp.classification.evaluate import encoder_shape, predict_batch
+from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.tasks import get_task
-from tsdtp.classification.train import load_tokenizer, special_token_ids
 from tsdtp.core.config import PruningConfig
-from tsdtp.core.flops import method_flops
+from tsdtp.core.flops import encoder_shape, method_flops
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.hub import DEFAULT_MODEL, short_model_name
+from tsdtp.hub import DEFAULT_MODEL, load_tokenizer, short_model_name
 from tsdtp.runs.cache import SCORER_METHODS
 
 DEFAULT_MAX_LENGTH = 128

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
@@ -36,6 +38,42 @@ EpochRecord = Callable[[int, int, dict[str, float]], dict[str, Any]]
 
 SaveRun = Callable[[int, float, list[dict[str, Any]]], dict[str, Any]]
 """(step, train seconds, history) -> the metrics to write, after saving the model."""
+
+
+class OptimiserSettings(Protocol):
+    """What `train_with_adamw` reads from a task's run config (`TrainConfig` and `MTConfig` both have it)."""
+
+    @property
+    def lr(self) -> float: ...
+    @property
+    def scorer_lr(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def warmup_ratio(self) -> float: ...
+    @property
+    def save_every(self) -> int: ...
+    @property
+    def hard_ratio(self) -> float: ...
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def plan_epochs(epoch_batches: Callable[[int], Batches], seed: int, epochs: int,
+                last_epoch_steps: Callable[[int], int]) -> list[Batches]:
+    """The batches of `epochs` epochs, epoch e from `epoch_batches(seed + e)`, the last cut to its first steps.
+
+    `last_epoch_steps(n)` is how many of the last epoch's `n` batches run: the fraction of an
+    epoch that a non-whole epoch count asks for, by the task's own rounding rule.
+    """
+    plan = [epoch_batches(seed + epoch) for epoch in range(epochs)]
+    plan[-1] = plan[-1][: last_epoch_steps(len(plan[-1]))]
+    return plan
 
 
 def open_run_dir(run_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -70,6 +108,17 @@ def linear_schedule(optimizer: torch.optim.Optimizer, plan: list[Batches], warmu
     """Linear warm-up over `warmup_ratio` of the planned steps, then linear decay to zero."""
     total_steps = sum(len(epoch) for epoch in plan)
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+
+
+def train_with_adamw(run_dir: Path, wrapper: PrunedModel, plan: list[Batches], settings: OptimiserSettings, *,
+                     step_loss: StepLoss, epoch_record: EpochRecord, save_run: SaveRun, description: str,
+                     progress: bool, betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, Any]:
+    """`run_training_loop` through `plan` with `build_optimizer`'s AdamW and `linear_schedule`, as `settings` say."""
+    optimizer = build_optimizer(wrapper, settings.lr, settings.scorer_lr, settings.weight_decay, betas=betas)
+    scheduler = linear_schedule(optimizer, plan, settings.warmup_ratio)
+    return run_training_loop(run_dir, wrapper, optimizer, scheduler, plan, save_every=settings.save_every,
+                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
+                             description=description, progress=progress, hard_ratio=settings.hard_ratio)
 
 
 def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer,

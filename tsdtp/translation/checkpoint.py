@@ -14,15 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import CheckpointError
-from tsdtp.runs.io import atomic_torch_save
+from tsdtp.hub import load_tokenizer
+from tsdtp.runs.io import atomic_torch_save, load_torch_payload
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.model import PrunedTranslator
-from tsdtp.translation.tokenizer import load_tokenizer
 
 FORMAT = "tsdtp-translator-v1"
 
@@ -61,13 +60,7 @@ def _scorer_payload(run_dir: Path) -> dict[str, Any]:
     if not path.is_file() or not (run_dir / "model" / "config.json").is_file():
         raise CheckpointError(f"no trained translator in {run_dir}: expected model/ and scorers.pt written by "
                               "`tsdtp mt-train` (is the run still in its first epoch?)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is corrupt or not a torch file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file")
-    return payload
+    return load_torch_payload(path, FORMAT)
 
 
 def load_translator(run_dir: str | Path, pruning: PruningConfig | None = None

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsdtp.classification.data import data_dir_from_env
+from datasets import load_dataset
+
+from tsdtp.data_files import data_dir_from_env, require_file
 from tsdtp.errors import DataError
 
 WMT_FOLDER = "wmt16_en_de"
@@ -107,8 +109,7 @@ def data_files(data_dir: Path, train_corpora: Iterable[str] = ()) -> list[Path]:
 
 def read_lines(path: Path, gzipped: bool) -> list[str]:
     """The lines of a text file (gzipped or not), newline characters removed."""
-    if not path.is_file():
-        raise DataError(f"missing data file {path}: expected one sentence per line")
+    require_file(path, "one sentence per line")
     opener = gzip.open if gzipped else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
@@ -146,8 +147,6 @@ def _load_from_hub(spec: CorpusSpec) -> ParallelCorpus:
     if spec.hub_split is None:
         raise DataError(f"corpus {spec.name!r} is not part of the hub's wmt16 de-en; give a data directory "
                         f"(--data-dir or TSDTP_DATA_DIR) holding {WMT_FOLDER}/")
-    from datasets import load_dataset
-
     pairs = load_dataset("wmt16", "de-en", split=spec.hub_split)["translation"]
     return ParallelCorpus(spec.name, spec.label, spec.domain, [p[SOURCE_LANG] for p in pairs],
                           [p[TARGET_LANG] for p in pairs])

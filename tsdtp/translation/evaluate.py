@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.core.engine import EngineOutput, scored_layers
-from tsdtp.core.flops import EncoderShape, FlopsReport, encoder_flops
+from tsdtp.core.engine import EngineOutput
+from tsdtp.core.flops import encoder_shape, method_flops
 from tsdtp.translation.encoding import collate_sources, sentence_batches
 from tsdtp.translation.model import PrunedTranslator
 
@@ -109,19 +109,6 @@ def _trace_frame(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequen
     return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
 
 
-def encoder_shape(translator: PrunedTranslator) -> EncoderShape:
-    """The FLOPs-relevant sizes of a translator's encoder."""
-    adapter = translator.adapter
-    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, translator.pruning.d_task)
-
-
-def translation_flops(translator: PrunedTranslator, tokens_per_layer: torch.Tensor) -> FlopsReport:
-    """Encoder FLOPs of the recorded token counts against dense, scorer included where it runs."""
-    pruning = translator.pruning
-    layers = scored_layers(pruning, translator.adapter.num_layers) if pruning.uses_scorer else ()
-    return encoder_flops(tokens_per_layer, encoder_shape(translator), layers)
-
-
 def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Corpus sacreBLEU (13a tokenisation) and chrF, on detokenised text."""
     return {"bleu": sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score,
@@ -132,7 +119,7 @@ def summarize(translator: PrunedTranslator, translations: Translations) -> dict[
     """Keep ratios, tokens kept and FLOPs of one translated set."""
     per_layer = translations.tokens_per_layer.double()
     layer_keep = (per_layer.sum(0) / per_layer[:, 0].sum()).tolist()
-    flops = translation_flops(translator, translations.tokens_per_layer)
+    flops = method_flops(translations.tokens_per_layer, encoder_shape(translator), translator.pruning)
     return {
         "keep_ratio": sum(layer_keep) / len(layer_keep),
         "layer_keep": layer_keep,

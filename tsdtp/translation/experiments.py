@@ -15,8 +15,10 @@ import pandas as pd
 
 from tsdtp.core.config import TASK_AGNOSTIC_METHODS, PruningConfig
 from tsdtp.runs.cache import eval_overrides
+from tsdtp.translation.checkpoint import read_config
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, SCRATCH, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
+from tsdtp.translation.report import evaluate_translation
 
 
 def translation_config(method: str = "none", k: float = 1.0, gamma: float | None = None,
@@ -49,9 +51,6 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
 
     The rows carry `task`, `method`, `k`, `gamma` and `run_dir` (for `tsdtp.analysis.frames.load_traces`).
     """
-    from tsdtp.translation.checkpoint import read_config
-    from tsdtp.translation.report import evaluate_translation
-
     config = read_config(run_dir)
     rows = []
     for override in evals:

@@ -38,12 +38,6 @@ class TranslatorOutput:
     engine: EngineOutput
 
 
-def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Source tokens that are never pruned: `</s>` (and a BOS token where a tokenizer adds one)."""
-    ids = {tokenizer.eos_token_id, tokenizer.bos_token_id}
-    return sorted(i for i in ids if i is not None)
-
-
 def scratch_marian_config(config: MTConfig, tokenizer: PreTrainedTokenizerBase) -> MarianConfig:
     """The `MarianConfig` of a model trained from scratch: shared vocabulary and tied embeddings."""
     vocab = len(tokenizer)

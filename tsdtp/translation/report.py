@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.classification.report import eval_name
 from tsdtp.errors import ConfigError
+from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
 from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, upsert_results
 from tsdtp.runs.tables import upsert_csv
@@ -56,7 +56,6 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
     if pruning.method in UNSUPPORTED_METHODS:
         raise ConfigError(f"method {pruning.method!r} is not available for translation")
     translator.pruning = pruning
-    name = eval_name(pruning)
     record: dict[str, Any] = {"run_dir": str(run_dir), "model": label, "pruning": translator.pruning.__dict__,
                               "batch_size": batch_size, "num_beams": num_beams,
                               "threads": torch.get_num_threads(), "splits": {}}
@@ -75,17 +74,13 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
                            speed_samples, latency_samples)
         record["splits"][split] = figures
         hypotheses = "".join(f"{line}\n" for line in translations.hypotheses)
-        atomic_write_bytes(run_dir / "eval" / f"{name}.{split}.txt", hypotheses.encode())
+        atomic_write_bytes(eval_file(run_dir, pruning, f"{split}.txt"), hypotheses.encode())
         if translations.traces is not None:
             traces.append(translations.traces.assign(eval_split=corpus.split_label))
     record["speed"] = speed
-    atomic_write_json(run_dir / "eval" / f"{name}.json", record)
+    atomic_write_json(eval_file(run_dir, pruning, "json"), record)
     if traces:
-        frame = pd.concat(traces, ignore_index=True)
-        frame.insert(0, "method", pruning.method)
-        frame.insert(1, "k", pruning.k)
-        frame.insert(2, "task", config.task)
-        atomic_write_bytes(run_dir / "eval" / f"{name}.parquet", frame.to_parquet(index=False))
+        write_keep_traces(run_dir, pruning, config.task, pd.concat(traces, ignore_index=True))
     if results_csv is not None:
         upsert_translation_results(results_csv, translation_rows(record, config))
     return record

@@ -11,26 +11,16 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
-from transformers import AutoTokenizer, MarianTokenizer, PreTrainedTokenizerBase
+from transformers import MarianTokenizer, PreTrainedTokenizerBase
 
 from tsdtp.errors import ConfigError, DataError
-from tsdtp.hub import resolve_model
+from tsdtp.hub import load_tokenizer, quiet_tokenizer_advice
 
 EOS_ID, UNK_ID, PAD_ID = 0, 1, 2
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence MarianTokenizer's advice to install sacremoses (punctuation is not normalised)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
-        yield
 
 
 def train_tokenizer(texts: Sequence[str], out_dir: str | Path, vocab_size: int, max_length: int,
@@ -60,16 +50,9 @@ def train_tokenizer(texts: Sequence[str], out_dir: str | Path, vocab_size: int, 
         for name in ("source.spm", "target.spm"):
             (folder / name).write_bytes(model.getvalue())
         (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-        with _quiet():
+        with quiet_tokenizer_advice():
             tokenizer = MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"),
                                         str(folder / "vocab.json"), source_lang="en", target_lang="de",
                                         model_max_length=max_length)
             tokenizer.save_pretrained(out_dir)
     return load_tokenizer(str(out_dir))
-
-
-def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of a local folder (a model's, or a tokenizer's alone) or of a hub id."""
-    source = model if Path(model).expanduser().is_dir() else resolve_model(model)
-    with _quiet():
-        return AutoTokenizer.from_pretrained(source)

@@ -17,15 +17,10 @@ from typing import Any
 import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
-from tsdtp.classification.train import seed_everything
+from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import ConfigError
-from tsdtp.hub import resolve_model, short_model_name
-from tsdtp.runs.training_loop import (
-    build_optimizer,
-    linear_schedule,
-    open_run_dir,
-    run_training_loop,
-)
+from tsdtp.hub import load_tokenizer, resolve_model, short_model_name
+from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
 from tsdtp.translation.checkpoint import load_translator, save_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, load_corpus
@@ -39,9 +34,8 @@ from tsdtp.translation.evaluate import score, translate
 from tsdtp.translation.model import (
     PrunedTranslator,
     build_scratch_model,
-    special_token_ids,
 )
-from tsdtp.translation.tokenizer import load_tokenizer, train_tokenizer
+from tsdtp.translation.tokenizer import train_tokenizer
 
 
 def training_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
@@ -96,11 +90,10 @@ def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus
 def epoch_plan(pairs: EncodedPairs, config: MTConfig) -> list[list[list[int]]]:
     """The batches of every epoch (seeded per epoch), the last cut to the fraction `epochs` asks for."""
     epochs = math.ceil(config.epochs)
-    plan = [token_batches(pairs.source_lengths(), pairs.target_lengths(), config.max_tokens, shuffle=True,
-                          seed=config.seed + epoch) for epoch in range(epochs)]
     fraction = config.epochs - (epochs - 1)
-    plan[-1] = plan[-1][: max(1, round(fraction * len(plan[-1])))]
-    return plan
+    sources, targets = pairs.source_lengths(), pairs.target_lengths()
+    return plan_epochs(lambda seed: token_batches(sources, targets, config.max_tokens, shuffle=True, seed=seed),
+                       config.seed, epochs, lambda steps: max(1, round(fraction * steps)))
 
 
 @torch.no_grad()
@@ -130,9 +123,7 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     val_pairs = (encode_corpus(tokenizer, val_corpus.head(config.val_samples), config.max_source_length,
                                config.max_target_length) if config.val_samples else None)
     pad_id, start_id = tokenizer.pad_token_id, translator.model.config.decoder_start_token_id
-    optimizer = build_optimizer(translator, config.lr, config.scorer_lr, config.weight_decay, betas=(0.9, 0.98))
     plan = epoch_plan(train_pairs, config)
-    scheduler = linear_schedule(optimizer, plan, config.warmup_ratio)
     total_steps = sum(len(epoch) for epoch in plan)
 
     def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -150,10 +141,9 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
                 "total_steps": total_steps, "train_seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(), "history": history, "final": history[-1]}
 
-    return run_training_loop(run_dir, translator, optimizer, scheduler, plan, save_every=config.save_every,
-                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
-                             description=f"mt-train {config.pruning.method}", progress=progress,
-                             hard_ratio=config.hard_ratio)
+    return train_with_adamw(run_dir, translator, plan, config, step_loss=step_loss, epoch_record=epoch_record,
+                            save_run=save_run, description=f"mt-train {config.pruning.method}", progress=progress,
+                            betas=(0.9, 0.98))
 
 
 def _validate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, pairs: EncodedPairs | None,

@@ -1,0 +1,37 @@
+"""The files one evaluation writes into a run directory: `eval/<name>.json`, `eval/<name>.parquet`, ...
+
+`<name>` (`eval_name`) says which pruning setting was evaluated, so a run evaluated under several
+methods or k keeps one set of files per setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from tsdtp.core.config import PruningConfig
+from tsdtp.runs.io import atomic_write_bytes
+
+EVAL_FOLDER = "eval"
+"""The folder of a run directory that holds its evaluations."""
+
+
+def eval_name(pruning: PruningConfig) -> str:
+    """File stem for one evaluation of a run, e.g. `ts-dtp_k1_g0.5`."""
+    return f"{pruning.method}_k{pruning.k:g}_g{pruning.gamma:g}"
+
+
+def eval_file(run_dir: Path, pruning: PruningConfig, suffix: str) -> Path:
+    """`<run_dir>/eval/<eval_name>.<suffix>`: where the evaluation under `pruning` writes its `suffix` file."""
+    return run_dir / EVAL_FOLDER / f"{eval_name(pruning)}.{suffix}"
+
+
+def write_keep_traces(run_dir: Path, pruning: PruningConfig, task: str, traces: pd.DataFrame) -> Path:
+    """Save `traces` as the evaluation's parquet file, led by `method`, `k` and `task` columns (added in place)."""
+    traces.insert(0, "method", pruning.method)
+    traces.insert(1, "k", pruning.k)
+    traces.insert(2, "task", task)
+    path = eval_file(run_dir, pruning, "parquet")
+    atomic_write_bytes(path, traces.to_parquet(index=False))
+    return path
