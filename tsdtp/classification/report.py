@@ -17,21 +17,16 @@ from tsdtp.classification.train import load_tokenizer, prepare_data
 from tsdtp.core.config import PruningConfig
 from tsdtp.hub import short_model_name
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
-from tsdtp.runs.results import upsert_results
+from tsdtp.runs.results import eval_stem, upsert_results
 
 SPEED_SAMPLES = 256
 """Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
 
 
-def eval_name(pruning: PruningConfig) -> str:
-    """File stem for one evaluation of a run, e.g. `ts-dtp_k1.0_g0.5`."""
-    return f"{pruning.method}_k{pruning.k:g}_g{pruning.gamma:g}"
-
-
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                  results_csv: str | Path | None = None, batch_size: int = 64, max_eval_samples: int | None = None,
                  speed_repeats: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Evaluate `run_dir`'s checkpoint, optionally under another method or k.
+    """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
     into the run directory; appends a row to `results_csv` when given. `speed_repeats > 0`
@@ -40,7 +35,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
-    pruning = config.pruning.replace(**(overrides or {}))
+    pruning = config.pruning.with_overrides(overrides or {})
     model.pruning = pruning
     limit = max_eval_samples or config.max_eval_samples
     tokenizer = load_tokenizer(config.model)
@@ -50,7 +45,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
                                     tokenizer=tokenizer, progress=progress)
     speedup = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
                                 repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
-    name = eval_name(pruning)
+    name = eval_stem(pruning.method, pruning.k, pruning.effective_gamma)
     record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
               "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
     atomic_write_json(run_dir / "eval" / f"{name}.json", record)
@@ -70,11 +65,11 @@ def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult
     """One row of results.csv."""
     return {
         "task": task, "model": short_model_name(model), "method": pruning.method, "k": pruning.k,
-        "gamma": pruning.gamma if pruning.uses_scorer else 0.0, "metric_name": "accuracy",
+        "gamma": pruning.effective_gamma, "metric_name": "accuracy",
         "metric": round(100 * result.accuracy, 2), "keep_ratio": round(result.keep_ratio, 4),
         "flops_ratio": round(result.flops_ratio, 4), "speedup": round(speedup, 3), "batch_size": batch_size,
         "device": f"cpu x{torch.get_num_threads()}", "n_eval": result.n_eval, "eval_split": split_name,
-        "keep_target": pruning.keep_target if pruning.method in ("ts-dtp", "general-dtp") else None,
+        "keep_target": pruning.keep_target if pruning.spec.trained and pruning.spec.prunes else None,
         "scorer_overhead": round(result.scorer_overhead, 4), "run_dir": run_dir,
         "command": " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else "",
     }

@@ -11,7 +11,6 @@ same run).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -22,31 +21,19 @@ from typing import Any
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.core.config import PruningConfig
-from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.errors import CheckpointError
 from tsdtp.translation.config import MTConfig
 
 RunConfig = TrainConfig | MTConfig
 """The config of any run directory."""
 
-SCORER_METHODS: tuple[str, ...] = ("ts-dtp", "reference-masking")
-"""Methods whose importance uses the task-specific scorer; every other method is evaluated with gamma 0."""
-
-
 def eval_overrides(base: PruningConfig, override: dict[str, Any]) -> dict[str, Any]:
-    """The PruningConfig changes of one evaluation, validated; gamma defaults to 0 unless the method uses the scorer.
+    """The PruningConfig of one evaluation of a run trained with `base`, validated, as a dict of all its settings.
 
-    `{}` evaluates the trained setting; `{"method": "topk"}` applies top-k to the same weights.
+    `{}` evaluates the trained setting; `{"method": "topk"}` applies top-k to the same weights; an unset
+    gamma follows the gamma rule of `PruningConfig.with_overrides`.
     """
-    defaults = {f.name: f.default for f in dataclasses.fields(PruningConfig)}
-    unknown = set(override) - set(defaults)
-    if unknown:
-        raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {override}")
-    changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
-               for key, value in override.items()}
-    if changes.get("method", base.method) not in SCORER_METHODS and "gamma" not in changes:
-        changes["gamma"] = 0.0
-    base.replace(**changes)
-    return changes
+    return base.with_overrides(override).to_dict()
 
 
 def _canonical(value: Any) -> Any:

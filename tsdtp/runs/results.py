@@ -24,6 +24,12 @@ KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_t
 """A row is replaced, not duplicated, when these match."""
 
 
+def eval_stem(method: str, k: float, gamma: float) -> str:
+    """File stem of one evaluation in a run's `eval/` folder, e.g. `ts-dtp_k1_g0.5`; `gamma` is the effective one
+    (`PruningConfig.effective_gamma`, 0 without the scorer), as in results.csv."""
+    return f"{method}_k{k:g}_g{gamma:g}"
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
     """The results table, or an empty one with the contracted columns."""
     path = Path(path)
