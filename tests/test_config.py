@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.core.config import METHOD_TABLE, METHODS, PruningConfig, method_spec
-from tsdtp.errors import ConfigError
+from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.runs.cache import read_run_config
+from tsdtp.translation.config import MTConfig
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -92,3 +96,13 @@ def test_names_and_rows_use_the_effective_gamma():
     assert isinstance(PruningConfig().with_overrides({"k": 0}).k, float)
     with pytest.raises(ConfigError, match="unknown pruning setting"):
         PruningConfig().with_overrides({"temperatur": 1.0})
+
+
+def test_task_packages_register_their_runs_with_the_run_cache(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(MTConfig().to_dict()))
+    assert read_run_config(tmp_path) == MTConfig()
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(task="qnli").to_dict()))
+    assert read_run_config(tmp_path) == TrainConfig(task="qnli")
+    (tmp_path / "config.json").write_text(json.dumps({"task": "mnli"}))
+    with pytest.raises(CheckpointError, match="names task 'mnli'; expected one of .*sst2.*wmt16"):
+        read_run_config(tmp_path)

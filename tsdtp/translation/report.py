@@ -8,8 +8,6 @@ also goes into the wide `translation.csv` beside results.csv and into the run's
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import ConfigError
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
-from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, eval_stem, upsert_results
+from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, build_result_row, eval_stem, upsert_results
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import EVAL_CORPORA, load_corpus
@@ -106,20 +104,17 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
     Speed figures go on the row of the test set they were measured on; the others leave them empty.
     """
     pruning = PruningConfig.from_dict(record["pruning"])
-    command = " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else ""
     rows = []
     for split, figures in record["splits"].items():
         speed = record["speed"] if record.get("speed_split") == split else {}
+        row = build_result_row(task=config.task, model=record["model"], pruning=pruning, metric_name="bleu",
+                               metric=figures["bleu"], keep_ratio=figures["keep_ratio"],
+                               flops_ratio=figures["flops_ratio"], speedup=speed.get("speedup", float("nan")),
+                               batch_size=record["batch_size"], threads=record["threads"], n_eval=figures["n_eval"],
+                               eval_split=figures["eval_split"], scorer_overhead=figures["scorer_overhead"],
+                               run_dir=record["run_dir"])
         rows.append({
-            "task": config.task, "model": record["model"], "method": pruning.method, "k": pruning.k,
-            "gamma": pruning.effective_gamma, "metric_name": "bleu",
-            "metric": round(figures["bleu"], 2), "keep_ratio": round(figures["keep_ratio"], 4),
-            "flops_ratio": round(figures["flops_ratio"], 4), "speedup": round(speed.get("speedup", float("nan")), 3),
-            "batch_size": record["batch_size"], "device": f"cpu x{record['threads']}", "n_eval": figures["n_eval"],
-            "eval_split": figures["eval_split"],
-            "keep_target": pruning.keep_target if pruning.spec.trained and pruning.spec.prunes else None,
-            "scorer_overhead": round(figures["scorer_overhead"], 4), "run_dir": record["run_dir"],
-            "command": command, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
+            **row, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
             "cross_keep_ratio": round(figures["cross_keep_ratio"], 4),
             "tokens_kept": round(figures["tokens_kept"], 2), "source_tokens": round(figures["source_tokens"], 2),
             "num_beams": record["num_beams"], **{key: round(value, 4) for key, value in speed.items()},
