@@ -1,8 +1,8 @@
 """The method table (`METHOD_TABLE`) and the validated pruning settings (`PruningConfig`).
 
 Every question about a method (is it trained, does it use the task scorer, its default gamma, ...) is
-answered by its `Method` row; no other module lists method names. Settings are frozen dataclasses
-checked on construction, so a bad value fails before any model is loaded or any step is trained.
+answered by its `Method` row, not by lists of names. Settings are frozen dataclasses checked on
+construction, so a bad value fails before any model is loaded or any step is trained.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class PruningConfig(Settings):
     k: float = setting(1.0, low=K_MIN, help="threshold width in tau = mean(S) - k * std(S); smaller prunes more")
     gamma: float = setting(0.5, low=0.0, high=100.0, resolved=True,
                            help="weight of the task-specific attention (default: the method's, 0.5 with the "
-                                "scorer, else 0)")
+                                "scorer, else 0; evaluating a run under its own method keeps its gamma)")
     d_task: int = setting(128, low=1, high=4096, help="width of the task-specific scorer")
     prune_layers: tuple[int, ...] | None = setting(
         None, low=0, help="comma-separated 0-based layers after which tokens are removed (default: every layer "
@@ -164,14 +164,14 @@ class PruningConfig(Settings):
         The gamma rule: an override without gamma keeps this setting's gamma when the method stays the
         same, or when both methods use the scorer (the trained gamma carries over, e.g. ts-dtp to
         reference-masking); otherwise the new method's default gamma applies. Whole numbers given for
-        float settings (`k: 0` in YAML) become floats.
+        float settings (`k: 0` in YAML) become floats, lists become tuples.
         """
         defaults = {item.name: item.default for item in dataclasses.fields(self)}
         unknown = set(overrides) - set(defaults)
         if unknown:
             raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {dict(overrides)}")
-        changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
-                   for key, value in overrides.items()}
+        changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int)
+                   else tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
         method = method_spec(changes.get("method", self.method))
         if "gamma" not in changes and method.name != self.method and not (method.uses_scorer
                                                                           and self.spec.uses_scorer):

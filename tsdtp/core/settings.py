@@ -96,13 +96,14 @@ def check_field(cls: type, item: dataclasses.Field, value: Any) -> None:
         return
     if rule is None or nested_settings(field_types(cls)[item.name]) is not None:
         return
-    items = value if isinstance(value, tuple) else (value,)
+    listed = isinstance(value, (tuple, list))
+    items = tuple(value) if listed else (value,)
     if rule.choices is not None:
         unknown = [v for v in items if v not in rule.choices]
         if unknown:
             raise ConfigError(f"unknown {item.name} {unknown[0]!r}; expected one of {', '.join(rule.choices)}")
     if rule.span() and not all(rule.admits(v) for v in items):
-        if isinstance(value, tuple):
+        if listed:
             verb = "hold values"
         else:
             verb = "be" if rule.low is not None and rule.high is not None else "be a number"
