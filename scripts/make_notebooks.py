@@ -23,9 +23,9 @@ is the trained setting) is appended to `results_csv` with its keep traces writte
 Batch use: `papermill notebooks/01_train.ipynb out.ipynb -p task qnli -p method ts-dtp -p k 0.5`."""),
         ("parameters", """task = "sst2"
 model = "sentence-transformers/all-MiniLM-L6-v2"
-method = "ts-dtp"  # none, ts-dtp or general-dtp (gamma 0)
+method = "ts-dtp"  # none, ts-dtp or general-dtp
 k = 1.0  # threshold width: prune below mean - k * std (smaller k prunes more)
-gamma = 0.5  # weight of the task-specific attention
+gamma = None  # weight of the task-specific attention (None: the method's default, 0.5 or 0 for general-dtp)
 epochs = 1.0
 max_train_samples = 256  # None: the whole training set
 seed = 0
@@ -196,7 +196,7 @@ sacreBLEU and chrF, and appends one row per test set to `results_csv`.
 Batch use: `papermill notebooks/05_translation.ipynb out.ipynb -p method ts-dtp -p init_from runs/mt-dense`."""),
         ("parameters", """method = "ts-dtp"  # none, ts-dtp or general-dtp
 k = 0.5  # threshold width: prune below mean - k * std (smaller k prunes more)
-gamma = None  # weight of the task-specific attention (None: 0.5, or 0 for general-dtp)
+gamma = None  # weight of the task-specific attention (None: the method's default, 0.5 or 0 for general-dtp)
 keep_target = 0.65  # keep rate the budget loss pulls toward
 epochs = 3.0
 lr = 0.0002

@@ -12,10 +12,10 @@ from conftest import SST2_ROWS
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
-from tsdtp.classification.evaluate import encoder_shape, predict_batch
+from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.core.config import PruningConfig
-from tsdtp.core.flops import computed_flops, counted_flops, method_flops, method_layers
+from tsdtp.core.flops import computed_flops, counted_flops, encoder_shape, method_flops, method_layers
 from tsdtp.errors import ConfigError
 from tsdtp.measure.bench import DEFAULT_METHODS, BenchResult, BenchSettings, run_benchmark
 from tsdtp.measure.bench_columns import BENCH_COLUMNS

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tsdtp.classification.config import TrainConfig
-from tsdtp.core.config import PruningConfig
-from tsdtp.errors import ConfigError
+from tsdtp.core.config import METHOD_TABLE, METHODS, PruningConfig, method_spec
+from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.runs.cache import read_run_config
+from tsdtp.translation.config import MTConfig
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -56,3 +60,49 @@ def test_train_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown training settings: colour"):
         TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+def test_the_method_table_answers_every_question_about_a_method():
+    def having(flag: str) -> set[str]:
+        return {name for name, method in METHOD_TABLE.items() if getattr(method, flag)}
+
+    assert having("trained") == having("differentiable") == {"none", "ts-dtp", "general-dtp"}
+    assert having("uses_scorer") == {"ts-dtp", "reference-masking"}
+    assert having("scheduled") == {"topk", "random"}
+    assert having("translatable") == set(METHODS) - {"reference-masking"}
+    assert {name: method.default_gamma for name, method in METHOD_TABLE.items()} == {
+        name: 0.5 if name in ("ts-dtp", "reference-masking") else 0.0 for name in METHODS}
+    assert method_spec("topk").scheduled
+    with pytest.raises(ConfigError, match="unknown method 'magic'; expected one of none, ts-dtp, general-dtp"):
+        method_spec("magic")
+
+
+@pytest.mark.parametrize("trained, override, gamma", [
+    (PruningConfig(method="ts-dtp", gamma=0.3), {}, 0.3),  # the trained setting keeps its gamma
+    (PruningConfig(method="ts-dtp", gamma=0.3), {"method": "reference-masking"}, 0.3),  # scorer to scorer
+    (PruningConfig(method="ts-dtp", gamma=0.3), {"method": "topk"}, 0.0),  # the new method's default
+    (PruningConfig(), {"method": "reference-masking"}, 0.5),
+    (PruningConfig(), {"method": "general-dtp"}, 0.0),
+    (PruningConfig(), {}, 0.5),  # a dense run's stored gamma (in its run-cache hash) is left alone
+    (PruningConfig(), {"method": "ts-dtp", "gamma": 0.2}, 0.2),
+])
+def test_an_unset_gamma_follows_one_rule(trained, override, gamma):
+    assert trained.with_overrides(override).gamma == gamma
+
+
+def test_names_and_rows_use_the_effective_gamma():
+    assert PruningConfig().effective_gamma == 0.0
+    assert PruningConfig(method="ts-dtp", gamma=0.3).effective_gamma == 0.3
+    assert isinstance(PruningConfig().with_overrides({"k": 0}).k, float)
+    with pytest.raises(ConfigError, match="unknown pruning setting"):
+        PruningConfig().with_overrides({"temperatur": 1.0})
+
+
+def test_task_packages_register_their_runs_with_the_run_cache(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(MTConfig().to_dict()))
+    assert read_run_config(tmp_path) == MTConfig()
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(task="qnli").to_dict()))
+    assert read_run_config(tmp_path) == TrainConfig(task="qnli")
+    (tmp_path / "config.json").write_text(json.dumps({"task": "mnli"}))
+    with pytest.raises(CheckpointError, match="names task 'mnli'; expected one of .*sst2.*wmt16"):
+        read_run_config(tmp_path)

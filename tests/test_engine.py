@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tsdtp.classification.evaluate import encoder_shape, predict_batch
+from tsdtp.classification.evaluate import predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.engine import EngineMode, run_layers, scored_layers
-from tsdtp.core.flops import encoder_flops
+from tsdtp.core.flops import encoder_flops, encoder_shape
 
 
 def test_pruning_off_reproduces_library_dense_forward(model, batch):

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tsdtp"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "hub"),
+    ("__init__", "errors", "hub", "data_files"),
     ("core",),
     ("adapters",),
     ("runs",),
@@ -56,13 +56,19 @@ def imports(path: Path, root: Path) -> list[tuple[str, int, bool]]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package:
-            names = [node.module] if node.module != package else [f"{package}.{a.name}" for a in node.names]
+            names = [_submodule(f"{node.module}.{a.name}", root) or node.module for a in node.names]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names if a.name.split(".")[0] == package]
         else:
             continue
         found += [(name, node.lineno, id(node) in top_level) for name in names]
     return found
+
+
+def _submodule(dotted: str, root: Path) -> str | None:
+    """`dotted` when it names a module or package file under `root` (`from pkg import module`), else None."""
+    path = root.parent.joinpath(*dotted.split("."))
+    return dotted if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file() else None
 
 
 def violations(root: Path) -> list[str]:

@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 import tsdtp.classification.train as train_module
-from tsdtp.classification.checkpoint import load_checkpoint
+from tsdtp.analysis import frames
+from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
+from tsdtp.classification.experiments import evaluate_settings
 from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.train import (
     build_model,
@@ -156,3 +158,19 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, glue_dir):
     assert "k must be" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", str(tmp_path), "--task", "mnli"])
+
+
+def test_a_dense_run_evaluated_by_the_cli_and_by_the_pipeline_writes_one_file_name(base_model, glue_dir, tmp_path):
+    config = TrainConfig(task="sst2", max_eval_samples=4)
+    names = []
+    for way in ("cli", "pipeline"):
+        run_dir = tmp_path / way
+        save_checkpoint(run_dir, base_model, config)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+        if way == "cli":
+            assert main(["eval", "--run-dir", str(run_dir), "--data-dir", str(glue_dir), "--batch-size", "4"]) == 0
+        else:
+            rows = evaluate_settings(run_dir, [{}], str(glue_dir), batch_size=4, progress=False)
+            assert frames.trace_path(rows.iloc[0]).is_file()
+        names.append(sorted(path.name for path in (run_dir / "eval").iterdir()))
+    assert names[0] == names[1] == ["none_k1_g0.json", "none_k1_g0.parquet"]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tsdtp.analysis.token_kinds import KINDS, token_kinds
 from tsdtp.core.config import METHODS
+from tsdtp.runs.eval_files import eval_stem
 from tsdtp.runs.io import atomic_write_bytes
 
 SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
@@ -71,20 +72,17 @@ def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
 
 
 def trace_path(row: pd.Series) -> Path:
-    """The keep-trace parquet of one results row (falling back to any gamma for that method and k)."""
-    folder = Path(str(row["run_dir"])) / "eval"
-    exact = folder / f"{row['method']}_k{float(row['k']):g}_g{float(row['gamma']):g}.parquet"
-    if exact.is_file():
-        return exact
-    matches = sorted(folder.glob(f"{row['method']}_k{float(row['k']):g}_g*.parquet"))
-    if not matches:
-        raise FileNotFoundError(f"no keep trace for {row['task']} {row['method']} k={row['k']} in {folder}; "
-                                "evaluate the run with `tsdtp eval` first")
-    return matches[0]
+    """The keep-trace parquet of one results row (its `gamma` is the effective one, as results.csv holds it)."""
+    stem = eval_stem(row["method"], float(row["k"]), float(row["gamma"]))
+    path = Path(str(row["run_dir"])) / "eval" / f"{stem}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"no keep trace {path.name} for {row['task']} {row['method']} k={row['k']} in "
+                                f"{path.parent}; evaluate the run with `tsdtp eval` first")
+    return path
 
 
 def load_traces(rows: pd.DataFrame) -> pd.DataFrame:
-    """The keep traces of the chosen results rows, concatenated (columns as `tsdtp.classification.evaluate` writes them).
+    """The keep traces of the chosen results rows, concatenated (columns as the evaluations write them).
 
     A translation trace file holds every test set; only the row's own `eval_split` is kept.
     """

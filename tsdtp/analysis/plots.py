@@ -19,13 +19,13 @@ from matplotlib.patches import Patch
 
 from tsdtp.analysis.frames import DECODER_ROW_TASKS, method_order, panels
 from tsdtp.analysis.token_kinds import KINDS
+from tsdtp.core.config import DENSE_METHOD, METHOD_TABLE, METHODS
 from tsdtp.core.regions import COMPONENTS
 from tsdtp.runs.io import atomic_write_bytes
 
 KEPT_COLOUR = "#1f5fa8"
 PRUNED_COLOUR = "#e8e8e8"
-PALETTE = {**dict(zip(("none", "ts-dtp", "general-dtp", "general-dtp-posthoc", "topk", "random", "reference-masking"),
-                     sns.color_palette("colorblind", 7))), "dense": (0.35, 0.35, 0.35)}
+PALETTE = {**dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS)))), "dense": (0.35, 0.35, 0.35)}
 """One colour per method, the same in every figure."""
 
 
@@ -124,7 +124,7 @@ def layer_keep_plot(layer_keep: pd.DataFrame) -> Figure:
         for method in method_order(one["method"].tolist()):
             line = one[one["method"] == method].sort_values("layer")
             k = float(line["k"].iloc[0])
-            note = ", masked, not removed" if method == "reference-masking" else ""
+            note = ", masked, not removed" if method in METHOD_TABLE and METHOD_TABLE[method].masks else ""
             ax.plot(line["layer"] + 1, line["keep_ratio"], marker="o", color=_colour(method),
                     label=f"{method} (k={k:g}{note})")
         ax.set_title(task)
@@ -168,7 +168,7 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
         return _empty("results.csv has no rows")
     fig, axes = _panel_grid(2, len(columns), 4.6, 7.0)
     for column, (title, one) in enumerate(columns):
-        dense = one[one["method"] == "none"]
+        dense = one[one["method"] == DENSE_METHOD]
         for row, x in enumerate(("flops_ratio", "speedup")):
             ax = axes[row, column]
             for method in method_order(one["method"].tolist()):
@@ -177,7 +177,7 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
                     continue
                 ax.plot(points[x], points["metric"], marker="o", color=_colour(method), label=method)
             if not dense.empty:
-                ax.axhline(float(dense["metric"].iloc[0]), color=_colour("none"), linestyle=":", linewidth=1)
+                ax.axhline(float(dense["metric"].iloc[0]), color=_colour(DENSE_METHOD), linestyle=":", linewidth=1)
             ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
             ax.set_xlabel("FLOPs ratio (pruned / dense, scorer included)" if x == "flops_ratio"
                           else "measured speedup (× dense throughput)")
@@ -214,10 +214,7 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
 
 
 def memory_plot(memory: pd.DataFrame) -> Figure:
-    """Peak memory (MiB, `tsdtp.analysis.frames.bench_memory`) per method and k, bars per batch size.
-
-    One panel per task.
-    """
+    """Peak memory (MiB, `frames.bench_memory`) per method and k, bars per batch size, one panel per task."""
     tasks = sorted(memory["task"].unique())
     if not tasks:
         return _empty("bench.csv has no memory measurements")

@@ -36,7 +36,7 @@ class EvalResult:
 def predict_batch(model: PrunedClassifier, batch: dict[str, torch.Tensor], record_trace: bool = False,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Logits, tokens per layer [B, L] and keep trace of one batch, for any method."""
-    if model.pruning.method == "reference-masking":
+    if model.pruning.spec.masks:
         return reference_masking_forward(model, batch)
     output = model(batch, record_trace=record_trace, generator=generator)
     return output.logits, output.engine.tokens_per_layer, output.engine.keep_trace

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.hub import load_tokenizer, short_model_name
 from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
-from tsdtp.runs.results import upsert_results
+from tsdtp.runs.results import build_result_row, upsert_results
 
 SPEED_SAMPLES = 256
 """Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
@@ -27,7 +25,7 @@ SPEED_SAMPLES = 256
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                  results_csv: str | Path | None = None, batch_size: int = 64, max_eval_samples: int | None = None,
                  speed_repeats: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Evaluate `run_dir`'s checkpoint, optionally under another method or k.
+    """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
     into the run directory; appends a row to `results_csv` when given. `speed_repeats > 0`
@@ -36,7 +34,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
-    pruning = config.pruning.replace(**(overrides or {}))
+    pruning = config.pruning.with_overrides(overrides or {})
     model.pruning = pruning
     limit = max_eval_samples or config.max_eval_samples
     tokenizer = load_tokenizer(config.model)
@@ -59,14 +57,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
 
 def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult, split_name: str, speedup: float,
                batch_size: int, run_dir: str) -> dict[str, Any]:
-    """One row of results.csv."""
-    return {
-        "task": task, "model": short_model_name(model), "method": pruning.method, "k": pruning.k,
-        "gamma": pruning.gamma if pruning.uses_scorer else 0.0, "metric_name": "accuracy",
-        "metric": round(100 * result.accuracy, 2), "keep_ratio": round(result.keep_ratio, 4),
-        "flops_ratio": round(result.flops_ratio, 4), "speedup": round(speedup, 3), "batch_size": batch_size,
-        "device": f"cpu x{torch.get_num_threads()}", "n_eval": result.n_eval, "eval_split": split_name,
-        "keep_target": pruning.keep_target if pruning.method in ("ts-dtp", "general-dtp") else None,
-        "scorer_overhead": round(result.scorer_overhead, 4), "run_dir": run_dir,
-        "command": " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else "",
-    }
+    """One row of results.csv (metric: accuracy in percent)."""
+    return build_result_row(task=task, model=short_model_name(model), pruning=pruning, metric_name="accuracy",
+                            metric=100 * result.accuracy, keep_ratio=result.keep_ratio,
+                            flops_ratio=result.flops_ratio, speedup=speedup, batch_size=batch_size,
+                            threads=torch.get_num_threads(), n_eval=result.n_eval, eval_split=split_name,
+                            scorer_overhead=result.scorer_overhead, run_dir=run_dir)

@@ -70,6 +70,14 @@ def epoch_plan(split: EncodedSplit, config: TrainConfig) -> list[list[list[int]]
                        config.seed, epochs, lambda _: total_steps - (epochs - 1) * steps_per_epoch)
 
 
+def run_complete(run_dir: Path, config: TrainConfig, metrics: dict[str, Any]) -> bool:
+    """Whether `run_dir` (with these metrics.json `metrics`) holds the checkpoint of `config`'s last step."""
+    if not (run_dir / "checkpoint.pt").is_file():
+        return False
+    steps_per_epoch = math.ceil(metrics["train_examples"] / config.batch_size)
+    return metrics["steps"] >= max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
           ) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics."""

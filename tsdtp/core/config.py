@@ -1,117 +1,178 @@
-"""Validated pruning settings (`PruningConfig`) and the method names.
+"""The method table (`METHOD_TABLE`) and the validated pruning settings (`PruningConfig`).
 
-Settings are frozen dataclasses checked on construction, so a bad value fails before any
-model is loaded or any step is trained.
+Every question about a method (is it trained, does it use the task scorer, its default gamma, ...) is
+answered by its `Method` row, not by lists of names. Settings are frozen dataclasses checked on
+construction, so a bad value fails before any model is loaded or any step is trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from tsdtp.core.settings import Settings, setting
 from tsdtp.errors import ConfigError
 
-METHODS: tuple[str, ...] = (
-    "none",
-    "ts-dtp",
-    "general-dtp",
-    "general-dtp-posthoc",
-    "topk",
-    "random",
-    "reference-masking",
-)
-"""Every pruning method of the harness (see METHOD.md, "Baselines")."""
 
-TRAINABLE_METHODS: tuple[str, ...] = ("none", "ts-dtp", "general-dtp")
-"""Methods with their own fine-tuning recipe; the others are applied to a dense model."""
+@dataclass(frozen=True)
+class Method:
+    """One pruning method of the harness and what may be done with it (see METHOD.md, "Baselines").
 
-TASK_AGNOSTIC_METHODS: tuple[str, ...] = ("general-dtp", "general-dtp-posthoc", "topk", "random")
-"""Methods that ignore the task scorer: gamma defaults to 0 for them wherever a command sets it."""
+    trained: it has its own fine-tuning recipe; the others are applied to a trained model.
+    uses_scorer: its importance adds the task-specific scorer, weighted by gamma.
+    default_gamma: the gamma it takes wherever a command, notebook or pipeline does not set one.
+    scheduled: it keeps fixed per-layer counts (a keep schedule) instead of thresholding at k.
+    differentiable: it has a training (soft-mask) form.
+    translatable: it has a translation (encoder-decoder) form.
+    prunes: it removes tokens at all (False: the dense `none`).
+    masks: it masks tokens over two full passes instead of removing them.
+    fixed_gamma: the only gamma it accepts, if any.
+    random_scores: it ranks tokens by random scores, so no layer needs an importance.
+    """
+
+    name: str
+    trained: bool
+    uses_scorer: bool
+    default_gamma: float
+    scheduled: bool
+    differentiable: bool
+    translatable: bool = True
+    prunes: bool = True
+    masks: bool = False
+    fixed_gamma: float | None = None
+    random_scores: bool = False
+
+    @property
+    def thresholded(self) -> bool:
+        """Whether it decides with the threshold `mean - k * std` (so k matters)."""
+        return self.prunes and not self.scheduled
+
+
+METHOD_TABLE: dict[str, Method] = {method.name: method for method in (
+    Method("none", trained=True, uses_scorer=False, default_gamma=0.0, scheduled=False, differentiable=True,
+           prunes=False),
+    Method("ts-dtp", trained=True, uses_scorer=True, default_gamma=0.5, scheduled=False, differentiable=True),
+    Method("general-dtp", trained=True, uses_scorer=False, default_gamma=0.0, scheduled=False, differentiable=True,
+           fixed_gamma=0.0),
+    Method("general-dtp-posthoc", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=False,
+           differentiable=False),
+    Method("topk", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False),
+    Method("random", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False,
+           random_scores=True),
+    Method("reference-masking", trained=False, uses_scorer=True, default_gamma=0.5, scheduled=False,
+           differentiable=False, translatable=False, masks=True),
+)}
+"""Every pruning method of the harness, in the order tables and figures show them."""
+
+METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
+"""The method names, in table order."""
+
+DENSE_METHOD: str = next(name for name, method in METHOD_TABLE.items() if not method.prunes)
+"""The method that removes nothing (the dense baseline of every comparison)."""
 
 K_MIN, K_MAX = -3.0, 1e6
 """The threshold width k. k >= K_MAX (or `math.inf`) switches pruning off."""
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+def method_spec(name: str) -> Method:
+    """The table row of method `name`; raises ConfigError naming the known methods otherwise."""
+    try:
+        return METHOD_TABLE[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}") from None
 
 
 @dataclass(frozen=True)
-class PruningConfig:
-    """How tokens are scored and removed.
+class PruningConfig(Settings):
+    """How tokens are scored and removed (the help text of each field says what it means)."""
 
-    k: threshold width in `tau = mean(S) - k * std(S)`; smaller k prunes more.
-    gamma: weight of the task-specific attention in the hybrid importance (0 for General DTP).
-    d_task: width of the task-specific scorer.
-    prune_layers: 0-based layers after which tokens are removed; None means every layer
-        after the first except the last (removing tokens after the last layer saves nothing
-        for a [CLS] classifier).
-    temperature: soft-mask temperature, in units of the per-example std of S.
-    lambda_aux, lambda_keep: weights of the auxiliary and keep-budget losses.
-    keep_target: the fraction of token-layers the keep-budget loss pulls toward.
-    task_features: "hidden" (phi_l reads the layer's own hidden states) or "embeddings"
-        (the reference notebook's choice).
-    topk_final_keep: keep ratio at the last pruning layer of the linear top-k schedule.
-    keep_schedule: explicit per-pruning-layer keep fractions for `topk` and `random`.
-    seed: seed of the `random` baseline.
-    """
+    LABEL: ClassVar[str] = "pruning"
 
-    method: str = "none"
-    k: float = 1.0
-    gamma: float = 0.5
-    d_task: int = 128
-    prune_layers: tuple[int, ...] | None = None
-    temperature: float = 0.25
-    lambda_aux: float = 0.1
-    lambda_keep: float = 2.0
-    keep_target: float = 0.5
-    task_features: str = "hidden"
-    topk_final_keep: float = 0.3
-    keep_schedule: tuple[float, ...] | None = None
-    seed: int = 0
+    method: str = setting("none", choices=METHODS, help="pruning method")
+    k: float = setting(1.0, low=K_MIN, help="threshold width in tau = mean(S) - k * std(S); smaller prunes more")
+    gamma: float = setting(0.5, low=0.0, high=100.0, resolved=True,
+                           help="weight of the task-specific attention (default: the method's, 0.5 with the "
+                                "scorer, else 0; evaluating a run under its own method keeps its gamma)")
+    d_task: int = setting(128, low=1, high=4096, help="width of the task-specific scorer")
+    prune_layers: tuple[int, ...] | None = setting(
+        None, low=0, help="comma-separated 0-based layers after which tokens are removed (default: every layer "
+                          "after the first except the last)")
+    temperature: float = setting(0.25, low=0.0, high=100.0, low_open=True,
+                                 help="soft-mask temperature, in units of the per-example std of S")
+    lambda_aux: float = setting(0.1, low=0.0, high=100.0, help="weight of the auxiliary loss")
+    lambda_keep: float = setting(2.0, low=0.0, high=100.0, help="weight of the keep-budget loss")
+    keep_target: float = setting(0.5, low=0.0, high=1.0, low_open=True,
+                                 help="fraction of token-layers the keep-budget loss pulls toward")
+    task_features: str = setting("hidden", choices=("hidden", "embeddings"),
+                                 help="what the task scorer reads: the layer's hidden states or the embeddings")
+    topk_final_keep: float = setting(0.3, low=0.0, high=1.0, low_open=True,
+                                     help="keep ratio at the last pruning layer of the linear top-k schedule")
+    keep_schedule: tuple[float, ...] | None = setting(
+        None, low=0.0, high=1.0, low_open=True, help="comma-separated keep fractions per pruning layer (topk, random)")
+    seed: int = setting(0, flag=False, help="seed of the random baseline")
 
-    def __post_init__(self) -> None:
-        _check(self.method in METHODS, f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
-        _check(not math.isnan(self.k) and self.k >= K_MIN, f"k must be a number >= {K_MIN} (got {self.k})")
-        _check(0.0 <= self.gamma <= 100.0, f"gamma must be in [0, 100] (got {self.gamma})")
-        _check(self.method != "general-dtp" or self.gamma == 0.0,
-               "general-dtp is task-agnostic: gamma must be 0 (use ts-dtp for gamma > 0)")
-        _check(1 <= self.d_task <= 4096, f"d_task must be in [1, 4096] (got {self.d_task})")
-        _check(0.0 < self.temperature <= 100.0, f"temperature must be in (0, 100] (got {self.temperature})")
-        _check(0.0 <= self.lambda_aux <= 100.0, f"lambda_aux must be in [0, 100] (got {self.lambda_aux})")
-        _check(0.0 <= self.lambda_keep <= 100.0, f"lambda_keep must be in [0, 100] (got {self.lambda_keep})")
-        _check(0.0 < self.keep_target <= 1.0, f"keep_target must be in (0, 1] (got {self.keep_target})")
-        _check(self.task_features in ("hidden", "embeddings"),
-               f"task_features must be 'hidden' or 'embeddings' (got {self.task_features!r})")
-        _check(0.0 < self.topk_final_keep <= 1.0, f"topk_final_keep must be in (0, 1] (got {self.topk_final_keep})")
-        if self.prune_layers is not None:
-            _check(len(set(self.prune_layers)) == len(self.prune_layers) and all(l >= 0 for l in self.prune_layers),
-                   f"prune_layers must be distinct non-negative layer indices (got {self.prune_layers})")
-        if self.keep_schedule is not None:
-            _check(all(0.0 < r <= 1.0 for r in self.keep_schedule),
-                   f"keep_schedule fractions must be in (0, 1] (got {self.keep_schedule})")
+    def check(self) -> None:
+        """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""
+        fixed = self.spec.fixed_gamma
+        if fixed is not None and self.gamma != fixed:
+            raise ConfigError(f"{self.method} is task-agnostic: gamma must be {fixed:g} (use ts-dtp for gamma > 0)")
+        if self.prune_layers is not None and len(set(self.prune_layers)) != len(self.prune_layers):
+            raise ConfigError(f"prune_layers must be distinct non-negative layer indices (got {self.prune_layers})")
+
+    @property
+    def spec(self) -> Method:
+        """The method table row of this setting's method."""
+        return METHOD_TABLE[self.method]
 
     @property
     def prunes(self) -> bool:
         """Whether this configuration removes any token at all."""
-        return self.method != "none" and self.k < K_MAX
+        return self.spec.prunes and self.k < K_MAX
 
     @property
     def uses_scorer(self) -> bool:
         """Whether the task-specific scorer contributes to the importance."""
-        return self.method in ("ts-dtp", "reference-masking") and self.gamma > 0
+        return self.spec.uses_scorer and self.gamma > 0
+
+    @property
+    def effective_gamma(self) -> float:
+        """The gamma that acts: `gamma` where the scorer contributes, else 0 (what names and result rows show)."""
+        return self.gamma if self.uses_scorer else 0.0
+
+    def check_trainable(self) -> None:
+        """Raise ConfigError unless the method has its own fine-tuning recipe."""
+        if not self.spec.trained:
+            trained = ", ".join(name for name, method in METHOD_TABLE.items() if method.trained)
+            raise ConfigError(f"method {self.method!r} is applied to a trained model, not trained; "
+                              f"train one of {trained} and evaluate with --method {self.method}")
 
     def resolved_prune_layers(self, num_layers: int) -> tuple[int, ...]:
         """The 0-based layers after which tokens are removed, checked against the model depth."""
         if self.prune_layers is None:
             return tuple(range(1, num_layers - 1))
-        bad = [l for l in self.prune_layers if l >= num_layers]
-        _check(not bad, f"prune_layers {bad} out of range for a {num_layers}-layer model")
+        bad = [layer for layer in self.prune_layers if layer >= num_layers]
+        if bad:
+            raise ConfigError(f"prune_layers {bad} out of range for a {num_layers}-layer model")
         return tuple(sorted(self.prune_layers))
 
-    def replace(self, **changes: Any) -> PruningConfig:
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PruningConfig:
+        """This setting changed by `overrides` (a command's or an evaluation's pruning settings), validated.
+
+        The gamma rule: an override without gamma keeps this setting's gamma when the method stays the
+        same, or when both methods use the scorer (the trained gamma carries over, e.g. ts-dtp to
+        reference-masking); otherwise the new method's default gamma applies. Whole numbers given for
+        float settings (`k: 0` in YAML) become floats, lists become tuples.
+        """
+        defaults = {item.name: item.default for item in dataclasses.fields(self)}
+        unknown = set(overrides) - set(defaults)
+        if unknown:
+            raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {dict(overrides)}")
+        changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int)
+                   else tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+        method = method_spec(changes.get("method", self.method))
+        if "gamma" not in changes and method.name != self.method and not (method.uses_scorer
+                                                                          and self.spec.uses_scorer):
+            changes["gamma"] = method.default_gamma
+        return self.replace(**changes)

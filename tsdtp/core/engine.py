@@ -19,11 +19,7 @@ from tsdtp.core.engine_common import EngineOutput, LayerAdapter, scored_layers
 from tsdtp.core.engine_inference import run_inference
 from tsdtp.core.engine_training import run_training
 
-__all__ = ["DIFFERENTIABLE_METHODS", "EngineMode", "EngineOutput", "LayerAdapter", "run_layers", "scored_layers"]
-
-DIFFERENTIABLE_METHODS = ("none", "ts-dtp", "general-dtp")
-"""Methods with a soft (training) form."""
-
+__all__ = ["EngineMode", "EngineOutput", "LayerAdapter", "run_layers", "scored_layers"]
 
 class EngineMode(Enum):
     """How a pass runs.
@@ -59,7 +55,7 @@ def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningCon
     if not mode.trains:
         return run_inference(adapter, scorers, config, embeddings, valid, special, packed=mode is EngineMode.PACKED,
                              record_trace=record_trace, generator=generator)
-    if config.method not in DIFFERENTIABLE_METHODS:
+    if not config.spec.differentiable:
         raise ValueError(f"method {config.method!r} has no differentiable (training) form")
     return run_training(adapter, scorers, config, embeddings, valid, special,
                         straight_through=mode is EngineMode.STRAIGHT_THROUGH, record_trace=record_trace)

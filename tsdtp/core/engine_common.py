@@ -55,7 +55,7 @@ class EngineOutput:
 
 def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:
     """Layers whose importance is computed (every layer up to the last pruning layer)."""
-    if not config.prunes or config.method == "random":
+    if not config.prunes or config.spec.random_scores:
         return ()
     return tuple(range(max(config.resolved_prune_layers(num_layers), default=-1) + 1))
 

@@ -28,9 +28,6 @@ from tsdtp.core.packing import TokenLayout
 from tsdtp.core.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule
 from tsdtp.core.regions import KEEP, PACKING, region
 
-DYNAMIC_METHODS = ("ts-dtp", "general-dtp", "general-dtp-posthoc")
-SCHEDULED_METHODS = ("topk", "random")
-
 
 @dataclass
 class LiveTokens:
@@ -118,7 +115,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
 def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidates: torch.Tensor
                  ) -> torch.Tensor | None:
     """For top-k and random: candidates to keep after each pruning layer, [P, B]."""
-    if config.method not in SCHEDULED_METHODS or not prune_layers:
+    if not config.spec.scheduled or not prune_layers:
         return None
     fractions = config.keep_schedule or linear_keep_schedule(len(prune_layers), config.topk_final_keep)
     if len(fractions) != len(prune_layers):
@@ -130,10 +127,10 @@ def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidate
 def _hard_keep(config: PruningConfig, importance: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor,
                schedule: torch.Tensor | None, step: int, generator: torch.Generator | None) -> torch.Tensor:
     """The tokens to keep after pruning step `step`: the dynamic threshold, or the scheduled count."""
-    if config.method in DYNAMIC_METHODS:
+    if not config.spec.scheduled:
         return hard_keep_dynamic(importance, candidates, valid, config.k)
     assert schedule is not None
     scores = importance
-    if config.method == "random":
+    if config.spec.random_scores:
         scores = torch.rand(importance.shape, generator=generator, device=importance.device)
     return hard_keep_count(scores, candidates, valid, schedule[step])

@@ -113,7 +113,7 @@ def encoder_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored_la
 
 def method_layers(pruning: PruningConfig, num_layers: int) -> tuple[tuple[int, ...], int]:
     """The layers whose scorer runs under `pruning`, and how many encoder passes it makes."""
-    if pruning.method == "reference-masking":
+    if pruning.spec.masks:
         return (0,), 2
     return (scored_layers(pruning, num_layers) if pruning.uses_scorer else ()), 1
 

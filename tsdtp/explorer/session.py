@@ -23,12 +23,11 @@ from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.tasks import get_task
-from tsdtp.core.config import PruningConfig
+from tsdtp.core.config import PruningConfig, method_spec
 from tsdtp.core.flops import encoder_shape, method_flops
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError, ConfigError
 from tsdtp.hub import DEFAULT_MODEL, load_tokenizer, short_model_name
-from tsdtp.runs.cache import SCORER_METHODS
 
 DEFAULT_MAX_LENGTH = 128
 """Token limit of inputs to the default model (runs use their task's limit)."""
@@ -198,7 +197,7 @@ def load_run(run_dir: str | Path) -> LoadedModel:
 
 def pruning_for(base: PruningConfig, method: str, k: float, gamma: float) -> PruningConfig:
     """`base` switched to `method` with threshold width `k`; gamma is 0 for methods without the scorer."""
-    return base.replace(method=method, k=float(k), gamma=float(gamma) if method in SCORER_METHODS else 0.0)
+    return base.replace(method=method, k=float(k), gamma=float(gamma) if method_spec(method).uses_scorer else 0.0)
 
 
 def _clean_texts(texts: Sequence[str]) -> tuple[str, ...]:
@@ -216,7 +215,7 @@ def _notes(loaded: LoadedModel, texts: tuple[str, ...], pruning: PruningConfig, 
         notes.append("untrained head and task scorers: the prediction is not meaningful, the pruning is real")
     if len(loaded.text_fields) == 2 and len(texts) == 1:
         notes.append(f"this task reads a pair ({' + '.join(loaded.text_fields)}); only one text was given")
-    if pruning.method == "reference-masking":
+    if pruning.spec.masks:
         notes.append("masking only: every token is still processed, in two full passes")
     return tuple(notes)
 

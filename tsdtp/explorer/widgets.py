@@ -62,7 +62,7 @@ def _percent(value: float) -> str:
 def _title(analysis: TokenAnalysis) -> str:
     pruning = analysis.pruning
     parts = [pruning.method]
-    if pruning.method not in ("none", "topk", "random"):
+    if pruning.spec.thresholded:
         parts.append(f"k = {pruning.k:g}")
     if pruning.uses_scorer:
         parts.append(f"γ = {pruning.gamma:g}")

@@ -95,7 +95,7 @@ def _bench_batch_size(session: Session, settings: BenchSettings, batch_size: int
     timings = _timed_repeats(methods, batches, settings, device, batch_size)
     probe = max(batches, key=lambda b: b["input_ids"].numel())
     dense = next((m.label for m in methods if m.pruning is None), None)
-    engine = next((m.label for m in methods if m.pruning is not None and m.pruning.method == "none"), None)
+    engine = next((m.label for m in methods if m.pruning is not None and not m.pruning.spec.prunes), None)
     rows, measurements = [], []
     for method in methods:
         measurement = _measurement(method.label, timings.passes[method.label], batch_size, settings.threads)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.benchmark import Measurement
 
-from tsdtp.classification.evaluate import encoder_shape
-from tsdtp.core.flops import FlopsReport, computed_flops, counted_flops, method_flops, method_layers
+from tsdtp.core.flops import FlopsReport, computed_flops, counted_flops, encoder_shape, method_flops, method_layers
 from tsdtp.measure.memory import peak_activation_bytes
 from tsdtp.measure.methods import BoundMethod
 from tsdtp.measure.session import BenchData

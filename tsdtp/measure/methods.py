@@ -23,7 +23,7 @@ import torch
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.core.config import METHODS, TASK_AGNOSTIC_METHODS, PruningConfig
+from tsdtp.core.config import METHODS, PruningConfig
 from tsdtp.errors import ConfigError
 
 DENSE, RUN = "dense", "run"
@@ -93,9 +93,7 @@ def resolve_pruning(request: MethodRequest, trained: PruningConfig) -> PruningCo
     changes = dict(request.options)
     if request.method != RUN:
         changes["method"] = request.method
-        if "gamma" not in changes and request.method in TASK_AGNOSTIC_METHODS:
-            changes["gamma"] = 0.0
-    return trained.replace(**changes)
+    return trained.with_overrides(changes)
 
 
 @dataclass(frozen=True)
@@ -118,9 +116,9 @@ def spec_label(pruning: PruningConfig | None) -> str:
     """A short row name: `dense`, `none`, `ts-dtp k=1 g=0.5`, `topk final=0.3`, ..."""
     if pruning is None:
         return DENSE
-    if pruning.method == "none":
-        return "none"
-    if pruning.method in ("topk", "random"):
+    if not pruning.spec.prunes:
+        return pruning.method
+    if pruning.spec.scheduled:
         schedule = ("/".join(f"{r:g}" for r in pruning.keep_schedule) if pruning.keep_schedule
                     else f"final={pruning.topk_final_keep:g}")
         return f"{pruning.method} {schedule}"
@@ -148,7 +146,7 @@ class BoundMethod:
         """Which code path runs: the library's forward, the packed engine, or padded masking."""
         if self.pruning is None:
             return "transformers"
-        if self.pruning.method == "reference-masking":
+        if self.pruning.spec.masks:
             return "tsdtp padded, 2 passes"
         return "tsdtp packed"
 

@@ -54,9 +54,9 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
     for spec, (_, row) in zip(specs, table.iterrows()):
         run = runs[spec.run_dir]
         pruning = spec.pruning
-        if pruning is None and run.config.pruning.method == "none":
+        if pruning is None and not run.config.pruning.spec.prunes:
             pruning = run.config.pruning
-        elif pruning is None or pruning.method == "none":
+        elif pruning is None or not pruning.spec.prunes:
             continue
         split = row["eval_split"] + (", length-sorted" if row["sorted_by_length"] else "")
         evaluation = EvalResult(row["accuracy"], int(row["n_eval"]), row["keep_ratio"], (), row["flops_ratio"],

@@ -20,8 +20,9 @@ from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.classification.train import load_tokenizer, prepare_data
+from tsdtp.classification.train import prepare_data
 from tsdtp.errors import ConfigError
+from tsdtp.hub import load_tokenizer
 from tsdtp.measure.devices import DTYPES, device_name, resolve_device, resolve_dtype
 from tsdtp.measure.methods import BenchSpec, BoundMethod, MethodRequest, bind_specs, parse_methods, resolve_pruning
 

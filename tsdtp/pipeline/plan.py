@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tsdtp.classification.data import data_dir_from_env
 from tsdtp.classification.experiments import train_config
 from tsdtp.core.config import PruningConfig
+from tsdtp.data_files import data_dir_from_env
 from tsdtp.errors import ConfigError, TsdtpError
 from tsdtp.pipeline.spec import (
     Output,
@@ -28,7 +28,7 @@ from tsdtp.pipeline.spec import (
     read_profile,
     read_step,
 )
-from tsdtp.runs.cache import RunConfig, config_hash, eval_overrides, run_cache_dir
+from tsdtp.runs.cache import RunConfig, config_hash, run_cache_dir
 from tsdtp.translation.experiments import translation_config
 
 TRAINING_NOTEBOOKS: dict[str, Callable[..., RunConfig]] = {"01_train.ipynb": train_config,
@@ -148,7 +148,7 @@ def _train_step(checked: StepSpec, earlier: list[Step], profile: Profile, builde
     for override in checked.parameters.get("evals", [{}]):
         if not isinstance(override, dict):
             raise ConfigError(f"evals entries must be mappings of pruning settings (got {override!r})")
-        eval_overrides(config.pruning, override)
+        config.pruning.with_overrides(override)
     return Step(checked.id, checked.notebook, {**checked.parameters, **fields}, checked.declared, (), config,
                 config_hash(config, init_hash), run_cache_dir(config, profile.runs_root, init_hash))
 

@@ -1,8 +1,8 @@
 """One configuration at a time: its config, its cached run directory, training it, evaluating it.
 
-A run is a classification run (`TrainConfig`, trained by `tsdtp.classification.train`) or a translation run
-(`MTConfig`, task `wmt16`, trained by `tsdtp.translation.train`); `read_run_config` tells them
-apart by the task in config.json. Trained runs are cached by a hash of their config: `run_cache_dir` names the folder
+A run is of a kind its task package registered (`tsdtp.runs.kinds`: classification `TrainConfig`s,
+translation `MTConfig`s); `read_run_config` tells them apart by the task in config.json. Trained
+runs are cached by a hash of their config: `run_cache_dir` names the folder
 `<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` (a path) is replaced by the
 hash of the run it points to, so a pruned run started from a dense run keeps its identity
 wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and `2.0` are the
@@ -11,42 +11,15 @@ same run).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from tsdtp.classification.config import TrainConfig
-from tsdtp.core.config import PruningConfig
-from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.translation.config import MTConfig
-
-RunConfig = TrainConfig | MTConfig
-"""The config of any run directory."""
-
-SCORER_METHODS: tuple[str, ...] = ("ts-dtp", "reference-masking")
-"""Methods whose importance uses the task-specific scorer; every other method is evaluated with gamma 0."""
-
-
-def eval_overrides(base: PruningConfig, override: dict[str, Any]) -> dict[str, Any]:
-    """The PruningConfig changes of one evaluation, validated; gamma defaults to 0 unless the method uses the scorer.
-
-    `{}` evaluates the trained setting; `{"method": "topk"}` applies top-k to the same weights.
-    """
-    defaults = {f.name: f.default for f in dataclasses.fields(PruningConfig)}
-    unknown = set(override) - set(defaults)
-    if unknown:
-        raise ConfigError(f"unknown pruning setting(s) {sorted(unknown)} in evaluation {override}")
-    changes = {key: float(value) if isinstance(defaults[key], float) and isinstance(value, int) else value
-               for key, value in override.items()}
-    if changes.get("method", base.method) not in SCORER_METHODS and "gamma" not in changes:
-        changes["gamma"] = 0.0
-    base.replace(**changes)
-    return changes
+from tsdtp.errors import CheckpointError
+from tsdtp.runs.kinds import RunConfig, kind_of_config, kind_of_task
 
 
 def _canonical(value: Any) -> Any:
@@ -62,7 +35,7 @@ def _canonical(value: Any) -> Any:
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
-    """The validated config of a run directory (from its config.json): an MTConfig for task wmt16."""
+    """The validated config of a run directory (from its config.json), of the kind registered for its task."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no config.json; expected a run directory written by `tsdtp train` "
@@ -71,8 +44,9 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from exc
-    kind = MTConfig if isinstance(data, dict) and data.get("task") == MTConfig.task else TrainConfig
-    return kind.from_dict(data)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object of settings")
+    return kind_of_task(data.get("task"), path).config_class.from_dict(data)
 
 
 def config_hash(config: RunConfig, init_hash: str | None = None) -> str:
@@ -96,13 +70,7 @@ def run_finished(run_dir: str | Path) -> bool:
     if not metrics_path.is_file() or not (run_dir / "config.json").is_file():
         return False
     config = read_run_config(run_dir)
-    metrics = json.loads(metrics_path.read_text())
-    if isinstance(config, MTConfig):
-        return (run_dir / "model").is_dir() and metrics["steps"] >= metrics["total_steps"]
-    if not (run_dir / "checkpoint.pt").is_file():
-        return False
-    steps_per_epoch = math.ceil(metrics["train_examples"] / config.batch_size)
-    return metrics["steps"] >= max(1, math.ceil(config.epochs * steps_per_epoch))
+    return kind_of_config(config).finished(run_dir, config, json.loads(metrics_path.read_text()))
 
 
 def remove_run(run_dir: str | Path) -> None:
@@ -120,11 +88,6 @@ def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None 
 
     `force` deletes the run first and retrains. A finished run with another config is an error.
     """
-    if isinstance(config, MTConfig):
-        from tsdtp.translation.train import train_translation as train
-    else:
-        from tsdtp.classification.train import train
-
     run_dir = Path(run_dir)
     if force:
         remove_run(run_dir)
@@ -133,7 +96,7 @@ def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None 
             raise CheckpointError(f"{run_dir} holds a finished run with another config; "
                                   "choose another run directory or retrain with force")
         return json.loads((run_dir / "metrics.json").read_text()), False
-    return train(config, run_dir, data_dir, progress=progress), True
+    return kind_of_config(config).train(config, run_dir, data_dir, progress=progress), True
 
 
 def adopt_run(run_dir: str | Path, root: str | Path, expected: RunConfig | None = None, move: bool = False

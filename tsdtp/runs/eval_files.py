@@ -17,9 +17,15 @@ EVAL_FOLDER = "eval"
 """The folder of a run directory that holds its evaluations."""
 
 
+def eval_stem(method: str, k: float, gamma: float) -> str:
+    """File stem of one evaluation, e.g. `ts-dtp_k1_g0.5`; `gamma` is the effective one (0 without the scorer),
+    as in results.csv."""
+    return f"{method}_k{k:g}_g{gamma:g}"
+
+
 def eval_name(pruning: PruningConfig) -> str:
-    """File stem for one evaluation of a run, e.g. `ts-dtp_k1_g0.5`."""
-    return f"{pruning.method}_k{pruning.k:g}_g{pruning.gamma:g}"
+    """File stem for one evaluation of a run under `pruning` (its effective gamma, `PruningConfig.effective_gamma`)."""
+    return eval_stem(pruning.method, pruning.k, pruning.effective_gamma)
 
 
 def eval_file(run_dir: Path, pruning: PruningConfig, suffix: str) -> Path:

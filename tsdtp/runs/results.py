@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tsdtp.core.config import PruningConfig
 from tsdtp.runs.tables import upsert_csv
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -22,6 +25,29 @@ EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "scorer_overhead"
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
                                 "device")
 """A row is replaced, not duplicated, when these match."""
+
+
+def invoking_command() -> str:
+    """The `tsdtp ...` command line of this process, quoted, or "" when it is not the `tsdtp` command."""
+    return " ".join(shlex.quote(arg) for arg in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else ""
+
+
+def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_name: str, metric: float,
+                     keep_ratio: float, flops_ratio: float, speedup: float, batch_size: int, threads: int,
+                     n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str) -> dict[str, Any]:
+    """One results.csv row, `RESULT_COLUMNS` then `EXTRA_COLUMNS`, rounded as the table keeps them.
+
+    `gamma` is the effective one; `keep_target` is set only for methods trained with a keep budget.
+    """
+    spec = pruning.spec
+    return {
+        "task": task, "model": model, "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
+        "metric_name": metric_name, "metric": round(metric, 2), "keep_ratio": round(keep_ratio, 4),
+        "flops_ratio": round(flops_ratio, 4), "speedup": round(speedup, 3), "batch_size": batch_size,
+        "device": f"cpu x{threads}", "n_eval": n_eval, "eval_split": eval_split,
+        "keep_target": pruning.keep_target if spec.trained and spec.prunes else None,
+        "scorer_overhead": round(scorer_overhead, 4), "run_dir": run_dir, "command": invoking_command(),
+    }
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

@@ -13,8 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from tsdtp.core.config import TASK_AGNOSTIC_METHODS, PruningConfig
-from tsdtp.runs.cache import eval_overrides
+from tsdtp.core.config import PruningConfig
 from tsdtp.translation.checkpoint import read_config
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, SCRATCH, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
@@ -29,15 +28,13 @@ def translation_config(method: str = "none", k: float = 1.0, gamma: float | None
                        ) -> MTConfig:
     """The validated `MTConfig` of the translation notebook's parameters (everything else at its default).
 
-    `gamma=None` is 0 for task-agnostic methods and PruningConfig's default otherwise, and the
+    `gamma=None` is the method's default (the gamma rule of `PruningConfig.with_overrides`), and the
     scorer width and keep target are `tsdtp mt-train`'s, so a CLI run and a pipeline step with
     the same settings hash alike.
     """
-    pruning = {"method": method, "k": float(k), "keep_target": float(keep_target),
-               "d_task": MT_PRUNING_DEFAULTS["d_task"]}
-    if gamma is not None or method in TASK_AGNOSTIC_METHODS:
-        pruning["gamma"] = 0.0 if gamma is None else float(gamma)
-    return MTConfig(model=SCRATCH, pruning=PruningConfig(**pruning), epochs=float(epochs), lr=float(lr),
+    given = {"method": method, "k": k, "keep_target": keep_target, "d_task": MT_PRUNING_DEFAULTS["d_task"],
+             **({} if gamma is None else {"gamma": gamma})}
+    return MTConfig(model=SCRATCH, pruning=PruningConfig().with_overrides(given), epochs=float(epochs), lr=float(lr),
                     init_from=None if init_from is None else str(init_from), max_train_samples=max_train_samples,
                     val_samples=val_samples, vocab_size=vocab_size, d_model=d_model, encoder_layers=encoder_layers,
                     decoder_layers=decoder_layers, ffn_dim=ffn_dim, seed=seed, hard_ratio=float(hard_ratio))
@@ -49,19 +46,19 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
                                   speed_repeats: int = 0, progress: bool = True) -> pd.DataFrame:
     """Evaluate a translation run under each override of `evals`; one summary row per evaluation and test set.
 
-    The rows carry `task`, `method`, `k`, `gamma` and `run_dir` (for `tsdtp.analysis.frames.load_traces`).
+    The rows carry `task`, `method`, `k`, the effective `gamma` and `run_dir` (for
+    `tsdtp.analysis.frames.load_traces`).
     """
     config = read_config(run_dir)
     rows = []
     for override in evals:
-        changes = eval_overrides(config.pruning, override)
-        record = evaluate_translation(run_dir, data_dir, changes, results_csv, splits, batch_size, num_beams,
+        pruning = config.pruning.with_overrides(override)
+        record = evaluate_translation(run_dir, data_dir, override, results_csv, splits, batch_size, num_beams,
                                       max_eval_samples, speed_repeats, progress=progress)
-        pruning = record["pruning"]
         for split, figures in record["splits"].items():
             speed = record["speed"] if record.get("speed_split") == split else {}
-            rows.append({"task": config.task, "method": pruning["method"], "k": pruning["k"],
-                         "gamma": pruning["gamma"], "eval_split": figures["eval_split"], "bleu": figures["bleu"],
+            rows.append({"task": config.task, "method": pruning.method, "k": pruning.k,
+                         "gamma": pruning.effective_gamma, "eval_split": figures["eval_split"], "bleu": figures["bleu"],
                          "chrf": figures["chrf"], "keep_ratio": figures["keep_ratio"],
                          "flops_ratio": figures["flops_ratio"], "speedup": speed.get("speedup"),
                          "n_eval": figures["n_eval"], "run_dir": str(run_dir)})

@@ -8,8 +8,6 @@ also goes into the wide `translation.csv` beside results.csv and into the run's
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,11 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from tsdtp.core.config import PruningConfig
 from tsdtp.errors import ConfigError
 from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
-from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, upsert_results
+from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, build_result_row, upsert_results
 from tsdtp.runs.tables import upsert_csv
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
@@ -32,9 +31,6 @@ from tsdtp.translation.model import PrunedTranslator
 
 TRANSLATION_TABLE = "translation.csv"
 """The wide table of translation figures, written beside results.csv."""
-
-UNSUPPORTED_METHODS = ("reference-masking",)
-"""Methods with no translation form (the paper notebook's masking is a classifier algorithm)."""
 
 
 def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
@@ -52,8 +48,8 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
     """
     run_dir = Path(run_dir)
     translator, tokenizer, config, label = load_translator(run_dir)
-    pruning = translator.pruning.replace(**(overrides or {}))
-    if pruning.method in UNSUPPORTED_METHODS:
+    pruning = translator.pruning.with_overrides(overrides or {})
+    if not pruning.spec.translatable:
         raise ConfigError(f"method {pruning.method!r} is not available for translation")
     translator.pruning = pruning
     record: dict[str, Any] = {"run_dir": str(run_dir), "model": label, "pruning": translator.pruning.__dict__,
@@ -104,22 +100,18 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
 
     Speed figures go on the row of the test set they were measured on; the others leave them empty.
     """
-    pruning = record["pruning"]
-    uses_scorer = pruning["method"] in ("ts-dtp", "reference-masking") and pruning["gamma"] > 0
-    command = " ".join(shlex.quote(a) for a in ["tsdtp", *sys.argv[1:]]) if sys.argv[0].endswith("tsdtp") else ""
+    pruning = PruningConfig.from_dict(record["pruning"])
     rows = []
     for split, figures in record["splits"].items():
         speed = record["speed"] if record.get("speed_split") == split else {}
+        row = build_result_row(task=config.task, model=record["model"], pruning=pruning, metric_name="bleu",
+                               metric=figures["bleu"], keep_ratio=figures["keep_ratio"],
+                               flops_ratio=figures["flops_ratio"], speedup=speed.get("speedup", float("nan")),
+                               batch_size=record["batch_size"], threads=record["threads"], n_eval=figures["n_eval"],
+                               eval_split=figures["eval_split"], scorer_overhead=figures["scorer_overhead"],
+                               run_dir=record["run_dir"])
         rows.append({
-            "task": config.task, "model": record["model"], "method": pruning["method"], "k": pruning["k"],
-            "gamma": pruning["gamma"] if uses_scorer else 0.0, "metric_name": "bleu",
-            "metric": round(figures["bleu"], 2), "keep_ratio": round(figures["keep_ratio"], 4),
-            "flops_ratio": round(figures["flops_ratio"], 4), "speedup": round(speed.get("speedup", float("nan")), 3),
-            "batch_size": record["batch_size"], "device": f"cpu x{record['threads']}", "n_eval": figures["n_eval"],
-            "eval_split": figures["eval_split"],
-            "keep_target": pruning["keep_target"] if pruning["method"] in ("ts-dtp", "general-dtp") else None,
-            "scorer_overhead": round(figures["scorer_overhead"], 4), "run_dir": record["run_dir"],
-            "command": command, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
+            **row, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
             "cross_keep_ratio": round(figures["cross_keep_ratio"], 4),
             "tokens_kept": round(figures["tokens_kept"], 2), "source_tokens": round(figures["source_tokens"], 2),
             "num_beams": record["num_beams"], **{key: round(value, 4) for key, value in speed.items()},

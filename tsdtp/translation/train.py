@@ -112,6 +112,11 @@ def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: M
     return total / max(count, 1)
 
 
+def run_complete(run_dir: Path, config: MTConfig, metrics: dict[str, Any]) -> bool:
+    """Whether `run_dir` (with these metrics.json `metrics`) holds the model of `config`'s last step."""
+    return (run_dir / "model").is_dir() and metrics["steps"] >= metrics["total_steps"]
+
+
 def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
                       ) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics."""

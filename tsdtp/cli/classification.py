@@ -1,0 +1,50 @@
+"""The `tsdtp train` and `tsdtp eval` commands (classification), added to the main parser by
+`add_classification_commands`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.report import evaluate_run
+from tsdtp.classification.tasks import TASKS
+from tsdtp.classification.train import train
+from tsdtp.cli.flags import add_setting_flags, flag_values
+from tsdtp.core.config import PruningConfig
+
+CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")
+"""The subcommands `add_classification_commands` adds."""
+
+
+def add_classification_commands(commands: argparse._SubParsersAction) -> None:
+    """Add `train` and `eval` to the `tsdtp` subcommands; their settings flags come from the config fields."""
+    training = commands.add_parser("train", help="fine-tune one configuration into a run directory")
+    training.add_argument("--run-dir", required=True)
+    training.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
+    add_setting_flags(training, TrainConfig, TrainConfig(), choices={"task": sorted(TASKS)})
+    add_setting_flags(training, PruningConfig, PruningConfig())
+
+    evaluate = commands.add_parser("eval", help="evaluate a run, optionally under another method or k")
+    evaluate.add_argument("--run-dir", required=True)
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--max-eval-samples", type=int, default=None)
+    evaluate.add_argument("--results", default=None, help="append the row to this results.csv")
+    evaluate.add_argument("--speed-repeats", type=int, default=0, help="measure speedup vs dense (0: skip)")
+    add_setting_flags(evaluate, PruningConfig, None)
+
+
+def run_classification_command(args: argparse.Namespace) -> int:
+    """Run `train` or `eval` from parsed arguments and print the final metrics as JSON; returns the exit status."""
+    pruning_flags = flag_values(args, PruningConfig)
+    if args.command == "train":
+        config = TrainConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, TrainConfig))
+        print(json.dumps(train(config, args.run_dir, args.data_dir)["final"], indent=2))
+    elif args.command == "eval":
+        record = evaluate_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
+                              args.max_eval_samples, args.speed_repeats)
+        print(json.dumps({key: value for key, value in record.items() if key != "pruning"}, indent=2))
+    else:
+        raise ValueError(f"not a classification command: {args.command}")
+    return 0

@@ -1,0 +1,95 @@
+"""Command-line flags derived from the settings dataclasses: one flag per declared field, with its help and bounds.
+
+`add_setting_flags(parser, TrainConfig, TrainConfig())` adds `--epochs`, `--batch-size`, ... with the
+types, defaults, choices and help text of the fields' `setting(...)` declarations (`tsdtp.core.settings`);
+`flag_values(args, TrainConfig)` collects the values given back. Bounds are shown in the help and enforced
+when the config is built, so a bad value is one clear `tsdtp <command>: error: ...` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, rule_of
+
+
+def ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of integers, e.g. `1,2,3`."""
+    return tuple(int(item) for item in text.split(",") if item)
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers, e.g. `0.9,0.7`."""
+    return tuple(float(item) for item in text.split(",") if item)
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, spaces around them ignored."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+PARSERS: dict[Any, Callable[[str], Any] | None] = {
+    int: int, float: float, str: None, tuple[int, ...]: ints, tuple[float, ...]: floats, tuple[str, ...]: names,
+}
+"""How a flag's text becomes a field's type (None: argparse keeps the text)."""
+
+
+def _without_none(hint: Any) -> Any:
+    """`int | None` -> `int`; other hints unchanged."""
+    if isinstance(hint, types.UnionType):
+        (kind,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return kind
+    return hint
+
+
+def flag_fields(settings: type[Settings]) -> list[dataclasses.Field]:
+    """The fields of `settings` that have a flag (nested settings and `flag=False` fields have none)."""
+    hints = field_types(settings)
+    return [item for item in dataclasses.fields(settings)  # type: ignore[arg-type]
+            if (rule := rule_of(item)) is not None and rule.flag is not False
+            and nested_settings(hints[item.name]) is None]
+
+
+def flag_name(item: dataclasses.Field) -> str:
+    """The flag of a settings field without its dashes: `batch_size`, or the name its rule gives (`corpora`)."""
+    rule = rule_of(item)
+    return rule.flag if rule is not None and isinstance(rule.flag, str) else item.name
+
+
+def _help(rule: Rule, listed: bool) -> str:
+    """The rule's help text with its bounds, and its choices where argparse does not list them (tuples)."""
+    extra = [rule.span()] if rule.span() else []
+    if listed and rule.choices:
+        extra.append(f"of {', '.join(rule.choices)}")
+    return "; ".join([rule.help, *extra])
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, settings: type[Settings], defaults: Settings | None,
+                      choices: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Add one flag per flagged field of `settings`.
+
+    A flag defaults to the field's value in `defaults`; with `defaults=None`, and for fields resolved from
+    other settings (gamma), it defaults to None ("not given"). `choices` overrides a field's choices on the
+    command line only (e.g. the task names of the registry).
+    """
+    for item in flag_fields(settings):
+        rule = rule_of(item)
+        assert rule is not None
+        kind = _without_none(field_types(settings)[item.name])
+        listed = typing.get_origin(kind) is tuple
+        options = (choices or {}).get(item.name, None if listed else rule.choices)
+        default = None if defaults is None or rule.resolved else getattr(defaults, item.name)
+        name = flag_name(item)
+        parser.add_argument("--" + name.replace("_", "-"), dest=item.name, type=PARSERS[kind], default=default,
+                            choices=options, metavar=None if options else name.upper(), help=_help(rule, listed))
+
+
+def flag_values(args: argparse.Namespace, settings: type[Settings]) -> dict[str, Any]:
+    """The values of the flags of `settings` that were given or have a default (None: not given)."""
+    values = {item.name: getattr(args, item.name) for item in flag_fields(settings)}
+    return {name: value for name, value in values.items() if value is not None}
