@@ -10,7 +10,7 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.tasks import TASKS
 from tsdtp.classification.train import train
-from tsdtp.cli.flags import add_setting_flags, flag_values
+from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, flag_values
 from tsdtp.core.config import PruningConfig
 
 CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")
@@ -26,13 +26,7 @@ def add_classification_commands(commands: argparse._SubParsersAction) -> None:
     add_setting_flags(training, PruningConfig, PruningConfig())
 
     evaluate = commands.add_parser("eval", help="evaluate a run, optionally under another method or k")
-    evaluate.add_argument("--run-dir", required=True)
-    evaluate.add_argument("--data-dir", default=None)
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--max-eval-samples", type=int, default=None)
-    evaluate.add_argument("--results", default=None, help="append the row to this results.csv")
-    evaluate.add_argument("--speed-repeats", type=int, default=0, help="measure speedup vs dense (0: skip)")
-    add_setting_flags(evaluate, PruningConfig, None)
+    add_evaluation_flags(evaluate, "append the row to this results.csv", "measure speedup vs dense (0: skip)")
 
 
 def run_classification_command(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tsdtp.core.config import PruningConfig
 from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, rule_of
 
 
@@ -31,6 +32,31 @@ def floats(text: str) -> tuple[float, ...]:
 def names(text: str) -> tuple[str, ...]:
     """A comma-separated list of names, spaces around them ignored."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type for whole numbers >= `low`; a smaller one is a usage error naming the range."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low} (got {value})")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def add_evaluation_flags(parser: argparse.ArgumentParser, results_help: str, speed_help: str) -> None:
+    """The flags every evaluation command shares: the run, its data, batching, the results table, timing, and
+    the pruning settings to evaluate under (unset: the trained ones)."""
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--data-dir", default=None, help="data folder (default: $TSDTP_DATA_DIR, else the hub)")
+    parser.add_argument("--batch-size", type=at_least(1), default=64)
+    parser.add_argument("--max-eval-samples", type=at_least(1), default=None,
+                        help="evaluate the first N examples (default: all, or the run's own limit)")
+    parser.add_argument("--results", default=None, help=results_help)
+    parser.add_argument("--speed-repeats", type=at_least(0), default=0, help=speed_help)
+    add_setting_flags(parser, PruningConfig, None)
 
 
 PARSERS: dict[Any, Callable[[str], Any] | None] = {

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from tsdtp.cli.flags import add_setting_flags, flag_values, names
+from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, at_least, flag_values, names
 from tsdtp.core.config import PruningConfig
-from tsdtp.errors import ConfigError
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
 from tsdtp.translation.report import evaluate_translation
@@ -28,19 +27,14 @@ def add_translation_commands(commands: argparse._SubParsersAction) -> None:
     add_setting_flags(training, PruningConfig, PruningConfig().replace(**MT_PRUNING_DEFAULTS))
 
     evaluate = commands.add_parser("mt-eval", help="translate the test sets with a run, under any method or k")
-    evaluate.add_argument("--run-dir", required=True)
-    evaluate.add_argument("--data-dir", default=None)
+    add_evaluation_flags(evaluate, "upsert rows into this results.csv", "time generation vs dense (0: skip)")
     evaluate.add_argument("--splits", type=names, default=EVAL_CORPORA,
                           help=f"comma-separated test sets (default {','.join(EVAL_CORPORA)})")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--beams", type=int, default=4)
-    evaluate.add_argument("--max-eval-samples", type=int, default=None)
-    evaluate.add_argument("--results", default=None, help="upsert rows into this results.csv")
-    evaluate.add_argument("--speed-repeats", type=int, default=0, help="time generation vs dense (0: skip)")
-    evaluate.add_argument("--speed-samples", type=int, default=256)
-    evaluate.add_argument("--latency-samples", type=int, default=32)
-    evaluate.add_argument("--trace-samples", type=int, default=200, help="sentences with keep traces per split")
-    add_setting_flags(evaluate, PruningConfig, None)
+    evaluate.add_argument("--beams", type=at_least(1), default=4)
+    evaluate.add_argument("--speed-samples", type=at_least(1), default=256)
+    evaluate.add_argument("--latency-samples", type=at_least(0), default=32)
+    evaluate.add_argument("--trace-samples", type=at_least(0), default=200,
+                          help="sentences with keep traces per split")
 
 
 def run_translation_command(args: argparse.Namespace) -> int:
@@ -50,8 +44,6 @@ def run_translation_command(args: argparse.Namespace) -> int:
         config = MTConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, MTConfig))
         print(json.dumps(train_translation(config, args.run_dir, args.data_dir)["final"], indent=2))
     elif args.command == "mt-eval":
-        if args.beams < 1 or args.batch_size < 1:
-            raise ConfigError("--beams and --batch-size must be >= 1")
         record = evaluate_translation(args.run_dir, args.data_dir, pruning_flags, args.results, args.splits,
                                       args.batch_size, args.beams, args.max_eval_samples, args.speed_repeats,
                                       args.speed_samples, args.latency_samples, args.trace_samples)

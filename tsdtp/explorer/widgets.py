@@ -147,12 +147,7 @@ class Explorer:
         self.text_pair = w.Textarea(value=text_pair or "", description="pair", continuous_update=False,
                                     placeholder="optional second sentence (sentence-pair tasks such as QNLI)",
                                     layout=w.Layout(width="640px", height="40px"))
-        first, second = (list(methods) + [""])[:2]
-        unknown = [m for m in (first, second) if m and m not in METHODS]
-        first, second = (first if first in METHODS else "ts-dtp"), (second if second in METHODS else "")
-        self.method_a = w.Dropdown(options=list(METHODS), value=first, description="method")
-        self.method_b = w.Dropdown(options=[("(off)", ""), *((m, m) for m in METHODS)], value=second,
-                                   description="compare")
+        self.method_a, self.method_b, unknown = _method_dropdowns(methods)
         self.k = w.FloatSlider(value=k, min=K_MIN, max=K_SLIDER_MAX, step=0.1, readout_format=".1f",
                                description="k", continuous_update=False)
         self.gamma = w.FloatSlider(value=gamma, min=0.0, max=2.0, step=0.05, readout_format=".2f",
@@ -165,7 +160,19 @@ class Explorer:
         self.message = w.HTML()
         self.panel_a = w.HTML(layout=w.Layout(flex="1 1 0", min_width="0"))
         self.panel_b = w.HTML(layout=w.Layout(flex="1 1 0", min_width="0"))
-        self.widget = w.VBox([
+        self.widget = self._layout()
+        self._fill_sources(None if run_dir is None else str(resolve_local_path(run_dir)))
+        self.scan.on_click(lambda _: self._guarded(self._rescan))
+        for control in (self.source, self.text, self.text_pair, self.method_a, self.method_b, self.k, self.gamma):
+            control.observe(lambda _: self._guarded(self.refresh), names="value")
+        self._guarded(self.refresh)
+        if unknown:
+            self.message.value += message_html(f"unknown method(s) {', '.join(unknown)}; expected one of "
+                                               f"{', '.join(METHODS)}")
+
+    def _layout(self) -> w.VBox:
+        """The explorer's controls and panels, top to bottom."""
+        widget = w.VBox([
             w.HTML(STYLE),
             w.HBox([self.runs_root, self.scan]),
             self.source,
@@ -177,15 +184,8 @@ class Explorer:
             self.message,
             w.HBox([self.panel_a, self.panel_b]),
         ])
-        self.widget.add_class("tsdtp-explorer")
-        self._fill_sources(None if run_dir is None else str(resolve_local_path(run_dir)))
-        self.scan.on_click(lambda _: self._guarded(self._rescan))
-        for control in (self.source, self.text, self.text_pair, self.method_a, self.method_b, self.k, self.gamma):
-            control.observe(lambda _: self._guarded(self.refresh), names="value")
-        self._guarded(self.refresh)
-        if unknown:
-            self.message.value += message_html(f"unknown method(s) {', '.join(unknown)}; expected one of "
-                                               f"{', '.join(METHODS)}")
+        widget.add_class("tsdtp-explorer")
+        return widget
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -251,3 +251,13 @@ class Explorer:
             views.append(analysis_html(analyse(loaded, texts, pruning)))
         self.message.value = ""
         self.panel_a.value, self.panel_b.value = views
+
+
+def _method_dropdowns(methods: Sequence[str]) -> tuple[w.Dropdown, w.Dropdown, list[str]]:
+    """The method and compare dropdowns set to the first two of `methods`, and the names that are not methods."""
+    first, second = (list(methods) + [""])[:2]
+    unknown = [m for m in (first, second) if m and m not in METHODS]
+    first, second = (first if first in METHODS else "ts-dtp"), (second if second in METHODS else "")
+    method_a = w.Dropdown(options=list(METHODS), value=first, description="method")
+    method_b = w.Dropdown(options=[("(off)", ""), *((m, m) for m in METHODS)], value=second, description="compare")
+    return method_a, method_b, unknown

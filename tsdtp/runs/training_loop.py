@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,6 +122,21 @@ def train_with_adamw(run_dir: Path, wrapper: PrunedModel, plan: list[Batches], s
                              description=description, progress=progress, hard_ratio=settings.hard_ratio)
 
 
+@dataclass
+class Progress:
+    """Where a run stands: steps done, the history of its epochs, seconds spent training."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def clock(self, started: float) -> float:
+        """Add the time since `started` to `seconds`; returns now, the start of the next interval."""
+        now = time.perf_counter()
+        self.seconds += now - started
+        return now
+
+
 def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer,
                       scheduler: LRScheduler, plan: list[Batches], *, save_every: int, step_loss: StepLoss,
                       epoch_record: EpochRecord, save_run: SaveRun, description: str, progress: bool,
@@ -134,52 +150,65 @@ def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.opti
     starts = [sum(len(epoch) for epoch in plan[:e]) for e in range(len(plan))]
     total_steps = sum(len(epoch) for epoch in plan)
     hard_from = total_steps - round(hard_ratio * total_steps)
-    step, history, seconds = 0, [], 0.0
-    state = load_trainer_state(run_dir)
-    if state is not None:
-        wrapper.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, history, seconds = state["step"], state["history"], state["train_seconds"]
-        torch.set_rng_state(state["torch_rng"])
-    if step >= total_steps and (run_dir / "metrics.json").is_file():
+    done = _resume(run_dir, wrapper, optimizer, scheduler)
+    if done.step >= total_steps and (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())
-
-    def save_state() -> None:
-        atomic_torch_save(run_dir / "state.pt", {
-            "model": wrapper.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "step": step, "history": history, "train_seconds": seconds, "torch_rng": torch.get_rng_state()})
-
-    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress)
+    bar = tqdm(total=total_steps, initial=done.step, desc=description, disable=not progress)
     parts: dict[str, float] = {}
-    while step < total_steps:
-        epoch = max(e for e, start in enumerate(starts) if start <= step)
+    while done.step < total_steps:
+        epoch = max(e for e, start in enumerate(starts) if start <= done.step)
         wrapper.train()
         started = time.perf_counter()
-        for indices in plan[epoch][step - starts[epoch]:]:
-            wrapper.straight_through = step >= hard_from
+        for indices in plan[epoch][done.step - starts[epoch]:]:
+            wrapper.straight_through = done.step >= hard_from
             loss, parts = step_loss(indices)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
+            _optimizer_step(wrapper, optimizer, scheduler, loss, done.step)
+            done.step += 1
             bar.update(1)
             bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
-            if step % save_every == 0 and step < starts[epoch] + len(plan[epoch]):
-                seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                save_state()
-        seconds += time.perf_counter() - started
+            if done.step % save_every == 0 and done.step < starts[epoch] + len(plan[epoch]):
+                started = done.clock(started)
+                _save_state(run_dir, wrapper, optimizer, scheduler, done)
+        done.clock(started)
         wrapper.straight_through = False
-        history.append(epoch_record(epoch, step, parts))
-        atomic_write_json(run_dir / "metrics.json", save_run(step, seconds, history))
-        save_state()
+        done.history.append(epoch_record(epoch, done.step, parts))
+        atomic_write_json(run_dir / "metrics.json", save_run(done.step, done.seconds, done.history))
+        _save_state(run_dir, wrapper, optimizer, scheduler, done)
     bar.close()
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _optimizer_step(wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                    loss: torch.Tensor, step: int) -> None:
+    """One update from `loss`: refuse a non-finite loss, clip the gradient norm to 1, step the schedule."""
+    if not math.isfinite(loss.item()):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+
+
+def _resume(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler
+            ) -> Progress:
+    """Restore model, optimizer, schedule and torch RNG from `state.pt`; the progress it records (none: a new run)."""
+    state = load_trainer_state(run_dir)
+    if state is None:
+        return Progress()
+    wrapper.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return Progress(state["step"], state["history"], state["train_seconds"])
+
+
+def _save_state(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                done: Progress) -> None:
+    """Write `state.pt`: everything `_resume` needs to continue after `done.step`."""
+    atomic_torch_save(run_dir / "state.pt", {
+        "model": wrapper.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "step": done.step, "history": done.history, "train_seconds": done.seconds, "torch_rng": torch.get_rng_state()})
 
 
 def load_trainer_state(run_dir: Path) -> dict[str, Any] | None:
