@@ -1,7 +1,9 @@
 """The package's layering: each folder imports only from itself and the folders below it, with no cycles.
 
 Lowest first (README, "Layout"). `classification` and `translation` share one layer and never import each
-other: what they share lives lower. An import of tsdtp inside a function is refused too: it is how a cycle hides.
+other: what they share lives lower. The package's own `__init__` (`tsdtp.load_run`) is the top layer, so no
+module inside the package may import `tsdtp` bare. An import of tsdtp inside a function is refused too: it is
+how a cycle hides.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tsdtp"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "hub", "data_files"),
+    ("errors", "hub", "data_files"),
     ("core",),
     ("adapters",),
     ("runs",),
@@ -24,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("explorer",),
     ("pipeline",),
     ("cli",),
+    ("__init__",),
 )
 
 
@@ -131,6 +134,8 @@ def _write(root: Path, relative: str, text: str) -> None:
 
 @pytest.mark.parametrize("relative, text, expected", [
     ("core/engine.py", "from tsdtp.cli import main\n", "from a higher layer"),
+    ("cli/__init__.py", "import tsdtp\n", "from a higher layer"),
+    ("errors.py", "from tsdtp import load_run\n", "from a higher layer"),
     ("translation/model.py", "from tsdtp.classification.model import X\n", "a sibling at the same layer"),
     ("core/engine.py", "def f():\n    from tsdtp.core.pruning import g\n", "inside a function"),
     ("core/engine.py", "from tsdtp.core.pruning import g\n", "import cycle"),

@@ -1,3 +1,13 @@
-"""tsdtp: task-specific dynamic token pruning with real token removal, measured."""
+"""tsdtp: task-specific dynamic token pruning with real token removal, measured.
+
+`tsdtp.load_run(path)` loads a trained classification run; its `.predict(texts)` labels one's own text and
+shows the tokens kept at each layer (`tsdtp.classification.predict`). This module sits above every folder
+of the package, so no module inside the package imports it.
+"""
+
+from tsdtp.classification.predict import Predictor, load_run
+from tsdtp.classification.prediction import Prediction
 
 __version__ = "0.1.0"
+
+__all__ = ["Prediction", "Predictor", "__version__", "load_run"]

@@ -1,7 +1,7 @@
 """The `tsdtp` command: builds the parser from the command groups, dispatches, and reports user errors in one line.
 
 Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `bench`, `profile`, and
-`reproduce` (`tsdtp.pipeline.runner`).
+`reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tsdtp.cli.classification import (
     add_classification_commands,
     run_classification_command,
 )
+from tsdtp.cli.predict import add_predict_command, run_predict_command
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.cli.translation import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
@@ -29,6 +30,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reproduce": reproduce_command,
     "bench": run_bench_command,
     "profile": run_profile_command,
+    "predict": run_predict_command,
 }
 """The function that runs each subcommand; it returns the exit status."""
 
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reproduce_command(commands)
     add_bench_command(commands)
     add_profile_command(commands)
+    add_predict_command(commands)
     return parser
 
 

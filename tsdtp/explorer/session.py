@@ -2,38 +2,31 @@
 
 The logic behind the interactive explorer (`tsdtp.explorer.widgets`), free of any widget so that tests
 and scripts can call it directly. A model comes from a trained run directory (`load_run`) or
-is the packaged default encoder with an untrained head (`load_default`).
+is the packaged default encoder with an untrained head (`load_default`); the prediction itself is
+`Predictor.run` (`tsdtp.classification.predict`), the same as `tsdtp.load_run(...).predict`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
-from tsdtp.classification.checkpoint import load_checkpoint
-from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
-from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.classification.tasks import get_task
+from tsdtp.classification.predict import Predictor, quiet_loading
+from tsdtp.classification.predict import load_run as load_predictor
+from tsdtp.classification.prediction import Prediction
 from tsdtp.core.config import PruningConfig, method_spec
-from tsdtp.core.flops import encoder_shape, method_flops
 from tsdtp.core.pruned_model import special_token_ids
-from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.errors import ConfigError
 from tsdtp.hub import DEFAULT_MODEL, load_tokenizer, short_model_name
 
 DEFAULT_MAX_LENGTH = 128
 """Token limit of inputs to the default model (runs use their task's limit)."""
-
-DISPLAY_LABELS: dict[str, tuple[str, ...]] = {"sst2": ("negative", "positive")}
-"""Readable class names where a task's own label names are bare numbers."""
 
 HEAD_SEED = 0
 """Seed of the default model's untrained classifier head, so its outputs are reproducible."""
@@ -47,76 +40,11 @@ class RunEntry:
     label: str
 
 
-@dataclass
-class LoadedModel:
-    """A classifier ready to analyse inputs, with what is needed to read its outputs."""
-
-    model: PrunedClassifier
-    tokenizer: PreTrainedTokenizerBase
-    title: str
-    label_names: tuple[str, ...]
-    text_fields: tuple[str, ...]
-    max_length: int
-    trained: bool
-
-
 @dataclass(frozen=True)
-class TokenAnalysis:
-    """One input under one pruning setting.
+class LoadedModel(Predictor):
+    """A classifier the explorer shows: a `Predictor`, and whether its head and scorers were trained."""
 
-    keep[l][j] is True where token j is alive at the input of layer l (for reference-masking:
-    not masked); tokens_per_layer[l] is how many tokens layer l processed.
-    """
-
-    pruning: PruningConfig
-    tokens: tuple[str, ...]
-    special: tuple[bool, ...]
-    keep: tuple[tuple[bool, ...], ...]
-    tokens_per_layer: tuple[int, ...]
-    label_names: tuple[str, ...]
-    probs: tuple[float, ...]
-    flops_ratio: float
-    notes: tuple[str, ...]
-
-    @property
-    def num_layers(self) -> int:
-        """Depth of the encoder."""
-        return len(self.keep)
-
-    @property
-    def prediction(self) -> int:
-        """Index of the predicted class."""
-        return max(range(len(self.probs)), key=self.probs.__getitem__)
-
-    @property
-    def label(self) -> str:
-        """Name of the predicted class."""
-        return self.label_names[self.prediction]
-
-    @property
-    def confidence(self) -> float:
-        """Probability of the predicted class."""
-        return self.probs[self.prediction]
-
-    @property
-    def kept_cells(self) -> int:
-        """Token-layers marked kept in the grid."""
-        return sum(sum(row) for row in self.keep)
-
-    @property
-    def keep_ratio(self) -> float:
-        """Token-layers processed over those of the dense pass (as `EvalResult.keep_ratio`)."""
-        return sum(self.tokens_per_layer) / (len(self.tokens) * self.num_layers)
-
-    @property
-    def final_tokens(self) -> int:
-        """Tokens alive at the input of the last layer."""
-        return sum(self.keep[-1])
-
-    @property
-    def flops_saved(self) -> float:
-        """Fraction of the dense FLOPs saved (negative when the method costs more)."""
-        return 1.0 - self.flops_ratio
+    trained: bool = True
 
 
 def resolve_local_path(path: str | Path) -> Path:
@@ -154,21 +82,6 @@ def scan_runs(runs_root: str | Path) -> list[RunEntry]:
     return [RunEntry(path, _run_label(path)) for path in folders]
 
 
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence transformers' load report and progress bars (restored afterwards)."""
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def load_default(model_id: str = DEFAULT_MODEL) -> LoadedModel:
     """The pretrained encoder with a fresh, seeded two-class head: pruning is real, predictions are not."""
     with quiet_loading():
@@ -181,18 +94,10 @@ def load_default(model_id: str = DEFAULT_MODEL) -> LoadedModel:
 
 
 def load_run(run_dir: str | Path) -> LoadedModel:
-    """The classifier of a trained run directory, with its task's labels and token limit."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
-    with quiet_loading():
-        model, config = load_checkpoint(run_dir)
-        tokenizer = load_tokenizer(config.model)
-    task = get_task(config.task)
-    labels = DISPLAY_LABELS.get(task.name, task.label_names)
-    title = f"{run_dir.name} · {task.folder} · trained as {config.pruning.method}"
-    return LoadedModel(model, tokenizer, title, tuple(labels), task.text_fields,
-                       config.max_length or task.max_length, trained=True)
+    """The classifier of a trained run directory (`tsdtp.classification.predict.load_run`), with its task's labels."""
+    run = load_predictor(run_dir)
+    return LoadedModel(run.model, run.tokenizer, run.title, run.label_names, run.text_fields, run.max_length,
+                       trained=True)
 
 
 def pruning_for(base: PruningConfig, method: str, k: float, gamma: float) -> PruningConfig:
@@ -209,8 +114,9 @@ def _clean_texts(texts: Sequence[str]) -> tuple[str, ...]:
     return parts if len(parts) == 2 and parts[1] else parts[:1]
 
 
-def _notes(loaded: LoadedModel, texts: tuple[str, ...], pruning: PruningConfig, caught: list[str]) -> tuple[str, ...]:
-    notes = list(caught)
+def _notes(loaded: LoadedModel, texts: tuple[str, ...], pruning: PruningConfig,
+           found: tuple[str, ...]) -> tuple[str, ...]:
+    notes = list(found)
     if not loaded.trained:
         notes.append("untrained head and task scorers: the prediction is not meaningful, the pruning is real")
     if len(loaded.text_fields) == 2 and len(texts) == 1:
@@ -220,38 +126,12 @@ def _notes(loaded: LoadedModel, texts: tuple[str, ...], pruning: PruningConfig, 
     return tuple(notes)
 
 
-@torch.no_grad()
-def analyse(loaded: LoadedModel, texts: Sequence[str], pruning: PruningConfig) -> TokenAnalysis:
+def analyse(loaded: LoadedModel, texts: Sequence[str], pruning: PruningConfig) -> Prediction:
     """Run one sentence (or sentence pair) through `loaded` under `pruning` and record what was kept.
 
-    Raises ConfigError for an empty input. The model's own pruning setting is restored afterwards.
+    Unlike `Predictor.predict`, a pair task takes a single text (with a note) and a blank second text is
+    dropped. Raises ConfigError for an empty input. The model's own pruning setting is restored afterwards.
     """
     texts = _clean_texts(texts)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ids, types = encode_texts(tokenizer, [texts], loaded.max_length)
-    batch = collate(EncodedSplit(ids, types, [0], [texts]), [0], tokenizer.pad_token_id)
-    previous, was_training = model.pruning, model.training
-    model.pruning = pruning
-    model.eval()
-    try:
-        generator = torch.Generator().manual_seed(pruning.seed)
-        logits, per_layer, trace = predict_batch(model, batch, record_trace=True, generator=generator)
-        flops = method_flops(per_layer, encoder_shape(model), pruning)
-        special = model.adapter.special_mask(batch["input_ids"])[0]
-    finally:
-        model.pruning = previous
-        model.train(was_training)
-    assert trace is not None
-    return TokenAnalysis(
-        pruning=pruning,
-        tokens=tuple(tokenizer.convert_ids_to_tokens(ids[0])),
-        special=tuple(bool(x) for x in special),
-        keep=tuple(tuple(bool(x) for x in row) for row in trace[0]),
-        tokens_per_layer=tuple(int(x) for x in per_layer[0]),
-        label_names=loaded.label_names,
-        probs=tuple(float(p) for p in logits[0].softmax(dim=-1)),
-        flops_ratio=flops.ratio,
-        notes=_notes(loaded, texts, pruning, [str(w.message) for w in caught]),
-    )
+    prediction = loaded.run(texts, pruning)
+    return dataclasses.replace(prediction, notes=_notes(loaded, texts, pruning, prediction.notes))

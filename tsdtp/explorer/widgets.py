@@ -17,11 +17,11 @@ from typing import Any
 
 import ipywidgets as w
 
+from tsdtp.classification.prediction import Prediction, pruning_title
 from tsdtp.core.config import K_MIN, METHODS
 from tsdtp.errors import TsdtpError
 from tsdtp.explorer.session import (
     LoadedModel,
-    TokenAnalysis,
     analyse,
     load_default,
     load_run,
@@ -59,17 +59,7 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _title(analysis: TokenAnalysis) -> str:
-    pruning = analysis.pruning
-    parts = [pruning.method]
-    if pruning.spec.thresholded:
-        parts.append(f"k = {pruning.k:g}")
-    if pruning.uses_scorer:
-        parts.append(f"γ = {pruning.gamma:g}")
-    return " · ".join(parts)
-
-
-def _prediction_html(analysis: TokenAnalysis) -> str:
+def _prediction_html(analysis: Prediction) -> str:
     pairs = zip(analysis.label_names, analysis.probs, strict=True)
     probs = " · ".join(f"{html.escape(name)} {_percent(p)}" for name, p in pairs)
     data = ",".join(f"{p:.6f}" for p in analysis.probs)
@@ -78,7 +68,7 @@ def _prediction_html(analysis: TokenAnalysis) -> str:
             f'<span class="tsdtp-probs">({probs})</span></div>')
 
 
-def _stats_html(analysis: TokenAnalysis) -> str:
+def _stats_html(analysis: Prediction) -> str:
     processed = sum(analysis.tokens_per_layer)
     dense = len(analysis.tokens) * analysis.num_layers
     saved = (f"{_percent(analysis.flops_saved)} saved" if analysis.flops_saved >= 0
@@ -88,7 +78,7 @@ def _stats_html(analysis: TokenAnalysis) -> str:
             f"layer {analysis.num_layers}<br>FLOPs: {analysis.flops_ratio:.2f}× dense, {saved}</div>")
 
 
-def grid_html(analysis: TokenAnalysis) -> str:
+def grid_html(analysis: Prediction) -> str:
     """The token-keep grid as an HTML table: one row per token, one column per layer."""
     header = "".join(f"<th>L{layer + 1}</th>" for layer in range(analysis.num_layers))
     rows = []
@@ -102,12 +92,12 @@ def grid_html(analysis: TokenAnalysis) -> str:
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def analysis_html(analysis: TokenAnalysis) -> str:
+def analysis_html(analysis: Prediction) -> str:
     """One method's view: title, prediction, tokens kept and FLOPs, notes and the keep grid."""
     pruning = analysis.pruning
     notes = "".join(f"<div>note: {html.escape(note)}</div>" for note in analysis.notes)
     return (f'<div class="tsdtp-panel" data-method="{pruning.method}" data-k="{pruning.k:g}">'
-            f'<div class="tsdtp-title">{html.escape(_title(analysis))}</div>{_prediction_html(analysis)}'
+            f'<div class="tsdtp-title">{html.escape(pruning_title(pruning))}</div>{_prediction_html(analysis)}'
             f'{_stats_html(analysis)}<div class="tsdtp-notes">{notes}</div>{grid_html(analysis)}</div>')
 
 
