@@ -19,6 +19,7 @@ from tsdtp.cli.translation import add_translation_commands, run_translation_comm
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError, ConfigError, DataError
+from tsdtp.runs.cache import run_finished
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
@@ -68,7 +69,7 @@ def source_batch(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
 SENTENCES = ["A dog is running near a red house.", "Two men is eating.", "A woman is sleeping on the beach."]
 
 
-def test_a_few_steps_lower_the_loss_and_the_run_loads_like_a_hub_model(dense_run, wmt_dir):
+def test_a_few_steps_lower_the_loss_and_the_run_loads_like_a_hub_model(dense_run, wmt_dir, tmp_path):
     run_dir, metrics = dense_run
     history = metrics["history"]
     assert len(history) == 3 and history[-1]["val_loss"] < history[0]["val_loss"]
@@ -78,7 +79,8 @@ def test_a_few_steps_lower_the_loss_and_the_run_loads_like_a_hub_model(dense_run
     config = tiny_config()
     seed_everything(config.seed)
     corpus = train_module.training_corpus(config, str(wmt_dir))
-    fresh, tokenizer, _ = train_module.prepare_model(config, run_dir, corpus)
+    fresh, tokenizer, _ = train_module.prepare_model(config, run_dir, corpus, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the run's own tokenizer, not a new one
     trained, _, _, _ = load_translator(run_dir)
     pairs_ = encode_corpus(tokenizer, corpus, 40, 40)
     before = train_module.validation_loss(fresh, pairs_, config, tokenizer.pad_token_id, 2)
@@ -292,6 +294,45 @@ def test_pruning_fine_tune_from_the_dense_run_and_resume_after_an_interruption(d
     with pytest.raises(CheckpointError, match="different config"):
         train_translation(tiny_config(epochs=2.0, init_from=str(dense_run[0])), tmp_path, str(wmt_dir),
                           progress=False)
+
+
+def refuse_training(monkeypatch) -> None:
+    """Make any training step fail, to show that a call trains nothing."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained a step")
+
+    monkeypatch.setattr(train_module, "collate_pairs", refuse)
+
+
+def test_a_finished_run_keeps_no_state_and_the_advice_for_corrupt_scorers_works(wmt_dir, tmp_path, monkeypatch):
+    run_dir, config = tmp_path / "run", tiny_config(epochs=1.0)
+    metrics = train_translation(config, run_dir, str(wmt_dir), progress=False)
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "metrics.json", "model", "scorers.pt",
+                                                               "tokenizer"]
+    assert run_finished(run_dir)
+    with monkeypatch.context() as patch:
+        refuse_training(patch)
+        assert train_translation(config, run_dir, str(wmt_dir), progress=False) == metrics
+    (run_dir / "scorers.pt").write_bytes(b"half a file")
+    with pytest.raises(CheckpointError) as error:
+        evaluate_translation(run_dir, str(wmt_dir), num_beams=1, progress=False)
+    told = str(error.value).rsplit(";", 1)[1].strip()
+    assert told.startswith("delete it, then run the same `tsdtp mt-train` command again")
+    (run_dir / "scorers.pt").unlink()
+    assert train_translation(config, run_dir, str(wmt_dir), progress=False)["steps"] == metrics["steps"]
+    assert evaluate_translation(run_dir, str(wmt_dir), num_beams=1, progress=False)["splits"]
+
+
+def test_a_run_kept_with_its_state_saves_a_lost_model_again_without_training(wmt_dir, tmp_path, monkeypatch):
+    run_dir, config = tmp_path / "run", tiny_config(epochs=1.0)
+    train_translation(config, run_dir, str(wmt_dir), progress=False, keep_state=True)
+    assert (run_dir / "state.pt").is_file()
+    shutil.rmtree(run_dir / "model")
+    with pytest.raises(CheckpointError, match="to finish the run or save it again, run the same `tsdtp mt-train`"):
+        evaluate_translation(run_dir, str(wmt_dir), num_beams=1, progress=False)
+    refuse_training(monkeypatch)
+    train_translation(config, run_dir, str(wmt_dir), progress=False, keep_state=True)
+    assert evaluate_translation(run_dir, str(wmt_dir), num_beams=1, progress=False)["splits"]
 
 
 def test_cli_commands_parse_into_configs_and_report_bad_input(tmp_path):

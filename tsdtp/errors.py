@@ -15,3 +15,12 @@ class DataError(TsdtpError):
 
 class CheckpointError(TsdtpError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
+
+
+class RunBusyError(TsdtpError):
+    """Another process is writing the same run directory (its lock file is held)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (library messages run over several), for one-line errors."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,4 +1,5 @@
-"""Resolve a model id to a packaged local copy when one is installed, else to the hub; load its tokenizer."""
+"""Resolve a model id to a local folder, a packaged copy when one is installed, else the hub; load models and
+tokenizers so that a model that cannot be found is one ConfigError saying where it was looked for."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
+from huggingface_hub import constants
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from tsdtp.errors import ConfigError
+from tsdtp.errors import ConfigError, TsdtpError, first_line
+
+Loaded = TypeVar("Loaded")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -46,8 +51,47 @@ def resolve_model(model_id: str) -> str:
         if not (local / "config.json").is_file():
             raise ConfigError(f"model folder {local} has no config.json; expected a save_pretrained folder")
         return str(local)
+    if _names_a_path(model_id):
+        raise ConfigError(f"no model folder {local.resolve()} (model {model_id!r}); expected a save_pretrained "
+                          "folder or a hub id such as sentence-transformers/all-MiniLM-L6-v2")
     packaged = packaged_model_dir(model_id)
     return str(packaged) if packaged is not None else model_id
+
+
+def _names_a_path(model_id: str) -> bool:
+    """Whether `model_id` can only be a path (a hub id is `name` or `owner/name`)."""
+    return model_id.startswith(("/", "./", "../", "~")) or model_id.count("/") > 1
+
+
+def _where_looked(model_id: str) -> str:
+    """Where `resolve_model` looks for `model_id`, in words, for the error when it is found nowhere."""
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        return f"from the folder {local.resolve()}"
+    package = PACKAGED_MODELS.get(model_id)
+    packaged = (f"its package {package} is not installed" if package is not None
+                else f"no installed package carries it (packaged: {', '.join(sorted(set(PACKAGED_MODELS)))})")
+    hub = (f"it is not in the Hugging Face hub cache {constants.HF_HUB_CACHE} (offline: HF_HUB_OFFLINE=1, so the "
+           "hub itself was not asked)" if constants.HF_HUB_OFFLINE
+           else f"neither the Hugging Face hub nor its cache {constants.HF_HUB_CACHE} has it")
+    return f"there is no folder {local.resolve()}, {packaged}, and {hub}"
+
+
+@contextmanager
+def loading_model(model_id: str) -> Iterator[None]:
+    """Turn a failure to load `model_id` (unknown id, missing or broken files) into one ConfigError."""
+    try:
+        yield
+    except TsdtpError:
+        raise
+    except (OSError, ValueError) as exc:  # transformers raises OSError for a missing model, ValueError for a bad one
+        raise ConfigError(f"cannot load model {model_id!r}: {_where_looked(model_id)} ({first_line(exc)})") from exc
+
+
+def load_pretrained(model_class: type[Loaded], model_id: str, **kwargs: Any) -> Loaded:
+    """`model_class.from_pretrained` on `resolve_model(model_id)` (a config class too), failures as ConfigError."""
+    with loading_model(model_id):
+        return model_class.from_pretrained(resolve_model(model_id), **kwargs)  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -61,9 +105,8 @@ def quiet_tokenizer_advice() -> Iterator[None]:
 def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a local folder (a model's, or a tokenizer's alone), else of `resolve_model(model)`."""
     folder = Path(model).expanduser()
-    source = str(folder) if folder.is_dir() else resolve_model(model)
-    with quiet_tokenizer_advice():
-        return AutoTokenizer.from_pretrained(source)
+    with loading_model(model), quiet_tokenizer_advice():
+        return AutoTokenizer.from_pretrained(str(folder) if folder.is_dir() else resolve_model(model))
 
 
 def short_model_name(model_id: str) -> str:

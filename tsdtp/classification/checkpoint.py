@@ -1,7 +1,7 @@
 """Run directories: atomic writes, model checkpoints and resumable trainer state.
 
 A run directory holds `config.json`, `metrics.json`, `checkpoint.pt` (model, scorers and
-config: what `tsdtp eval` and the notebooks load) and, while training, `state.pt`
+config: what `tsdtp eval` and the notebooks load) and, while training or with `--keep-state`, `state.pt`
 (optimizer, scheduler and progress, for resuming).
 """
 
@@ -21,6 +21,10 @@ from tsdtp.runs.io import atomic_torch_save, load_torch_payload
 
 CHECKPOINT_FORMAT = "tsdtp-checkpoint-v1"
 
+RECOVERY = ("run the same `tsdtp train` command again: it saves the checkpoint again from state.pt (kept with "
+            "--keep-state), or retrains the run")
+"""What to do when a run's checkpoint is missing or unreadable (`tsdtp train` on such a run does it)."""
+
 
 def save_checkpoint(run_dir: Path, model: PrunedClassifier, config: TrainConfig) -> Path:
     """Save model, scorers and config to `run_dir/checkpoint.pt`."""
@@ -36,9 +40,13 @@ def save_checkpoint(run_dir: Path, model: PrunedClassifier, config: TrainConfig)
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The payload of a checkpoint file; a missing or corrupt one of a run says how to get it back."""
     if not path.is_file():
+        if (path.parent / "config.json").is_file():
+            raise CheckpointError(f"no checkpoint at {path}: the run has not finished its first epoch, or its "
+                                  f"checkpoint was deleted; to finish the run or save it again, {RECOVERY}")
         raise CheckpointError(f"no checkpoint at {path}: expected a file written by `tsdtp train`")
-    return load_torch_payload(path, CHECKPOINT_FORMAT, "; retrain, or delete it to resume from state.pt")
+    return load_torch_payload(path, CHECKPOINT_FORMAT, f"; delete it, then {RECOVERY}")
 
 
 def load_checkpoint(path: str | os.PathLike, pruning: PruningConfig | None = None

@@ -16,7 +16,7 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineOutput
 from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import ConfigError
-from tsdtp.hub import resolve_model
+from tsdtp.hub import load_pretrained
 
 
 @dataclass
@@ -40,12 +40,11 @@ class PrunedClassifier(PrunedModel):
     def from_pretrained(cls, model_id: str, num_labels: int, special_ids: list[int],
                         pruning: PruningConfig) -> PrunedClassifier:
         """Load a pretrained encoder (packaged copy when installed) with a fresh classifier head."""
-        path = resolve_model(model_id)
-        config = AutoConfig.from_pretrained(path, num_labels=num_labels)
+        config = load_pretrained(AutoConfig, model_id, num_labels=num_labels)
         if config.model_type != "bert":
             raise ConfigError(f"model {model_id!r} is a {config.model_type!r} model; "
                               "the classification engine supports BERT-family encoders (model_type 'bert')")
-        model = BertForSequenceClassification.from_pretrained(path, config=config)
+        model = load_pretrained(BertForSequenceClassification, model_id, config=config)
         return cls(model, special_ids, pruning)
 
     def forward(self, batch: dict[str, torch.Tensor], record_trace: bool = False,

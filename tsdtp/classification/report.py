@@ -17,11 +17,13 @@ from tsdtp.hub import load_tokenizer, short_model_name
 from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.results import build_result_row, upsert_results
+from tsdtp.runs.run_dir import holding_evaluation_lock
 
 SPEED_SAMPLES = 256
 """Speed is timed on the first this-many eval examples (dataset order): enough for a stable median."""
 
 
+@holding_evaluation_lock
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                  results_csv: str | Path | None = None, batch_size: int = 64, max_eval_samples: int | None = None,
                  speed_repeats: int = 0, progress: bool = True) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Fine-tune one configuration: AdamW with warm-up and linear decay, evaluation each epoch.
 
-The run directory is written as training goes (see `tsdtp.runs.training_loop`): `config.json`
-first, `state.pt` every `save_every` steps and at each epoch end (so an interrupted run
-resumes where it stopped), `checkpoint.pt` and `metrics.json` after each evaluation.
+The run directory is opened once the inputs are validated (`tsdtp.runs.run_dir.open_run`) and written
+as training goes (see `tsdtp.runs.training_loop`): `config.json` first, `state.pt` every `save_every`
+steps and at each epoch end but the last (so an interrupted run resumes where it stopped),
+`checkpoint.pt` and `metrics.json` after each evaluation.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from tsdtp.classification.tasks import get_task
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
-from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
+from tsdtp.runs.run_dir import open_run
+from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
 
 
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
@@ -78,10 +81,16 @@ def run_complete(run_dir: Path, config: TrainConfig, metrics: dict[str, Any]) ->
     return metrics["steps"] >= max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
-def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
-          ) -> dict[str, Any]:
-    """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics."""
-    run_dir = open_run_dir(run_dir, config.to_dict())
+def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
+          keep_state: bool = False) -> dict[str, Any]:
+    """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics.
+
+    Everything is validated (model, data, pruning layers) before the run directory is opened, so a bad
+    input leaves nothing behind. A finished run returns its metrics; one whose checkpoint is gone is
+    saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the end
+    unless `keep_state`.
+    """
+    run_dir = Path(run_dir)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.model)
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
@@ -104,6 +113,7 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
                 "train_examples": len(train_split), "eval_examples": len(eval_split), "steps": step,
                 "train_seconds": round(seconds, 1), "history": history, "final": history[-1]}
 
-    return train_with_adamw(run_dir, model, plan, config, step_loss=step_loss, epoch_record=epoch_record,
-                            save_run=save_run, description=f"train {config.task} {config.pruning.method}",
-                            progress=progress)
+    hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config))
+    with open_run(run_dir, config.to_dict()):
+        return train_with_adamw(run_dir, model, plan, config, hooks, keep_state=keep_state, progress=progress,
+                                description=f"train {config.task} {config.pruning.method}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 import torch
 
@@ -18,6 +19,7 @@ from tsdtp.cli.classification import (
     add_classification_commands,
     run_classification_command,
 )
+from tsdtp.cli.flags import at_least
 from tsdtp.cli.predict import add_predict_command, run_predict_command
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
@@ -35,10 +37,28 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 """The function that runs each subcommand; it returns the exit status."""
 
 
+class UsageError(TsdtpError):
+    """A command line that the parser refuses; `prog` is the (sub)command it was refused by."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (`main` prints them), without the usage block; its
+    subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise UsageError instead of printing the usage and exiting."""
+        raise UsageError(f"{message} (see `{self.prog} --help`)", self.prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `tsdtp` command."""
-    parser = argparse.ArgumentParser(prog="tsdtp", description="Task-specific dynamic token pruning workbench")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser = OneLineParser(prog="tsdtp", description="Task-specific dynamic token pruning workbench")
+    parser.add_argument("--threads", type=at_least(1), default=None,
+                        help="torch CPU threads, >= 1 (default: torch's choice)")
     commands = parser.add_subparsers(dest="command", required=True)
     add_classification_commands(commands)
     add_translation_commands(commands)
@@ -50,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; user errors print one clear line and exit 2."""
-    args = build_parser().parse_args(argv)
+    """Entry point; user errors (the command line's too) print one clear line and exit 2."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        print(f"{error.prog}: error: {error}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -60,6 +84,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tsdtp {args.command}: error: {error}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

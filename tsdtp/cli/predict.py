@@ -20,6 +20,7 @@ from tsdtp.classification.prediction import Prediction, pruning_title
 from tsdtp.cli.flags import add_setting_flags, flag_values
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import ConfigError, DataError
+from tsdtp.runs.io import strict_json_value
 
 STDIN = "-"
 """The `--file` value that means standard input."""
@@ -55,8 +56,8 @@ def run_predict_command(args: argparse.Namespace) -> int:
     predictions = predictor.predict(inputs.texts, inputs.pairs, sources=inputs.sources,
                                     **flag_values(args, PruningConfig))
     if args.json:
-        print(json.dumps(json_report(args.run_dir, predictor, predictions), indent=2, ensure_ascii=False,
-                         allow_nan=False))
+        print(json.dumps(strict_json_value(json_report(args.run_dir, predictor, predictions)), indent=2,
+                         ensure_ascii=False, allow_nan=False))
     else:
         print(text_report(predictor, predictions))
     return 0

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, at_least, flag_values, names
 from tsdtp.core.config import PruningConfig
+from tsdtp.runs.io import strict_json
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
 from tsdtp.translation.report import evaluate_translation
@@ -21,6 +21,8 @@ def add_translation_commands(commands: argparse._SubParsersAction) -> None:
     """Add `mt-train` and `mt-eval` to the `tsdtp` subcommands; their settings flags come from the config fields."""
     training = commands.add_parser("mt-train", help="train an English-German translator (dense, or pruning-aware)")
     training.add_argument("--run-dir", required=True)
+    training.add_argument("--keep-state", action="store_true",
+                          help="keep state.pt (optimizer and progress, about 3x the model) when the run finishes")
     training.add_argument("--data-dir", default=None,
                           help="folder holding wmt16_en_de/ (default: $TSDTP_DATA_DIR, else the hub's wmt16)")
     add_setting_flags(training, MTConfig, MTConfig())
@@ -42,12 +44,12 @@ def run_translation_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "mt-train":
         config = MTConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, MTConfig))
-        print(json.dumps(train_translation(config, args.run_dir, args.data_dir)["final"], indent=2))
+        print(strict_json(train_translation(config, args.run_dir, args.data_dir, keep_state=args.keep_state)["final"]))
     elif args.command == "mt-eval":
         record = evaluate_translation(args.run_dir, args.data_dir, pruning_flags, args.results, args.splits,
                                       args.batch_size, args.beams, args.max_eval_samples, args.speed_repeats,
                                       args.speed_samples, args.latency_samples, args.trace_samples)
-        print(json.dumps({"splits": record["splits"], "speed": record["speed"]}, indent=2))
+        print(strict_json({"splits": record["splits"], "speed": record["speed"]}))
     else:
         raise ValueError(f"not a translation command: {args.command}")
     return 0

@@ -154,8 +154,17 @@ class PruningConfig(Settings):
             return tuple(range(1, num_layers - 1))
         bad = [layer for layer in self.prune_layers if layer >= num_layers]
         if bad:
-            raise ConfigError(f"prune_layers {bad} out of range for a {num_layers}-layer model")
+            raise ConfigError(f"prune_layers {bad} out of range for a {num_layers}-layer model; "
+                              f"expected layers 0..{num_layers - 1}")
         return tuple(sorted(self.prune_layers))
+
+    def check_depth(self, num_layers: int) -> None:
+        """Raise ConfigError unless the prune layers exist in a `num_layers`-layer model and a keep schedule,
+        when given, has one fraction per pruning layer."""
+        layers = self.resolved_prune_layers(num_layers)
+        if self.keep_schedule is not None and len(self.keep_schedule) != len(layers):
+            raise ConfigError(f"keep_schedule has {len(self.keep_schedule)} fraction(s) for {len(layers)} pruning "
+                              f"layer(s) {list(layers)} of a {num_layers}-layer model; give one per pruning layer")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PruningConfig:
         """This setting changed by `overrides` (a command's or an evaluation's pruning settings), validated.

@@ -60,12 +60,14 @@ class PrunedModel(nn.Module):
 
     @property
     def pruning(self) -> PruningConfig:
-        """The pruning settings in use."""
+        """The pruning settings in use; setting them checks them against the model's depth (ConfigError)."""
         return self._pruning
 
     @pruning.setter
     def pruning(self, value: PruningConfig) -> None:
-        self._pruning = self.complete_pruning(value)
+        completed = self.complete_pruning(value)
+        completed.check_depth(self.adapter.num_layers)
+        self._pruning = completed
 
     def complete_pruning(self, pruning: PruningConfig) -> PruningConfig:
         """`pruning` with any model-specific defaults filled in (none here)."""

@@ -1,15 +1,14 @@
 """The resumable training loop shared by classification and translation runs.
 
-A run directory gets `config.json` first (a different config already there is refused), then
-`state.pt` (model, optimizer, scheduler, step, history, seconds, torch RNG) every `save_every`
-steps within an epoch and after each epoch's evaluation, so an interrupted run resumes where
-it stopped. After each epoch the caller evaluates and saves its model; the loop then writes
-`metrics.json` and the state.
+In a run directory opened by `tsdtp.runs.run_dir.open_run` (config.json written, lock held), the
+loop writes `state.pt` (model, optimizer, scheduler, step, history, seconds, torch RNG) every
+`save_every` steps within an epoch and after each epoch's evaluation but the last, so an
+interrupted run resumes where it stopped. After each epoch the caller evaluates and saves its
+model; the loop then writes `metrics.json`. A finished run keeps no state.pt unless asked to.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -27,6 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.io import atomic_torch_save, atomic_write_json
+from tsdtp.runs.run_dir import METRICS_FILE, STATE_FILE, finish_run, read_metrics
 
 Batches = list[list[int]]
 """The example indices of each batch of one epoch."""
@@ -77,23 +77,6 @@ def plan_epochs(epoch_batches: Callable[[int], Batches], seed: int, epochs: int,
     return plan
 
 
-def open_run_dir(run_dir: str | Path, config: dict[str, Any]) -> Path:
-    """Create `run_dir` and write `config` to its `config.json`, refusing a run with another config."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "config.json"
-    if saved.is_file():
-        try:
-            previous = json.loads(saved.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{saved} is not valid JSON ({exc}); remove the run directory to start again")
-        if previous != json.loads(json.dumps(config)):
-            raise CheckpointError(f"{run_dir} holds a run with a different config; choose another --run-dir "
-                                  "or delete it")
-    atomic_write_json(saved, config)
-    return run_dir
-
-
 def build_optimizer(wrapper: PrunedModel, lr: float, scorer_lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
     """AdamW over the wrapped model (weight decay on matrices only) and the scorers (own rate, no decay)."""
@@ -111,15 +94,29 @@ def linear_schedule(optimizer: torch.optim.Optimizer, plan: list[Batches], warmu
     return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
 
 
-def train_with_adamw(run_dir: Path, wrapper: PrunedModel, plan: list[Batches], settings: OptimiserSettings, *,
-                     step_loss: StepLoss, epoch_record: EpochRecord, save_run: SaveRun, description: str,
-                     progress: bool, betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunHooks:
+    """What a task gives the loop: a batch's loss, an epoch's record, saving the model, and telling a run done.
+
+    finished(metrics): whether the run directory, whose metrics.json holds `metrics`, has its model saved
+    at the last step (the task's `run_complete`).
+    """
+
+    step_loss: StepLoss
+    epoch_record: EpochRecord
+    save_run: SaveRun
+    finished: Callable[[dict[str, Any]], bool]
+
+
+def train_with_adamw(run_dir: Path, wrapper: PrunedModel, plan: list[Batches], settings: OptimiserSettings,
+                     hooks: RunHooks, *, description: str, progress: bool, keep_state: bool = False,
+                     betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, Any]:
     """`run_training_loop` through `plan` with `build_optimizer`'s AdamW and `linear_schedule`, as `settings` say."""
     optimizer = build_optimizer(wrapper, settings.lr, settings.scorer_lr, settings.weight_decay, betas=betas)
     scheduler = linear_schedule(optimizer, plan, settings.warmup_ratio)
-    return run_training_loop(run_dir, wrapper, optimizer, scheduler, plan, save_every=settings.save_every,
-                             step_loss=step_loss, epoch_record=epoch_record, save_run=save_run,
-                             description=description, progress=progress, hard_ratio=settings.hard_ratio)
+    return run_training_loop(run_dir, wrapper, optimizer, scheduler, plan, hooks, save_every=settings.save_every,
+                             description=description, progress=progress, hard_ratio=settings.hard_ratio,
+                             keep_state=keep_state)
 
 
 @dataclass
@@ -137,45 +134,83 @@ class Progress:
         return now
 
 
+@dataclass
+class _Loop:
+    """One call of the loop: the run directory, what trains, the task's hooks and the saving rules."""
+
+    run_dir: Path
+    wrapper: PrunedModel
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    hooks: RunHooks
+    save_every: int
+    keep_state: bool
+
+    def save_state(self, done: Progress) -> None:
+        """Write `state.pt`: everything `_resume` needs to continue after `done.step`."""
+        atomic_torch_save(self.run_dir / STATE_FILE, {
+            "model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "step": done.step, "history": done.history,
+            "train_seconds": done.seconds, "torch_rng": torch.get_rng_state()})
+
+    def save_run(self, done: Progress) -> None:
+        """Save the model (the task's `save_run`), then metrics.json."""
+        atomic_write_json(self.run_dir / METRICS_FILE, self.hooks.save_run(done.step, done.seconds, done.history))
+
+
 def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer,
-                      scheduler: LRScheduler, plan: list[Batches], *, save_every: int, step_loss: StepLoss,
-                      epoch_record: EpochRecord, save_run: SaveRun, description: str, progress: bool,
-                      hard_ratio: float = 0.0) -> dict[str, Any]:
+                      scheduler: LRScheduler, plan: list[Batches], hooks: RunHooks, *, save_every: int,
+                      description: str, progress: bool, hard_ratio: float = 0.0, keep_state: bool = False
+                      ) -> dict[str, Any]:
     """Train through `plan` (the batches of every epoch), resuming from `run_dir/state.pt`; returns the metrics.
 
-    Each step clips the gradient norm to 1 and fails on a non-finite loss. The last
-    `hard_ratio` of the steps run with `wrapper.straight_through` set (hard keep decisions
-    forward). A finished run returns its `metrics.json` without training.
+    Each step clips the gradient norm to 1 and fails on a non-finite loss. The last `hard_ratio` of the
+    steps run with `wrapper.straight_through` set (hard keep decisions forward). A finished run
+    (`hooks.finished`) returns its metrics.json without training; a run whose state is at its last step
+    but whose model is gone saves the model again from that state. At the end state.pt is removed
+    unless `keep_state`.
     """
+    loop = _Loop(run_dir, wrapper, optimizer, scheduler, hooks, save_every, keep_state)
+    metrics = read_metrics(run_dir)
+    if metrics is None or not hooks.finished(metrics):
+        done = _resume(run_dir, wrapper, optimizer, scheduler)
+        if done.step >= sum(len(epoch) for epoch in plan):
+            loop.save_run(done)
+        else:
+            _train_epochs(loop, plan, done, description, progress, hard_ratio)
+    finish_run(run_dir, keep_state)
+    return read_metrics(run_dir) or {}
+
+
+def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description: str, progress: bool,
+                  hard_ratio: float) -> None:
+    """Train from `done.step` to the end of `plan`, evaluating and saving after each epoch."""
     starts = [sum(len(epoch) for epoch in plan[:e]) for e in range(len(plan))]
     total_steps = sum(len(epoch) for epoch in plan)
     hard_from = total_steps - round(hard_ratio * total_steps)
-    done = _resume(run_dir, wrapper, optimizer, scheduler)
-    if done.step >= total_steps and (run_dir / "metrics.json").is_file():
-        return json.loads((run_dir / "metrics.json").read_text())
     bar = tqdm(total=total_steps, initial=done.step, desc=description, disable=not progress)
     parts: dict[str, float] = {}
     while done.step < total_steps:
         epoch = max(e for e, start in enumerate(starts) if start <= done.step)
-        wrapper.train()
+        loop.wrapper.train()
         started = time.perf_counter()
         for indices in plan[epoch][done.step - starts[epoch]:]:
-            wrapper.straight_through = done.step >= hard_from
-            loss, parts = step_loss(indices)
-            _optimizer_step(wrapper, optimizer, scheduler, loss, done.step)
+            loop.wrapper.straight_through = done.step >= hard_from
+            loss, parts = loop.hooks.step_loss(indices)
+            _optimizer_step(loop.wrapper, loop.optimizer, loop.scheduler, loss, done.step)
             done.step += 1
             bar.update(1)
             bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
-            if done.step % save_every == 0 and done.step < starts[epoch] + len(plan[epoch]):
+            if done.step % loop.save_every == 0 and done.step < starts[epoch] + len(plan[epoch]):
                 started = done.clock(started)
-                _save_state(run_dir, wrapper, optimizer, scheduler, done)
+                loop.save_state(done)
         done.clock(started)
-        wrapper.straight_through = False
-        done.history.append(epoch_record(epoch, done.step, parts))
-        atomic_write_json(run_dir / "metrics.json", save_run(done.step, done.seconds, done.history))
-        _save_state(run_dir, wrapper, optimizer, scheduler, done)
+        loop.wrapper.straight_through = False
+        done.history.append(loop.hooks.epoch_record(epoch, done.step, parts))
+        loop.save_run(done)
+        if done.step < total_steps or loop.keep_state:
+            loop.save_state(done)
     bar.close()
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def _optimizer_step(wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
@@ -203,21 +238,13 @@ def _resume(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimize
     return Progress(state["step"], state["history"], state["train_seconds"])
 
 
-def _save_state(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
-                done: Progress) -> None:
-    """Write `state.pt`: everything `_resume` needs to continue after `done.step`."""
-    atomic_torch_save(run_dir / "state.pt", {
-        "model": wrapper.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "step": done.step, "history": done.history, "train_seconds": done.seconds, "torch_rng": torch.get_rng_state()})
-
-
 def load_trainer_state(run_dir: Path) -> dict[str, Any] | None:
     """The resumable trainer state of an interrupted run, or None if it has none."""
-    path = Path(run_dir) / "state.pt"
+    path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f"trainer state {path} is corrupt ({type(exc).__name__}); "
-                              f"delete it to restart the run from scratch") from exc
+        raise CheckpointError(f"trainer state {path} is corrupt ({type(exc).__name__}); delete it and run the same "
+                              "train command again: it restarts the run from scratch") from exc

@@ -21,6 +21,7 @@ from tsdtp.errors import ConfigError
 from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_bytes, atomic_write_json
 from tsdtp.runs.results import KEY_COLUMNS, RESULT_COLUMNS, build_result_row, upsert_results
+from tsdtp.runs.run_dir import holding_evaluation_lock
 from tsdtp.runs.tables import upsert_csv
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
@@ -33,6 +34,7 @@ TRANSLATION_TABLE = "translation.csv"
 """The wide table of translation figures, written beside results.csv."""
 
 
+@holding_evaluation_lock
 def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                          results_csv: str | Path | None = None, splits: Sequence[str] = EVAL_CORPORA,
                          batch_size: int = 64, num_beams: int = 4, max_eval_samples: int | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,3 +58,14 @@ def train_tokenizer(texts: Sequence[str], out_dir: str | Path, vocab_size: int, 
                                         model_max_length=max_length)
             tokenizer.save_pretrained(out_dir)
     return load_tokenizer(str(out_dir))
+
+
+def install_tokenizer(staged: Path, folder: Path) -> PreTrainedTokenizerBase:
+    """Copy the tokenizer `train_tokenizer` saved in `staged` to `folder` (whole: through `.<name>.tmp`, renamed
+    into place, so an interrupted copy never leaves half a tokenizer); returns it, loaded from `folder`."""
+    temporary = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    shutil.copytree(staged, temporary)
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete one, left by an interrupted older version
+    os.replace(temporary, folder)
+    return load_tokenizer(str(folder))

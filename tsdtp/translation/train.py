@@ -2,15 +2,18 @@
 
 AdamW (betas 0.9/0.98) with linear warm-up and decay, label-smoothed cross-entropy plus the
 pruning terms, batches of at most `max_tokens` padded tokens from length-sorted groups.
-The run directory is written as training goes: `config.json` first (a scratch run's
-`tokenizer/` next), `state.pt` every `save_every` steps and at each epoch end (an interrupted
-run resumes where it stopped), `model/`, `scorers.pt` and `metrics.json` after each epoch's
-validation (loss, and greedy BLEU on `val_samples` pairs).
+The run directory is opened once the inputs are validated (`tsdtp.runs.run_dir.open_run`) and written
+as training goes: `config.json` first (a scratch run's `tokenizer/` next), `state.pt` every
+`save_every` steps and at each epoch end but the last (an interrupted run resumes where it
+stopped), `model/`, `scorers.pt` and `metrics.json` after each epoch's validation (loss, and
+greedy BLEU on `val_samples` pairs).
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,17 @@ import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.pruned_model import special_token_ids
-from tsdtp.errors import ConfigError
-from tsdtp.hub import load_tokenizer, resolve_model, short_model_name
-from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
-from tsdtp.translation.checkpoint import load_translator, save_translator
+from tsdtp.hub import load_pretrained, load_tokenizer, short_model_name
+from tsdtp.runs.run_dir import open_run
+from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
+from tsdtp.translation.checkpoint import (
+    MODEL_FOLDER,
+    SCORER_FILE,
+    STAGING_FOLDERS,
+    TOKENIZER_FOLDER,
+    load_translator,
+    save_translator,
+)
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, load_corpus
 from tsdtp.translation.encoding import (
@@ -35,7 +45,7 @@ from tsdtp.translation.model import (
     PrunedTranslator,
     build_scratch_model,
 )
-from tsdtp.translation.tokenizer import train_tokenizer
+from tsdtp.translation.tokenizer import install_tokenizer, train_tokenizer
 
 
 def training_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
@@ -56,33 +66,30 @@ def validation_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
     return load_corpus("multi30k-val" if "multi30k" in config.train_corpora else "newstest2015", data_dir)
 
 
-def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus
+def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus, staging: Path
                   ) -> tuple[PrunedTranslator, PreTrainedTokenizerBase, str]:
     """The translator to train, its tokenizer and its model label for results.csv.
 
-    A scratch run trains its tokenizer into `run_dir/tokenizer` once; `init_from` takes the
-    model, tokenizer and label of that run, with fresh scorers.
+    A scratch run trains its tokenizer once, into `staging` (outside the run directory: `install_tokenizer`
+    moves it in once the run is opened), and finds it in `run_dir/tokenizer` when resumed; `init_from`
+    takes the model, tokenizer and label of that run, with fresh scorers.
     """
     if config.init_from is not None:
         source, tokenizer, _, label = load_translator(config.init_from)
         return PrunedTranslator(source.model, source.special_ids, config.pruning), tokenizer, label
     if config.scratch:
-        folder = run_dir / "tokenizer"
+        folder = run_dir / TOKENIZER_FOLDER
         if (folder / "tokenizer_config.json").is_file():
             tokenizer = load_tokenizer(str(folder))
         else:
-            tokenizer = train_tokenizer(train.sources + train.targets, folder, config.vocab_size,
+            tokenizer = train_tokenizer(train.sources + train.targets, staging, config.vocab_size,
                                         max(config.max_source_length, config.max_target_length),
                                         threads=torch.get_num_threads())
         model = build_scratch_model(config, tokenizer)
         label = f"marian-scratch-e{config.encoder_layers}d{config.decoder_layers}-{config.d_model}"
     else:
-        try:
-            tokenizer = load_tokenizer(config.model)
-            model = MarianMTModel.from_pretrained(resolve_model(config.model))
-        except OSError as exc:
-            raise ConfigError(f"cannot load the pretrained Marian model {config.model!r} (offline? use "
-                              f"--model scratch): {exc}") from exc
+        tokenizer = load_tokenizer(config.model)
+        model = load_pretrained(MarianMTModel, config.model)
         label = short_model_name(config.model)
     return PrunedTranslator(model, special_token_ids(tokenizer), config.pruning), tokenizer, label
 
@@ -114,16 +121,35 @@ def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: M
 
 def run_complete(run_dir: Path, config: MTConfig, metrics: dict[str, Any]) -> bool:
     """Whether `run_dir` (with these metrics.json `metrics`) holds the model of `config`'s last step."""
-    return (run_dir / "model").is_dir() and metrics["steps"] >= metrics["total_steps"]
+    saved = (run_dir / MODEL_FOLDER / "config.json").is_file() and (run_dir / SCORER_FILE).is_file()
+    return saved and metrics["steps"] >= metrics["total_steps"]
 
 
-def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
-                      ) -> dict[str, Any]:
-    """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics."""
-    run_dir = open_run_dir(run_dir, config.to_dict())
+def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
+                      keep_state: bool = False) -> dict[str, Any]:
+    """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics.
+
+    Everything is validated (corpora, model or tokenizer, pruning layers) before the run directory is
+    opened, so a bad input leaves nothing behind. A finished run returns its metrics; one whose model is
+    gone is saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the
+    end unless `keep_state`.
+    """
+    run_dir = Path(run_dir)
     seed_everything(config.seed)
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
-    translator, tokenizer, label = prepare_model(config, run_dir, train_corpus)
+    with tempfile.TemporaryDirectory(prefix="tsdtp-tokenizer-") as staging:
+        translator, tokenizer, label = prepare_model(config, run_dir, train_corpus, Path(staging))
+        with open_run(run_dir, config.to_dict(), leftovers=STAGING_FOLDERS):
+            if any(Path(staging).iterdir()):
+                tokenizer = install_tokenizer(Path(staging), run_dir / TOKENIZER_FOLDER)
+            return _train_prepared(config, run_dir, translator, tokenizer, label, train_corpus, val_corpus,
+                                   progress, keep_state)
+
+
+def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslator,
+                    tokenizer: PreTrainedTokenizerBase, label: str, train_corpus: ParallelCorpus,
+                    val_corpus: ParallelCorpus, progress: bool, keep_state: bool) -> dict[str, Any]:
+    """Encode the corpora and run the training loop in the opened `run_dir`."""
     train_pairs = encode_corpus(tokenizer, train_corpus, config.max_source_length, config.max_target_length)
     val_pairs = (encode_corpus(tokenizer, val_corpus.head(config.val_samples), config.max_source_length,
                                config.max_target_length) if config.val_samples else None)
@@ -146,9 +172,9 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
                 "total_steps": total_steps, "train_seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(), "history": history, "final": history[-1]}
 
-    return train_with_adamw(run_dir, translator, plan, config, step_loss=step_loss, epoch_record=epoch_record,
-                            save_run=save_run, description=f"mt-train {config.pruning.method}", progress=progress,
-                            betas=(0.9, 0.98))
+    hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config))
+    return train_with_adamw(run_dir, translator, plan, config, hooks, description=f"mt-train {config.pruning.method}",
+                            progress=progress, keep_state=keep_state, betas=(0.9, 0.98))
 
 
 def _validate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, pairs: EncodedPairs | None,
