@@ -1,4 +1,8 @@
 # Setup, tests and the figure pipeline. `make test` is what CI runs (.ci/run).
+#   make reports    figures and tables again from the committed reports/data/ (no training; under a minute)
+#   make reproduce  retrain and re-evaluate every run of the full profile, refresh reports/data/, then the figures
+#   make quick      the whole pipeline on small subsets into build/quick/reports (training included)
+#   make test       the offline test suite; installs Debian's chromium for the browser test when it can
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +10,7 @@ DATA ?= $(abspath ../shared/data)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 PROFILE ?= full
 
-.PHONY: setup test reports quick clean-venv
+.PHONY: setup test reports reproduce quick clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +22,19 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	HF_HOME=$$(mktemp -d) $(OFFLINE) TSDTP_DATA_DIR=$(DATA) $(PY) -m pytest
+	@skipped=$$(scripts/ensure_chromium.sh); \
+	HF_HOME=$$(mktemp -d) $(OFFLINE) TSDTP_DATA_DIR=$(DATA) $(PY) -m pytest; status=$$?; \
+	if [ -n "$$skipped" ]; then echo; echo "*** BROWSER TEST SKIPPED: $$skipped ***"; fi; \
+	exit $$status
 
 reports: setup
+	$(OFFLINE) $(VENV)/bin/tsdtp reproduce --profile $(PROFILE) --figures-only
+
+reproduce: setup
 	$(OFFLINE) TSDTP_DATA_DIR=$(DATA) $(VENV)/bin/tsdtp reproduce --profile $(PROFILE)
 
 quick:
-	$(MAKE) reports PROFILE=quick
+	$(MAKE) reproduce PROFILE=quick
 
 clean-venv:
 	rm -rf $(VENV)

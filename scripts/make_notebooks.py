@@ -18,7 +18,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
 
 Trains one configuration into its run folder, or, when that folder already holds the finished run,
 only evaluates it. Each evaluation in `evals` (pruning settings applied to the trained weights; `{}`
-is the trained setting) is appended to `results_csv` with its keep traces written beside the run.
+is the trained setting) is appended to `results_csv` with its keep traces written beside the run
+(and, with `traces_dir`, copied compactly into the reports' data, where the figure notebooks read them).
 
 Batch use: `papermill notebooks/01_train.ipynb out.ipynb -p task qnli -p method ts-dtp -p k 0.5`."""),
         ("parameters", """task = "sst2"
@@ -39,14 +40,16 @@ results_csv = None  # append one row per evaluation here
 results_batch_size = 32  # batch size of the evaluations, their results.csv rows and speed measurement
 speed_repeats = 0  # > 0: also measure throughput against the dense forward
 threads = 1  # torch CPU threads (None: torch's default)
-force = False  # retrain even if the run exists"""),
+force = False  # retrain even if the run exists
+traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
+progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
         ("code", """import os
 
 import pandas as pd
 import torch
 from IPython.display import display
 
-from tsdtp.analysis import frames, plots
+from tsdtp.analysis import frames, plots, stored_traces
 from tsdtp.classification import experiments
 from tsdtp.runs import cache
 from tsdtp.pipeline.spec import project_root
@@ -58,11 +61,13 @@ config = experiments.train_config(task, model, method, k, gamma, epochs, max_tra
                                   max_eval_samples, init_from, keep_target)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
-        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=False)
+        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
                                        max_eval_samples, speed_repeats, progress=False)
+if traces_dir:
+    stored_traces.store_traces(summary, traces_dir)
 summary"""),
         ("code", """fig = plots.layer_keep_plot(frames.layer_keep(frames.load_traces(summary)))
 display(fig)"""),
@@ -73,8 +78,13 @@ display(fig)"""),
 Per-layer keep traces of the evaluations in `results_csv`: heatmaps of single examples (TS-DTP and
 General DTP side by side on the same sentence), the keep ratio by layer, and which kinds of token
 survive to the last layer. For each task and method the setting whose k is closest to `k` is used.
-For translation (`wmt16`) the heatmaps show which source words the encoder keeps, layer by layer."""),
-        ("parameters", """results_csv = "reports/tables/results.csv"
+For translation (`wmt16`) the heatmaps show which source words the encoder keeps, layer by layer.
+
+Reads only the reports' data: `results_csv` and the keep traces the training notebooks stored in
+`traces_dir`. A figure whose traces are not there is not drawn; a note says which
+(`tsdtp.analysis.pending`), and `tsdtp reproduce` lists it as awaiting a run with training."""),
+        ("parameters", """results_csv = "reports/data/results.csv"
+traces_dir = "reports/data/traces"  # the stored keep traces (tsdtp.analysis.stored_traces)
 figures_dir = "reports/figures"
 tasks = ["sst2", "qnli"]
 methods = ["ts-dtp", "general-dtp"]  # shown side by side in the heatmaps
@@ -85,9 +95,10 @@ examples = {}  # task -> example indices to show; missing: chosen by analysis.pi
 translation_split = "multi30k test_2016_flickr (captions)"  # the wmt16 test set whose source words are shown"""),
         ("code", """import os
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from tsdtp.analysis import frames, plots
+from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis.pending import mark_pending
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
@@ -95,22 +106,32 @@ os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
 shown = results["task"].isin(tasks) & ((results["task"] != "wmt16") | (results["eval_split"] == translation_split))
 chosen = frames.select_settings(results[shown], k)
-traces = frames.load_traces(chosen)
+traces, why = stored_traces.traces_or_reason(chosen, traces_dir, ", ".join(tasks))
 chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
         ("code", """for task in tasks:
-    pair = traces[(traces["task"] == task) & traces["method"].isin(methods)]
-    shown = examples.get(task) or frames.pick_examples(pair, methods, n_examples, max_tokens=max_tokens[task])
-    fig = plots.keep_heatmaps(pair, shown, methods)
+    rows = chosen[(chosen["task"] == task) & chosen["method"].isin(methods)]
+    pair, missing = stored_traces.traces_or_reason(rows, traces_dir, f"{task} {' and '.join(methods)}")
+    if pair is None:
+        display(Markdown(mark_pending(f"keep_heatmaps_{task}", missing, figures_dir)))
+        continue
+    picked = examples.get(task) or frames.pick_examples(pair, methods, n_examples, max_tokens=max_tokens[task])
+    fig = plots.keep_heatmaps(pair, picked, methods)
     plots.save_figure(fig, f"keep_heatmaps_{task}", figures_dir)
     display(fig)"""),
-        ("code", """fig = plots.layer_keep_plot(frames.layer_keep(traces))
-plots.save_figure(fig, "layer_keep", figures_dir)
-display(fig)"""),
-        ("code", """kinds = frames.kind_survival(traces)
-fig = plots.token_kind_plot(kinds)
-plots.save_figure(fig, "token_kinds", figures_dir)
-display(fig)
-kinds"""),
+        ("code", """if traces is None:
+    display(Markdown(mark_pending("layer_keep", why, figures_dir)))
+else:
+    fig = plots.layer_keep_plot(frames.layer_keep(traces))
+    plots.save_figure(fig, "layer_keep", figures_dir)
+    display(fig)"""),
+        ("code", """if traces is None:
+    display(Markdown(mark_pending("token_kinds", why, figures_dir)))
+else:
+    kinds = frames.kind_survival(traces)
+    fig = plots.token_kind_plot(kinds)
+    plots.save_figure(fig, "token_kinds", figures_dir)
+    display(fig)
+    display(kinds)"""),
     ],
     "03_efficiency.ipynb": [
         ("md", """# 03 · Accuracy against cost
@@ -118,8 +139,8 @@ kinds"""),
 The trade-off over k for every method (accuracy against the FLOPs ratio and against measured speedup),
 how much of the FLOPs-implied speedup is realized, peak memory from the benchmark's `bench.csv`
 (written by `tsdtp bench`) and where the time goes from `profile.csv` (written by `tsdtp profile`)."""),
-        ("parameters", """results_csv = "reports/tables/results.csv"
-bench_csv = "reports/tables/bench.csv"
+        ("parameters", """results_csv = "reports/data/results.csv"
+bench_csv = "reports/data/bench.csv"
 figures_dir = "reports/figures"
 results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = None  # None: every task in results_csv
@@ -167,8 +188,8 @@ else:
 Tasks × methods × settings: the metric, keep ratio (mean fraction of token-layers kept), FLOPs ratio
 (scorer included), measured speedup and, when `bench.csv` has it, peak memory, all at one batch size.
 Written as CSV, Markdown and LaTeX."""),
-        ("parameters", """results_csv = "reports/tables/results.csv"
-bench_csv = "reports/tables/bench.csv"
+        ("parameters", """results_csv = "reports/data/results.csv"
+bench_csv = "reports/data/bench.csv"
 tables_dir = "reports/tables"
 results_batch_size = 32  # use the results.csv rows (and bench.csv memory) at this batch size"""),
         ("code", """import os
@@ -220,14 +241,16 @@ results_csv = None  # append one row per evaluation and test set here
 results_batch_size = 32  # sentences per generation batch, for the rows and the speed measurement
 speed_repeats = 0  # > 0: also time generation against the library's dense generate()
 threads = 1  # torch CPU threads (None: torch's default)
-force = False  # retrain even if the run exists"""),
+force = False  # retrain even if the run exists
+traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
+progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
         ("code", """import os
 
 import pandas as pd
 import torch
 from IPython.display import display
 
-from tsdtp.analysis import frames, plots
+from tsdtp.analysis import frames, plots, stored_traces
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs import cache
 from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
@@ -239,12 +262,14 @@ config = translation_config(method, k, gamma, keep_target, epochs, lr, init_from
                             vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed, hard_ratio)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
-        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=False)
+        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """summary = evaluate_translation_settings(run_dir, evals, data_dir, results_csv, splits,
                                         results_batch_size, num_beams, max_eval_samples, speed_repeats,
                                         progress=False)
+if traces_dir:
+    stored_traces.store_traces(summary, traces_dir)
 summary"""),
         ("code", """if summary.empty:
     print("no evaluations requested")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tsdtp.analysis import frames, plots
+from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis.pending import mark_pending, read_pending
 from tsdtp.analysis.token_kinds import token_kinds, whole_words
+from tsdtp.runs.eval_files import eval_stem
 from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
 
 
@@ -125,3 +129,62 @@ def test_figures_have_one_panel_per_example_method_or_task_and_save_atomically(t
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["kinds.pdf", "kinds.png"]
     assert plots.keep_heatmaps(traces, [], ["ts-dtp"]).axes[0].texts
+
+
+def write_run_traces(run_dir, traces: pd.DataFrame) -> pd.DataFrame:
+    """Write each method's trace where an evaluation of `run_dir` would; returns their summary rows."""
+    rows = []
+    for (method, k), trace in traces.groupby(["method", "k"]):
+        gamma = 0.5 if method == "ts-dtp" else 0.0
+        path = run_dir / "eval" / f"{eval_stem(method, k, gamma)}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        trace.to_parquet(path, index=False)
+        rows.append({"task": "sst2", "method": method, "k": k, "gamma": gamma, "run_dir": str(run_dir)})
+    return pd.DataFrame(rows)
+
+
+def test_stored_traces_are_compact_and_load_back_as_the_evaluation_wrote_them(tmp_path):
+    traces = fake_traces()
+    rows = write_run_traces(tmp_path / "runs" / "sst2-ts-dtp-0123456789ab", traces)
+    stored = tmp_path / "data" / "traces"
+    written = stored_traces.store_traces(pd.concat([rows, rows]), stored)
+    assert sorted(p.relative_to(stored).as_posix() for p in written) == [
+        "sst2-ts-dtp-0123456789ab/general-dtp_k0.5_g0.parquet", "sst2-ts-dtp-0123456789ab/ts-dtp_k0.5_g0.5.parquet"]
+    table = pd.read_parquet(written[0])
+    assert list(table.columns) == ["example", "position", "token", "correct", "kept_0", "kept_1", "kept_2"]
+    assert len(table) == 11
+    shutil.rmtree(tmp_path / "runs")
+    loaded = stored_traces.load_stored_traces(rows, stored)
+    key = ["method", "example", "layer", "position"]
+    expected = traces.drop(columns=["label", "pred"]).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(loaded[expected.columns].sort_values(key).reset_index(drop=True), expected,
+                                  check_dtype=False)
+    assert frames.kind_survival(loaded).equals(frames.kind_survival(traces))
+
+
+def test_stored_translation_traces_keep_one_test_set_per_row(tmp_path):
+    trace = fake_traces()
+    trace = trace[trace["method"] == "ts-dtp"].drop(columns=["label", "pred", "correct"])
+    both = pd.concat([trace.assign(eval_split="captions"), trace.assign(eval_split="news", kept=True)])
+    rows = write_run_traces(tmp_path / "runs" / "wmt16-ts-dtp-0123456789ab", both)
+    stored = tmp_path / "traces"
+    stored_traces.store_traces(rows, stored)
+    news = stored_traces.load_stored_traces(rows.assign(eval_split="news"), stored)
+    assert set(news["eval_split"]) == {"news"} and news["kept"].all() and len(news) == len(trace)
+    captions = stored_traces.load_stored_traces(rows.assign(eval_split="captions"), stored)
+    assert captions["kept"].sum() == trace["kept"].sum()
+
+
+def test_missing_stored_traces_give_a_reason_and_a_pending_note(tmp_path):
+    rows = pd.DataFrame([{"task": "sst2", "method": m, "k": 0.5, "gamma": 0.0, "run_dir": f"runs/sst2-{m}-abc"}
+                         for m in ("none", "topk", "random", "ts-dtp", "general-dtp")])
+    traces, why = stored_traces.traces_or_reason(rows, tmp_path / "traces", "sst2")
+    assert traces is None
+    assert why == (f"no keep traces in {tmp_path / 'traces'} for 5 evaluation(s): sst2 none k=0.5, sst2 topk k=0.5, "
+                   "sst2 random k=0.5 and 2 more")
+    assert stored_traces.traces_or_reason(rows.iloc[:0], tmp_path, "qnli")[1] == "results.csv has no rows for qnli"
+    with pytest.raises(FileNotFoundError, match="no stored keep trace"):
+        stored_traces.load_stored_traces(rows, tmp_path)
+    note = mark_pending("layer_keep", why + "\n", tmp_path / "figures")
+    assert note.startswith("**Not drawn:** `layer_keep` awaits its data: no keep traces")
+    assert read_pending(tmp_path / "figures") == {"layer_keep": why} and read_pending(tmp_path / "none") == {}

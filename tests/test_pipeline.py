@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -46,8 +48,8 @@ FIGURE_STEPS = [
      "outputs": [{"figure": "tradeoff", "caption": "Trade-off."}, {"figure": "realization", "caption": "Realized."},
                  {"figure": "memory", "caption": "Memory.", "optional": True}]},
     {"id": "results", "notebook": "04_results.ipynb",
-     "outputs": [{"table": "results_table.md", "caption": "Table."}, {"table": "results_table.tex", "caption": "TeX."},
-                 {"table": "results.csv", "caption": "Tidy."}]},
+     "outputs": [{"table": "results_table.md", "caption": "Table."},
+                 {"table": "results_table.tex", "caption": "TeX."}]},
 ]
 
 
@@ -87,10 +89,10 @@ def tiny_profiles() -> dict:
 
 @pytest.fixture(scope="module")
 def reproduced(tmp_path_factory, glue_dir):
-    """The tiny profile reproduced once, with a bench.csv from an earlier benchmark already in reports/tables."""
+    """The tiny profile reproduced once, with a bench.csv from an earlier benchmark already in reports/data."""
     root = tmp_path_factory.mktemp("project")
     spec = write_spec(root, tiny_profiles())
-    tables = root / "reports" / "tables"
+    tables = root / "reports" / "data"
     tables.mkdir(parents=True)
     pd.DataFrame({"task": ["sst2", "sst2"], "method": ["none", "topk"], "k": [1.0, 1.0], "batch_size": [8, 8],
                   "peak_activation_bytes": [3 * 2**20, 2**20]}).to_csv(tables / "bench.csv", index=False)
@@ -111,14 +113,86 @@ def test_every_notebook_runs_and_writes_its_declared_outputs(reproduced):
         errors = [o for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
         assert not errors and executed.metadata["papermill"]["parameters"]
     assert not (reports / ".staging").exists()
-    assert (reports / "tables" / "bench.csv").stat().st_mtime_ns == bench_mtime
+    assert (reports / "data" / "bench.csv").stat().st_mtime_ns == bench_mtime
     assert (reports / "figures" / "memory.png").is_file()
+    training = nbformat.read(reports / "notebooks" / "01_train-sst2-none.ipynb", as_version=4)
+    progress = "".join(o.get("text", "") for c in training.cells for o in c.get("outputs", [])
+                       if o.get("name") == "stderr")
+    assert "epoch 1/1" in progress and "100%" in progress and "\r" not in progress
     assert {s["id"]: s["outputs"] for s in manifest["steps"]}["efficiency"][-1] == "figures/memory.pdf"
+
+
+def clone_reports(root: Path, spec: Path, folder: Path, profiles: dict | None = None) -> Path:
+    """A project in `folder` with a copy of `root`'s reports/ (data included) and its spec, but no runs/."""
+    shutil.copytree(root / "reports", folder / "reports")
+    if profiles is None:
+        shutil.copy(spec, folder / "pipeline.yaml")
+        return folder / "pipeline.yaml"
+    return write_spec(folder, profiles)
+
+
+def test_reports_are_made_again_from_reports_data_alone_without_runs(reproduced, tmp_path, capfd):
+    root, spec, manifest, _ = reproduced
+    clone = clone_reports(root, spec, tmp_path / "clone")
+    reports = tmp_path / "clone" / "reports"
+    outputs = [name for step in make_plan("tiny", clone).steps for output in step.outputs for name in output.files()]
+    for name in outputs:
+        (reports / name).write_bytes(b"stale")
+    lines: list[str] = []
+    stream = io.StringIO()
+    again = json.loads(reproduce("tiny", spec_path=clone, log=lines.append, figures_only=True, stream=stream)
+                       .read_text())
+    assert not (tmp_path / "clone" / "runs").exists()
+    for name in outputs:
+        assert (reports / name).read_bytes() != b"stale", name
+    assert (reports / "figures" / "keep_heatmaps_wmt16.png").read_bytes()[:4] == b"\x89PNG"
+    steps = {s["id"]: s for s in again["steps"]}
+    assert again["figures_only"] and again["command"] == "tsdtp reproduce --profile tiny --figures-only"
+    before = {s["id"]: s for s in manifest["steps"]}
+    assert steps["sst2-none"] == {**before["sst2-none"], "kept": True}
+    assert steps["heatmaps"]["action"] == "run" and not steps["heatmaps"]["pending"]
+    assert lines[0].startswith("plan: profile tiny, 10 steps") and "3 without training" in lines[0]
+    assert any(line.startswith("   8. heatmaps") and "~" in line for line in lines)
+    assert "7 training step(s) not run" in "\n".join(lines)
+    assert sum(line.startswith("    done in") for line in lines) == 3 and "figure(s) not regenerated" not in lines[-1]
+    assert "    " + str(Path("reports/.staging/tables/results_table.md")) in stream.getvalue()
+    assert "without encryption" not in capfd.readouterr().err
+    assert "This run (`tsdtp reproduce --profile tiny --figures-only`)" in (reports / "README.md").read_text()
+
+
+def test_a_figure_without_its_data_is_listed_and_the_others_are_drawn(reproduced, tmp_path):
+    root, spec, manifest, _ = reproduced
+    heatmaps = {**FIGURE_STEPS[0], "outputs": FIGURE_STEPS[0]["outputs"][:2]}
+    clone = clone_reports(root, spec, tmp_path / "clone", {"tiny": {"steps": [heatmaps]}})
+    reports = tmp_path / "clone" / "reports"
+    translation = {s["id"]: s for s in manifest["steps"]}["wmt16-ts-dtp"]["run_dir"]
+    shutil.rmtree(reports / "data" / "traces" / Path(translation).name)
+    (reports / "figures" / "keep_heatmaps_wmt16.png").write_bytes(b"last good")
+    (reports / "figures" / "keep_heatmaps_sst2.png").write_bytes(b"stale")
+    with pytest.raises(PipelineError, match="could not draw keep_heatmaps_wmt16: no keep traces .* wmt16 ts-dtp"):
+        reproduce("tiny", spec_path=clone, log=lambda line: None)
+    lines: list[str] = []
+    again = json.loads(reproduce("tiny", spec_path=clone, log=lines.append, figures_only=True).read_text())
+    reason = "no keep traces in reports/data/traces for 1 evaluation(s): wmt16 ts-dtp k=0.5"
+    assert lines[-4].startswith("3 figure(s) not regenerated: their data is not in reports/data; they await")
+    assert lines[-3:] == [f"  {name}: {reason}" for name in ("keep_heatmaps_wmt16", "layer_keep", "token_kinds")]
+    assert again["steps"][0]["pending"] == {name: reason for name in ("keep_heatmaps_wmt16", "layer_keep",
+                                                                      "token_kinds")}
+    assert (reports / "figures" / "keep_heatmaps_wmt16.png").read_bytes() == b"last good"
+    assert (reports / "figures" / "keep_heatmaps_sst2.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((reports / "figures").glob("*.pending"))
+    assert "**Not drawn again by the last run:** no keep traces" in (reports / "README.md").read_text()
+
+
+def test_figures_only_and_force_are_refused_together(tmp_path):
+    spec = write_spec(tmp_path, tiny_profiles())
+    with pytest.raises(ConfigError, match="--figures-only trains nothing"):
+        reproduce("tiny", force=True, spec_path=spec, figures_only=True, log=lambda line: None)
 
 
 def test_results_csv_has_the_contracted_columns_and_a_row_per_evaluation(reproduced):
     root, *_ = reproduced
-    results = pd.read_csv(root / "reports" / "tables" / "results.csv")
+    results = pd.read_csv(root / "reports" / "data" / "results.csv")
     assert list(results.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     settings = set(zip(results["task"], results["method"], results["k"]))
     assert settings == {("sst2", "none", 1.0), ("sst2", "general-dtp-posthoc", 0.5), ("sst2", "topk", 1.0),
@@ -157,6 +231,8 @@ def test_manifest_records_versions_data_checksums_parameters_and_wall_times(repr
     assert steps["wmt16-ts-dtp"]["parameters"]["init_from"] == steps["wmt16-none"]["run_dir"]
     assert Path(steps["wmt16-ts-dtp"]["run_dir"]).name.startswith("wmt16-ts-dtp-")
     assert steps["sst2-none"]["cached"] is False and steps["heatmaps"]["cached"] is None
+    assert (steps["sst2-none"]["action"], steps["heatmaps"]["action"]) == ("train", "run")
+    assert manifest["figures_only"] is False and all(not s["pending"] for s in steps.values())
 
 
 def test_gallery_shows_every_figure_with_caption_and_command(reproduced):
@@ -243,7 +319,7 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
         plan = make_plan(profile, REPO / "pipeline.yaml")
         for step in plan.steps:
             assert set(step.parameters) <= set(papermill.inspect_notebook(str(step.notebook)))
-        assert {o.name for s in plan.steps for o in s.outputs} >= {"keep_heatmaps_sst2", "tradeoff", "results.csv"}
+        assert {o.name for s in plan.steps for o in s.outputs} >= {"keep_heatmaps_sst2", "tradeoff", "results_table.md"}
     quick = make_plan("quick", REPO / "pipeline.yaml")
     limits = {"sst2": 256, "qnli": 256, "wmt16": 2000}
     assert all(s.config.max_train_samples <= limits[s.config.task] for s in quick.steps if s.config is not None)
@@ -270,12 +346,14 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
 
 def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
     expected = {"01_train.ipynb": {"task", "model", "method", "k", "gamma", "epochs", "max_train_samples", "seed",
-                                   "run_dir", "data_dir", "max_eval_samples", "init_from", "keep_target"},
-                "02_token_keep_heatmaps.ipynb": {"results_csv", "figures_dir", "tasks", "methods", "k"},
+                                   "run_dir", "data_dir", "max_eval_samples", "init_from", "keep_target", "traces_dir",
+                                   "progress"},
+                "02_token_keep_heatmaps.ipynb": {"results_csv", "traces_dir", "figures_dir", "tasks", "methods", "k"},
                 "03_efficiency.ipynb": {"results_csv", "bench_csv", "figures_dir"},
                 "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"},
                 "05_translation.ipynb": {"method", "k", "gamma", "keep_target", "epochs", "lr", "init_from",
-                                         "run_dir", "data_dir", "evals", "splits", "results_csv"}}
+                                         "run_dir", "data_dir", "evals", "splits", "results_csv", "traces_dir",
+                                         "progress"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
 

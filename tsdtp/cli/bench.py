@@ -33,7 +33,7 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     bench.add_argument("--warmup", type=int, default=1)
     bench.add_argument("--max-eval-samples", type=int, default=None)
     bench.add_argument("--data-dir", default=None)
-    bench.add_argument("--tables-dir", default="reports/tables", help="where bench.csv and results.csv go")
+    bench.add_argument("--tables-dir", default="reports/data", help="where bench.csv and results.csv go")
     bench.add_argument("--results-batch-size", type=int, default=RESULTS_BATCH_SIZE,
                        help="batch size whose speedup goes into results.csv")
     bench.add_argument("--no-results", action="store_true", help="write bench.csv only")

@@ -41,7 +41,7 @@ def add_profile_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes before the profiled one")
     parser.add_argument("--max-eval-samples", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--tables-dir", default="reports/tables", help="where profile.csv and profile_layers.csv go")
+    parser.add_argument("--tables-dir", default="reports/data", help="where profile.csv and profile_layers.csv go")
     parser.add_argument("--trace-dir", default=None, help="also write a Chrome trace per method and batch size here")
     parser.set_defaults(handler=run_profile_command)
     return parser

@@ -14,6 +14,8 @@ def add_reproduce_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser = subparsers.add_parser("reproduce", help="rerun the notebook pipeline and regenerate reports/")
     parser.add_argument("--profile", required=True, help="a profile of the spec: quick (minutes) or full")
     parser.add_argument("--force", action="store_true", help="retrain runs even when their cache folder is finished")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="train and evaluate nothing: make the figures and tables again from the reports' data/")
     parser.add_argument("--spec", default=SPEC_FILE, help=f"the pipeline spec (default ./{SPEC_FILE})")
     parser.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     parser.add_argument("--runs-root", default=None, help="the run cache (default: runs/ beside the spec)")
@@ -29,5 +31,6 @@ def reproduce_command(args: argparse.Namespace) -> int:
         for step_id, path in adopt_runs(args.profile, args.adopt, args.spec, args.runs_root).items():
             print(f"adopted {step_id}: {path}", file=sys.stderr)
     reproduce(args.profile, args.force, args.spec, args.data_dir, args.runs_root, args.out_dir,
-              log=lambda line: print(line, file=sys.stderr))
+              log=lambda line: print(line, file=sys.stderr, flush=True), figures_only=args.figures_only,
+              stream=sys.stderr)
     return 0

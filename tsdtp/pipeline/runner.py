@@ -3,10 +3,14 @@
 The spec (`pipeline.yaml` at the repository root, `tsdtp.pipeline.spec`) lists, per profile,
 the steps: a notebook, its parameters and its outputs. `reproduce` then
 
-1. validates the whole profile before anything runs (`tsdtp.pipeline.plan.make_plan`);
-2. executes the steps in order into a staging folder `<out_dir>/.staging/` (executed notebooks
-   in `notebooks/`, figures in `figures/`, tables in `tables/`), training only runs whose
-   hash-named cache folder (`tsdtp.runs.cache.run_cache_dir`) does not hold a finished run;
+1. validates the whole profile before anything runs (`tsdtp.pipeline.plan.make_plan`) and logs
+   the plan: what each step will do, with estimates from the last run (`tsdtp.pipeline.progress`);
+2. executes the steps in order into a staging folder `<out_dir>/.staging/`
+   (`tsdtp.pipeline.staging`: executed notebooks in `notebooks/`, figures in `figures/`, tables in
+   `tables/`, and a copy of the reports' data `data/` that training steps update: results.csv,
+   translation.csv and the stored keep traces), training only runs whose hash-named cache folder
+   (`tsdtp.runs.cache.run_cache_dir`) does not hold a finished run; with `figures_only` it runs
+   only the steps that train nothing, so figures and tables are made again from `<out_dir>/data/`;
 3. writes `manifest.json` and the gallery `README.md`, then renames every new file into
    `<out_dir>/`. A failing step stops the pipeline, names the notebook and the cell, and
    leaves the partly executed copy in the staging folder; `<out_dir>/` keeps the last good run.
@@ -14,131 +18,165 @@ the steps: a notebook, its parameters and its outputs. `reproduce` then
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from tsdtp.errors import TsdtpError
+from tsdtp.errors import ConfigError, TsdtpError
+from tsdtp.pipeline.execute import PipelineError, execute_notebook
 from tsdtp.pipeline.gallery import write_gallery
-from tsdtp.pipeline.manifest import data_checksums, file_sha256, write_manifest
+from tsdtp.pipeline.manifest import data_checksums, write_manifest
 from tsdtp.pipeline.plan import Plan, Step, display_path, make_plan
+from tsdtp.pipeline.progress import (
+    EVALUATE,
+    KEPT,
+    TRAIN,
+    duration,
+    estimate,
+    plan_lines,
+    previous_records,
+    remaining,
+    step_action,
+)
+from tsdtp.pipeline.staging import DATA_FOLDER, publish, stage, take_pending
 from tsdtp.runs.cache import adopt_run, config_hash, read_run_config, run_finished
 
-STAGED_FOLDERS: tuple[str, ...] = ("figures", "tables", "notebooks")
-"""The folders of the reports, as the staging folder holds them."""
+__all__ = ["PipelineError", "adopt_runs", "reproduce"]
 
 
-class PipelineError(TsdtpError):
-    """A pipeline step failed while running."""
+@dataclass(frozen=True)
+class _Run:
+    """One reproduce in progress: the plan, where it stages, what each step does and how long it should take."""
+
+    plan: Plan
+    staging: Path
+    force: bool
+    figures_only: bool
+    actions: dict[str, str]
+    estimates: dict[str, float | None]
+    log: Callable[[str], None]
+    stream: TextIO | None
 
 
-def _stage(plan: Plan) -> tuple[Path, dict[str, str]]:
-    """A fresh staging folder holding a copy of the current tables; returns it and the copies' checksums."""
-    staging = plan.out_dir / ".staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    for sub in STAGED_FOLDERS:
-        (staging / sub).mkdir(parents=True)
-    carried = {}
-    for path in sorted((plan.out_dir / "tables").glob("*")) if (plan.out_dir / "tables").is_dir() else []:
-        if path.is_file():
-            shutil.copy2(path, staging / "tables" / path.name)
-            carried[f"tables/{path.name}"] = file_sha256(path)
-    return staging, carried
-
-
-def _publish(staging: Path, out_dir: Path, carried: dict[str, str]) -> None:
-    """Rename each new or changed staged file into `out_dir`, then remove the staging folder."""
-    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
-        relative = path.relative_to(staging).as_posix()
-        if relative in carried and carried[relative] == file_sha256(path):
-            continue
-        target = out_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-    shutil.rmtree(staging)
-
-
-def _injected(plan: Plan, step: Step, staging: Path, force: bool) -> dict[str, Any]:
+def _injected(run: _Run, step: Step) -> dict[str, Any]:
     """The parameters the pipeline fills in (`tsdtp.pipeline.spec.INJECTED`), paths as notebooks see them."""
+    plan, data = run.plan, run.staging / DATA_FOLDER
     return {
         "run_dir": display_path(step.run_dir, plan.root) if step.run_dir else None,
         "data_dir": str(plan.data_dir) if plan.data_dir else None,
-        "results_csv": display_path(staging / "tables" / "results.csv", plan.root),
-        "bench_csv": display_path(staging / "tables" / "bench.csv", plan.root),
-        "figures_dir": display_path(staging / "figures", plan.root),
-        "tables_dir": display_path(staging / "tables", plan.root),
-        "force": force,
+        "results_csv": display_path(data / "results.csv", plan.root),
+        "bench_csv": display_path(data / "bench.csv", plan.root),
+        "traces_dir": display_path(data / "traces", plan.root),
+        "figures_dir": display_path(run.staging / "figures", plan.root),
+        "tables_dir": display_path(run.staging / "tables", plan.root),
+        "force": run.force,
+        "progress": True,
     }
 
 
-def _execute(plan: Plan, step: Step, parameters: dict[str, Any], executed: Path) -> None:
-    """Run the step's notebook into `executed`; PipelineError naming the notebook and cell when it fails."""
-    import papermill  # papermill takes seconds to import: only when a notebook runs
-    from papermill.exceptions import PapermillExecutionError
-
-    try:
-        papermill.execute_notebook(str(step.notebook), str(executed), parameters=parameters, kernel_name="python3",
-                                   progress_bar=False, cwd=str(plan.root), start_timeout=180)
-    except PapermillExecutionError as exc:
-        first = next((line for line in exc.source.splitlines() if line.strip()), "")
-        raise PipelineError(
-            f"notebook {step.notebook.name} (step {step.id}) failed in cell {exc.cell_index + 1} "
-            f"(In [{exc.exec_count}], starting `{first}`): {exc.ename}: {exc.evalue}\n"
-            f"The partly executed copy is {executed}; {plan.out_dir} still holds the last good run.") from None
-    except Exception as exc:  # kernel death, start timeout: papermill raises many types
-        raise PipelineError(f"notebook {step.notebook.name} (step {step.id}) could not run: "
-                            f"{type(exc).__name__}: {exc}\nThe partly executed copy is {executed}; "
-                            f"{plan.out_dir} still holds the last good run.") from exc
-
-
-def _run_step(plan: Plan, step: Step, number: int, staging: Path, force: bool,
-              log: Callable[[str], None]) -> dict[str, Any]:
-    """Execute `step` (the plan's `number`th) into `staging`, check its declared outputs, return its manifest record."""
-    executed = staging / "notebooks" / plan.executed_name(step)
-    injected = _injected(plan, step, staging, force)
-    parameters = {**step.parameters, **{k: v for k, v in injected.items() if k in step.declared}}
-    cached = step.run_dir is not None and not force and run_finished(step.run_dir)
-    what = "" if step.run_dir is None else (" (cached run, evaluating)" if cached else " (training)")
-    log(f"[{number}/{len(plan.steps)}] {step.id}: {step.notebook.name}{what}")
-    began = time.perf_counter()
-    _execute(plan, step, parameters, executed)
-    wall = round(time.perf_counter() - began, 1)
-    missing = [f for o in step.outputs if not o.optional for f in o.files() if not (staging / f).is_file()]
+def _check_outputs(run: _Run, step: Step, executed: Path, pending: dict[str, str]) -> None:
+    """PipelineError when a declared output is missing; a figure awaiting its data is allowed with --figures-only."""
+    if pending and not run.figures_only:
+        name, reason = next(iter(pending.items()))
+        raise PipelineError(f"notebook {step.notebook.name} (step {step.id}) could not draw {name}: {reason}; "
+                            f"the training steps before it should have made that data (see {executed})")
+    missing = [f for o in step.outputs if not o.optional and o.name not in pending for f in o.files()
+               if not (run.staging / f).is_file()]
     if missing:
         raise PipelineError(f"notebook {step.notebook.name} (step {step.id}) ran but did not write {missing}; "
                             f"see {executed}")
-    log(f"    done in {wall:.1f} s")
+
+
+def _run_step(run: _Run, step: Step, number: int) -> dict[str, Any]:
+    """Execute `step` (the plan's `number`th) into the staging folder, check its outputs, return its manifest record."""
+    plan, action = run.plan, run.actions[step.id]
+    executed = run.staging / "notebooks" / plan.executed_name(step)
+    injected = _injected(run, step)
+    parameters = {**step.parameters, **{k: v for k, v in injected.items() if k in step.declared}}
+    what = {TRAIN: " (training)", EVALUATE: " (cached run, evaluating)"}.get(action, "")
+    run.log(f"[{number}/{len(plan.steps)}] {step.id}: {step.notebook.name}{what}")
+    began = time.perf_counter()
+    execute_notebook(plan, step, parameters, executed, run.stream)
+    wall = round(time.perf_counter() - began, 1)
+    staged_at, published_at = display_path(run.staging, plan.root), display_path(plan.out_dir, plan.root)
+    pending = {name: reason.replace(staged_at, published_at) for name, reason in take_pending(run.staging).items()}
+    _check_outputs(run, step, executed, pending)
     return {"id": step.id, "notebook": f"notebooks/{step.notebook.name}",
             "executed": f"notebooks/{plan.executed_name(step)}", "parameters": parameters,
-            "run_dir": injected["run_dir"], "config_hash": step.config_hash,
-            "cached": cached if step.run_dir else None, "wall_s": wall,
-            "outputs": [f for o in step.outputs for f in o.files() if (staging / f).is_file()]}
+            "run_dir": injected["run_dir"], "config_hash": step.config_hash, "action": action,
+            "cached": action == EVALUATE if step.run_dir else None, "wall_s": wall, "pending": pending,
+            "outputs": [f for o in step.outputs for f in o.files() if (run.staging / f).is_file()]}
+
+
+def _kept_record(step: Step, previous: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The last run's record of a training step that --figures-only does not run, marked `kept`."""
+    record = previous.get(step.id, {"id": step.id, "notebook": f"notebooks/{step.notebook.name}",
+                                    "config_hash": step.config_hash, "wall_s": None, "outputs": []})
+    return {**record, "kept": True}
+
+
+def _run_steps(run: _Run, previous: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step in order (kept ones from `previous`), with its time and the estimate of what is left after it."""
+    records = []
+    steps = run.plan.steps
+    for number, step in enumerate(steps, start=1):
+        if run.actions[step.id] == KEPT:
+            records.append(_kept_record(step, previous))
+            continue
+        record = _run_step(run, step, number)
+        records.append(record)
+        left = [run.estimates[later.id] for later in steps[number:] if run.actions[later.id] != KEPT]
+        run.log(f"    done in {duration(record['wall_s'])}" + (f"; left: {remaining(left)}" if left else ""))
+    return records
+
+
+def _pending_lines(plan: Plan, records: list[dict[str, Any]]) -> list[str]:
+    """One line per figure not drawn for want of data, under a line saying what makes that data."""
+    pending = [(name, reason) for record in records for name, reason in record.get("pending", {}).items()]
+    if not pending:
+        return []
+    command = f"tsdtp reproduce --profile {plan.profile}" + (" (make reproduce)" if plan.profile == "full" else "")
+    header = (f"{len(pending)} figure(s) not regenerated: their data is not in "
+              f"{display_path(plan.out_dir / DATA_FOLDER, plan.root)}; they await {command}:")
+    return [header] + [f"  {name}: {reason}" for name, reason in pending]
 
 
 def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = None,
               data_dir: str | Path | None = None, runs_root: str | Path | None = None,
-              out_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
-    """Run every step of `profile` and publish its notebooks, figures, tables, manifest and gallery.
+              out_dir: str | Path | None = None, log: Callable[[str], None] = print, figures_only: bool = False,
+              stream: TextIO | None = None) -> Path:
+    """Run every step of `profile` and publish its notebooks, figures, tables, data, manifest and gallery.
 
-    `force` retrains every training step even when its cached run is finished. Returns the
-    path of the written manifest.json. Raises ConfigError before running anything when the
-    profile is invalid, and PipelineError when a notebook fails or misses a declared output.
+    `force` retrains every training step even when its cached run is finished. `figures_only`
+    runs only the steps that train nothing (figures and tables from `<out_dir>/data/`); there a
+    figure whose data is missing is listed, not an error. Before running, the plan is logged with
+    estimates from the last run's manifest; each step's notebook output goes to `stream` (None:
+    not shown). Returns the path of the written manifest.json. Raises ConfigError before running
+    anything when the profile is invalid, and PipelineError when a notebook fails or misses an output.
     """
+    if figures_only and force:
+        raise ConfigError("--figures-only trains nothing, so --force has nothing to retrain; drop one of them")
     plan = make_plan(profile, spec_path, data_dir, runs_root, out_dir)
-    data = data_checksums(plan)
+    old, previous = previous_records(plan.out_dir)
+    actions = {step.id: step_action(step, force, figures_only) for step in plan.steps}
+    estimates = {step.id: estimate(step, actions[step.id], previous) for step in plan.steps}
+    for line in plan_lines(plan, actions, estimates):
+        log(line)
+    data = old.get("data", {}) if figures_only else data_checksums(plan)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    staging, carried = _stage(plan)
-    records = [_run_step(plan, step, number, staging, force, log) for number, step in enumerate(plan.steps, start=1)]
+    staging, carried = stage(plan.out_dir)
+    run = _Run(plan, staging, force, figures_only, actions, estimates, log, stream)
+    records = _run_steps(run, previous)
     wall = round(time.perf_counter() - clock, 1)
-    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records)
-    write_gallery(plan, staging, records)
-    _publish(staging, plan.out_dir, carried)
-    log(f"reports written to {plan.out_dir} in {wall:.0f} s")
+    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only)
+    write_gallery(plan, staging, records, figures_only)
+    publish(staging, plan.out_dir, carried)
+    log(f"reports written to {display_path(plan.out_dir, plan.root)} in {duration(wall)}")
+    for line in _pending_lines(plan, records):
+        log(line)
     return plan.out_dir / "manifest.json"
 
 

@@ -17,8 +17,8 @@ import yaml
 from tsdtp.errors import ConfigError
 
 SPEC_FILE = "pipeline.yaml"
-INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "figures_dir", "tables_dir",
-                             "force")
+INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "traces_dir", "figures_dir",
+                             "tables_dir", "force", "progress")
 """Parameters the pipeline fills in itself; a spec may not set them."""
 OUTPUT_KEYS = frozenset({"figure", "table", "caption", "optional"})
 

@@ -1,4 +1,4 @@
-"""`reports/tables/results.csv`: the one tidy table every figure and table reads."""
+"""`reports/data/results.csv`: the one tidy table every figure and table reads."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from tsdtp.core.pruned_model import PrunedModel
@@ -192,6 +192,7 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
     parts: dict[str, float] = {}
     while done.step < total_steps:
         epoch = max(e for e, start in enumerate(starts) if start <= done.step)
+        bar.set_description(f"{description} epoch {epoch + 1}/{len(plan)}", refresh=False)
         loop.wrapper.train()
         started = time.perf_counter()
         for indices in plan[epoch][done.step - starts[epoch]:]:

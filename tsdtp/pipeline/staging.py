@@ -1,0 +1,59 @@
+"""The staging folder `<out_dir>/.staging/`: a run writes there, and only a finished run is moved into place.
+
+The reports' data (`<out_dir>/data/`: results.csv, translation.csv, bench.csv, profile tables
+and the stored keep traces) is copied in first, so the steps update it row by row and the
+figure notebooks read it; every new or changed file is renamed into `<out_dir>/` at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tsdtp.analysis.pending import PENDING_SUFFIX, read_pending
+from tsdtp.pipeline.manifest import file_sha256
+
+DATA_FOLDER = "data"
+"""The reports' data: what the figure and results notebooks read, what training steps refresh."""
+
+STAGED_FOLDERS: tuple[str, ...] = ("figures", "tables", "notebooks", DATA_FOLDER)
+"""The folders of the reports, as the staging folder holds them."""
+
+
+def stage(out_dir: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh staging folder holding a copy of `<out_dir>/data/`; returns it and the copies' checksums."""
+    staging = out_dir / ".staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    for sub in STAGED_FOLDERS:
+        (staging / sub).mkdir(parents=True)
+    carried = {}
+    data = out_dir / DATA_FOLDER
+    for path in sorted(data.rglob("*")) if data.is_dir() else []:
+        if path.is_file():
+            relative = path.relative_to(out_dir).as_posix()
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, staging / relative)
+            carried[relative] = file_sha256(path)
+    return staging, carried
+
+
+def take_pending(staging: Path) -> dict[str, str]:
+    """The notes of figures not drawn for want of data (`tsdtp.analysis.pending`), removed from the staging folder."""
+    notes = read_pending(staging / "figures")
+    for name in notes:
+        (staging / "figures" / f"{name}{PENDING_SUFFIX}").unlink()
+    return notes
+
+
+def publish(staging: Path, out_dir: Path, carried: dict[str, str]) -> None:
+    """Rename each new or changed staged file into `out_dir`, then remove the staging folder."""
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        relative = path.relative_to(staging).as_posix()
+        if relative in carried and carried[relative] == file_sha256(path):
+            continue
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(staging)
