@@ -1,11 +1,12 @@
 """Where a task's data comes from: a local data directory (given, or `TSDTP_DATA_DIR`), else the hub.
 
-The data-side twin of `tsdtp.hub`: both task packages find their local files through it and
-fail with a `DataError` that names the path and what was expected there.
+The data-side twin of `tsdtp.hub`: both task packages find and read their local files through it
+and fail with a `DataError` that names the path (and line) and what was expected there.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -26,3 +27,23 @@ def require_file(path: Path, expected: str) -> Path:
     if not path.is_file():
         raise DataError(f"missing data file {path}: expected {expected}")
     return path
+
+
+def read_text(path: Path, expected: str, gzipped: bool = False) -> str:
+    """The text of a UTF-8 file (gzipped or not), a leading byte-order mark removed.
+
+    A DataError names the file and `expected` when it is missing or unreadable, and the line of the
+    first byte that is not UTF-8.
+    """
+    require_file(path, expected)
+    try:
+        data = gzip.decompress(path.read_bytes()) if gzipped else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}; expected {expected}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8; expected {expected} "
+                        "encoded as UTF-8 (re-save the file as UTF-8)") from None
+    return text.removeprefix("\ufeff")

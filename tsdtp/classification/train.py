@@ -36,7 +36,7 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_d
                  include_train: bool = True) -> tuple[EncodedSplit | None, EncodedSplit, str]:
     """Encoded train and eval splits (subsampled as configured) and the eval split's label."""
     task = get_task(config.task)
-    data = load_task_data(task, data_dir)
+    data = load_task_data(task, data_dir, need_train=include_train)
     train, evaluation = data.train, data.eval
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))

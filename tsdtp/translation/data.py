@@ -2,13 +2,14 @@
 
 Locally (the offline case) the corpora are Multi30k task 1 (image captions: train, val,
 test_2016_flickr, gzipped), WMT newstest2015/2016 and the earlier news test sets
-(`news-dev`), each a pair of line-aligned `.en`/`.de` files. Without a data directory the
-hub's `wmt16` `de-en` dataset provides train, newstest2015 and newstest2016.
+(`news-dev`), each a pair of line-aligned `.en`/`.de` files in UTF-8, one sentence per line (a
+DataError names the file and line of an empty one). Without a data directory the hub's `wmt16`
+`de-en` dataset provides train, newstest2015 and newstest2016.
 """
 
 from __future__ import annotations
 
-import gzip
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from datasets import load_dataset
 
-from tsdtp.data_files import data_dir_from_env, require_file
+from tsdtp.data_files import data_dir_from_env, read_text
 from tsdtp.errors import DataError
 
 WMT_FOLDER = "wmt16_en_de"
@@ -108,14 +109,12 @@ def data_files(data_dir: Path, train_corpora: Iterable[str] = ()) -> list[Path]:
 
 
 def read_lines(path: Path, gzipped: bool) -> list[str]:
-    """The lines of a text file (gzipped or not), newline characters removed."""
-    require_file(path, "one sentence per line")
-    opener = gzip.open if gzipped else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            return [line.rstrip("\r\n") for line in handle]
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+    """The lines of a UTF-8 text file (gzipped or not), newline characters removed; an empty line is a DataError."""
+    lines = [line.rstrip("\n") for line in io.StringIO(read_text(path, "one sentence per line", gzipped), newline=None)]
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise DataError(f"{path}:{number}: empty line; expected one sentence per line")
+    return lines
 
 
 def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> ParallelCorpus:
