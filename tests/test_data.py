@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import write_lines
 
-from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, load_task_data
+from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -19,6 +19,7 @@ from tsdtp.classification.encoding import (
     encode_texts,
 )
 from tsdtp.classification.tasks import get_task
+from tsdtp.data_files import HUB, DataSource, SourceTag, tag_of_label
 from tsdtp.errors import DataError
 from tsdtp.translation.data import load_corpus
 
@@ -116,7 +117,30 @@ def test_a_dev_only_sst2_folder_cannot_train_and_evaluates_on_all_of_dev(glue_di
         load_task_data(get_task("sst2"), tmp_path / "mine")
     data = load_task_data(get_task("sst2"), tmp_path / "mine", need_train=False)
     assert len(data.eval) == 8 and len(data.train) == 0
-    assert data.eval_name == "sst2 dev"
+    assert data.eval_name.startswith("sst2 dev [mine ")
+
+
+def test_other_data_is_labelled_by_its_source_and_the_standard_data_is_not(glue_dir, tmp_path):
+    task = get_task("sst2")
+    assert load_task_data(task).eval_name == load_task_data(task, glue_dir).eval_name == "sst2 dev"
+    copy = shutil.copytree(glue_dir / "glue", tmp_path / "copy" / "mine")
+    label = load_task_data(task, copy.parent / "mine").eval_name
+    tag = tag_of_label(label)
+    assert tag is not None and label == f"sst2 dev [mine {tag.digest}]" == tag.label("sst2 dev")
+    (copy / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nanother film\t1\n")
+    changed = load_task_data(task, copy.parent / "mine", need_train=False).eval_name
+    assert changed.startswith("sst2 dev [mine ") and changed != label
+    assert load_task_data(get_task("qnli"), copy.parent / "mine").eval_name.startswith("qnli (dev split) [mine ")
+
+
+def test_a_data_source_names_every_file_with_its_checksum(glue_dir, tmp_path):
+    source = data_source(get_task("sst2"), glue_dir)
+    assert [path for path, _ in source.files] == ["dev.tsv", "train.tsv"]
+    assert DataSource.from_dict(source.to_dict()) == source
+    moved = data_source(get_task("sst2"), shutil.copytree(glue_dir / "glue", tmp_path / "elsewhere"))
+    assert moved.same_data(source) and moved.location != source.location
+    assert not DataSource(HUB).same_data(source) and DataSource(HUB).same_data(DataSource(HUB))
+    assert tag_of_label("sst2 dev") is None and tag_of_label("x [a b 0123abcd]") == SourceTag("a b", "0123abcd")
 
 
 def test_translation_files_report_bad_bytes_and_empty_lines_and_accept_a_byte_order_mark(glue_dir, tmp_path):
@@ -124,7 +148,7 @@ def test_translation_files_report_bad_bytes_and_empty_lines_and_accept_a_byte_or
     english = (folder / "newstest2016.en").read_text().splitlines()
     (folder / "newstest2016.en").write_bytes(b"\xef\xbb\xbf" + "\n".join(english).encode() + b"\n")
     corpus = load_corpus("newstest2016", tmp_path)
-    assert corpus.sources == english
+    assert corpus.sources == english and corpus.split_label.startswith("newstest2016 (news) [")
     (folder / "newstest2016.en").write_bytes("\n".join(english[:2] + ["Caf\xe9"]).encode("latin-1"))
     with pytest.raises(DataError, match=r"newstest2016\.en:3: byte 0xe9 is not UTF-8"):
         load_corpus("newstest2016", tmp_path)

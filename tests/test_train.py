@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,8 +27,10 @@ from tsdtp.classification.train import (
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
+from tsdtp.data_files import tag_of_label
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
+from tsdtp.runs.eval_files import eval_name
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import plan_epochs, seed_everything
 
@@ -174,3 +178,32 @@ def test_a_dense_run_evaluated_by_the_cli_and_by_the_pipeline_writes_one_file_na
             assert frames.trace_path(rows.iloc[0]).is_file()
         names.append(sorted(path.name for path in (run_dir / "eval").iterdir()))
     assert names[0] == names[1] == ["none_k1_g0.json", "none_k1_g0.parquet"]
+
+
+def other_data(glue_dir: Path, root: Path, dev_rows: int | None = None) -> Path:
+    """`root/other`: a copy of the session's GLUE data, its SST-2 dev.tsv cut to the first `dev_rows` examples."""
+    target = root / "other"
+    shutil.copytree(glue_dir / "glue", target / "glue")
+    if dev_rows is not None:
+        dev = target / "glue" / "SST-2" / "dev.tsv"
+        dev.write_text("".join(dev.read_text().splitlines(keepends=True)[: dev_rows + 1]))
+    return target
+
+
+def test_eval_on_other_data_writes_its_own_files_and_results_row(trained_run, glue_dir, tmp_path, capsys):
+    run_dir, _ = trained_run
+    results, stem = tmp_path / "results.csv", eval_name(tiny_config().pruning)
+    evaluate_run(run_dir, str(glue_dir), None, results, batch_size=4, progress=False)
+    standard = {path.name: path.read_bytes() for path in (run_dir / "eval").glob(f"{stem}.*")}
+    other = other_data(glue_dir, tmp_path, dev_rows=2)
+    assert main(["eval", "--run-dir", str(run_dir), "--data-dir", str(other), "--results", str(results)]) == 0
+    label = json.loads(capsys.readouterr().out)["eval_split"]
+    tag = tag_of_label(label)
+    assert tag is not None and label == f"sst2 dev [other {tag.digest}]"
+    assert {path.name: path.read_bytes() for path in (run_dir / "eval").glob(f"{stem}.*")} == standard
+    assert {path.name for path in (run_dir / "eval").glob(f"{stem}_data-{tag.digest}.*")} == {
+        f"{stem}_data-{tag.digest}.json", f"{stem}_data-{tag.digest}.parquet"}
+    table = pd.read_csv(results)
+    assert sorted(zip(table.eval_split, table.n_eval)) == [("sst2 dev", 8), (label, 2)]
+    assert frames.trace_path(table[table.n_eval == 2].iloc[0]).name == f"{stem}_data-{tag.digest}.parquet"
+

@@ -2,7 +2,8 @@
 
 A local .tsv is read with Python's csv module (tab-separated, quotes kept as written, a UTF-8
 byte-order mark dropped, blank lines skipped) into a `datasets.Dataset`; a malformed file is a
-DataError naming the file and line.
+DataError naming the file and line. The eval split of a data directory other than the standard
+one is labelled by its source (`tsdtp.data_files.SourceTag`), e.g. `sst2 dev [mydata 1a2b3c4d]`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from pathlib import Path
 from datasets import Dataset, Features, Value, load_dataset
 
 from tsdtp.classification.tasks import TASKS, GlueTask
-from tsdtp.data_files import data_dir_from_env, read_text
+from tsdtp.data_files import (
+    HUB,
+    DataSource,
+    SourceTag,
+    data_dir_from_env,
+    labelled,
+    read_text,
+    source_tag,
+)
 from tsdtp.errors import DataError
 
 DEV_SPLIT_SEED = 0
@@ -30,7 +39,7 @@ DEV_SPLIT_MIN_ROWS = 10
 
 @dataclass(frozen=True)
 class TaskData:
-    """The train and eval splits of a task, the eval split's label and the files read."""
+    """The train and eval splits of a task, the eval split's label (`labelled` by source) and the files read."""
 
     train: Dataset
     eval: Dataset
@@ -53,6 +62,14 @@ def data_files(task: GlueTask, data_dir: Path) -> list[Path]:
     """The local files `load_task_data` reads for `task` under `data_dir`: dev.tsv and, when present, train.tsv."""
     folder = task_folder(task, data_dir)
     return [path for path in (folder / "dev.tsv", folder / "train.tsv") if path.is_file()]
+
+
+def data_source(task: GlueTask, data_dir: str | os.PathLike | None = None) -> DataSource:
+    """What `load_task_data` reads for `task`: the hub, or the folder's `data_files` with their checksums."""
+    folder = data_dir_from_env(data_dir)
+    if folder is None:
+        return DataSource(HUB)
+    return DataSource.local(folder, task_folder(task, folder), data_files(task, folder))
 
 
 def read_tsv(task: GlueTask, path: Path) -> Dataset:
@@ -127,12 +144,13 @@ def load_task_data(task: GlueTask, data_dir: str | os.PathLike | None = None, ne
     if folder is None:
         return _load_from_hub(task)
     root = task_folder(task, folder)
+    tag = source_tag(data_dir, lambda: data_source(task, data_dir))
     dev_path, train_path = root / "dev.tsv", root / "train.tsv"
-    dev, label = read_tsv(task, dev_path), f"{task.name} dev"
+    dev, label = read_tsv(task, dev_path), labelled(f"{task.name} dev", tag)
     if need_train and train_path.is_file():
         return TaskData(read_tsv(task, train_path), dev, label, (dev_path, train_path))
     if task.dev_split_fallback and not train_path.is_file():
-        return _dev_split(task, dev, dev_path)
+        return _dev_split(task, dev, dev_path, tag)
     if not need_train:
         return TaskData(dev.select([]), dev, label, (dev_path,))
     fallbacks = ", ".join(name for name, known in TASKS.items() if known.dev_split_fallback)
@@ -141,13 +159,13 @@ def load_task_data(task: GlueTask, data_dir: str | os.PathLike | None = None, ne
                     f"--data-dir), which reads all of dev.tsv")
 
 
-def _dev_split(task: GlueTask, dev: Dataset, dev_path: Path) -> TaskData:
+def _dev_split(task: GlueTask, dev: Dataset, dev_path: Path, tag: SourceTag | None) -> TaskData:
     """The documented split of dev into train and held-out eval, for a task without train.tsv."""
     if len(dev) < DEV_SPLIT_MIN_ROWS:
         raise DataError(f"{dev_path} has {len(dev)} rows, too few to split into train and eval "
                         f"(at least {DEV_SPLIT_MIN_ROWS})")
     split = dev.train_test_split(test_size=DEV_SPLIT_EVAL_FRACTION, seed=DEV_SPLIT_SEED)
-    return TaskData(split["train"], split["test"], f"{task.name} (dev split)", (dev_path,))
+    return TaskData(split["train"], split["test"], labelled(f"{task.name} (dev split)", tag), (dev_path,))
 
 
 def _load_from_hub(task: GlueTask) -> TaskData:
