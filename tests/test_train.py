@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,8 +32,10 @@ from tsdtp.core.engine import EngineMode
 from tsdtp.data_files import tag_of_label
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
+from tsdtp.runs.cache import ensure_trained
 from tsdtp.runs.eval_files import eval_name
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.training_data import DATA_RECORD
 from tsdtp.runs.training_loop import plan_epochs, seed_everything
 
 
@@ -207,3 +211,55 @@ def test_eval_on_other_data_writes_its_own_files_and_results_row(trained_run, gl
     assert sorted(zip(table.eval_split, table.n_eval)) == [("sst2 dev", 8), (label, 2)]
     assert frames.trace_path(table[table.n_eval == 2].iloc[0]).name == f"{stem}_data-{tag.digest}.parquet"
 
+
+def test_training_records_its_data_beside_an_unchanged_config(trained_run, glue_dir):
+    run_dir, _ = trained_run
+    record = json.loads((run_dir / DATA_RECORD).read_text())
+    train_tsv = glue_dir / "glue" / "SST-2" / "train.tsv"
+    assert record["location"] == str(glue_dir.resolve())
+    assert {"path": "train.tsv", "sha256": hashlib.sha256(train_tsv.read_bytes()).hexdigest()} in record["files"]
+    assert set(json.loads((run_dir / "config.json").read_text())) == set(tiny_config().to_dict())
+
+
+def test_a_finished_run_is_not_rerun_on_other_data(trained_run, glue_dir, tmp_path, capsys):
+    run_dir, metrics = trained_run
+    other = other_data(glue_dir, tmp_path, dev_rows=2)
+    both = rf"trained on {re.escape(str(glue_dir.resolve()))} .*, not on {re.escape(str(other.resolve()))} "
+    with pytest.raises(CheckpointError, match=both):
+        train(tiny_config(), run_dir, str(other), progress=False)
+    with pytest.raises(CheckpointError, match=both):
+        ensure_trained(tiny_config(), run_dir, str(other), progress=False)
+    assert main(["train", "--run-dir", str(run_dir), "--data-dir", str(other)]) == 2
+    assert "was trained on" in capsys.readouterr().err
+    same = shutil.copytree(glue_dir / "glue", tmp_path / "same" / "glue").parent
+    assert ensure_trained(tiny_config(), run_dir, str(same), progress=False) == (metrics, False)
+
+
+def test_a_run_without_a_data_record_is_accepted_as_before(trained_run, glue_dir, tmp_path):
+    run_dir, metrics = trained_run
+    record = run_dir / DATA_RECORD
+    saved = record.read_bytes()
+    record.unlink()
+    try:
+        other = other_data(glue_dir, tmp_path, dev_rows=2)
+        assert ensure_trained(tiny_config(), run_dir, str(other), progress=False) == (metrics, False)
+        assert train(tiny_config(), run_dir, str(other), progress=False) == metrics
+        assert not record.exists()
+    finally:
+        record.write_bytes(saved)
+
+
+def test_an_interrupted_run_resumes_only_on_its_own_data(tmp_path, glue_dir, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_collate, run_dir = train_module.collate, tmp_path / "run"
+    monkeypatch.setattr(train_module, "collate", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)
+    monkeypatch.setattr(train_module, "collate", real_collate)
+    before = sorted(path.name for path in run_dir.iterdir())
+    with pytest.raises(CheckpointError, match="was trained on"):
+        train(tiny_config(epochs=1.0), run_dir, str(other_data(glue_dir, tmp_path, dev_rows=2)), progress=False)
+    assert sorted(path.name for path in run_dir.iterdir()) == before == ["config.json", DATA_RECORD]
+    assert train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)["steps"] == 4

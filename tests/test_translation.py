@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import tag_of_label
 from tsdtp.errors import CheckpointError, ConfigError, DataError
+from tsdtp.runs.cache import ensure_trained
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
@@ -328,3 +330,18 @@ def test_evaluation_on_other_data_is_labelled_and_filed_apart(dense_run, tmp_pat
     assert set(table.eval_split) == labels
     assert frames.trace_path(table.iloc[0]).name == f"{stem}.parquet"
 
+
+def test_a_finished_translation_run_is_not_rerun_on_other_data(dense_run, wmt_dir, tmp_path):
+    run_dir, metrics = dense_run
+    recorded = json.loads((run_dir / "data.json").read_text())
+    assert {"multi30k_task1/train.en.gz", "multi30k_task1/val.de.gz"} <= {f["path"] for f in recorded["files"]}
+    other = tmp_path / "other"
+    shutil.copytree(wmt_dir / "wmt16_en_de", other / "wmt16_en_de")
+    assert ensure_trained(tiny_config(), run_dir, str(other), progress=False) == (metrics, False)
+    train = load_corpus("multi30k", str(wmt_dir))
+    write_lines(other / "wmt16_en_de" / "multi30k_task1" / "train.en.gz", train.sources[:10], True)
+    write_lines(other / "wmt16_en_de" / "multi30k_task1" / "train.de.gz", train.targets[:10], True)
+    with pytest.raises(CheckpointError, match=f"was trained on {re.escape(str(wmt_dir.resolve()))} "):
+        train_translation(tiny_config(), run_dir, str(other), progress=False)
+    with pytest.raises(CheckpointError, match=f"not on {re.escape(str(other.resolve()))} "):
+        ensure_trained(tiny_config(), run_dir, str(other), progress=False)

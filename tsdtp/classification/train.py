@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
-from tsdtp.classification.data import load_task_data
+from tsdtp.classification.data import data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -27,8 +27,10 @@ from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.tasks import get_task
 from tsdtp.core.pruned_model import special_token_ids
+from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
+from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
 
 
@@ -44,6 +46,11 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_d
         evaluation = evaluation.select(range(config.max_eval_samples))
     encoded_train = encode_split(task, train, tokenizer, config.max_length) if include_train else None
     return encoded_train, encode_split(task, evaluation, tokenizer, config.max_length), data.eval_name
+
+
+def training_data(config: TrainConfig, data_dir: str | None) -> DataSource:
+    """The data `train` reads for `config` from `data_dir` (else `TSDTP_DATA_DIR`, else the hub), with checksums."""
+    return data_source(get_task(config.task), data_dir)
 
 
 def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PrunedClassifier:
@@ -80,8 +87,14 @@ def run_complete(run_dir: Path, config: TrainConfig, metrics: dict[str, Any]) ->
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
           ) -> dict[str, Any]:
-    """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics."""
+    """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics.
+
+    A run directory that records other training data (`tsdtp.runs.training_data`) is refused.
+    """
+    source = training_data(config, data_dir)
+    check_training_data(Path(run_dir), source)
     run_dir = open_run_dir(run_dir, config.to_dict())
+    record_training_data(run_dir, source)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.model)
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)

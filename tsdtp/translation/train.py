@@ -18,12 +18,14 @@ import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.pruned_model import special_token_ids
+from tsdtp.data_files import DataSource
 from tsdtp.errors import ConfigError
 from tsdtp.hub import load_tokenizer, resolve_model, short_model_name
+from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import open_run_dir, plan_epochs, seed_everything, train_with_adamw
 from tsdtp.translation.checkpoint import load_translator, save_translator
 from tsdtp.translation.config import MTConfig
-from tsdtp.translation.data import ParallelCorpus, load_corpus
+from tsdtp.translation.data import ParallelCorpus, data_source, load_corpus
 from tsdtp.translation.encoding import (
     EncodedPairs,
     collate_pairs,
@@ -51,9 +53,19 @@ def training_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
                           targets)
 
 
-def validation_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
+def validation_corpus_name(config: MTConfig) -> str:
     """Multi30k val when training on Multi30k, else newstest2015."""
-    return load_corpus("multi30k-val" if "multi30k" in config.train_corpora else "newstest2015", data_dir)
+    return "multi30k-val" if "multi30k" in config.train_corpora else "newstest2015"
+
+
+def validation_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
+    """The corpus `validation_corpus_name` names."""
+    return load_corpus(validation_corpus_name(config), data_dir)
+
+
+def training_data(config: MTConfig, data_dir: str | None) -> DataSource:
+    """The data `train_translation` reads for `config` from `data_dir` (else `TSDTP_DATA_DIR`, else the hub)."""
+    return data_source(data_dir, [*config.train_corpora, validation_corpus_name(config)])
 
 
 def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus
@@ -119,8 +131,14 @@ def run_complete(run_dir: Path, config: MTConfig, metrics: dict[str, Any]) -> bo
 
 def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True
                       ) -> dict[str, Any]:
-    """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics."""
+    """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics.
+
+    A run directory that records other training data (`tsdtp.runs.training_data`) is refused.
+    """
+    source = training_data(config, data_dir)
+    check_training_data(Path(run_dir), source)
     run_dir = open_run_dir(run_dir, config.to_dict())
+    record_training_data(run_dir, source)
     seed_everything(config.seed)
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
     translator, tokenizer, label = prepare_model(config, run_dir, train_corpus)
