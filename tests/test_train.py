@@ -30,7 +30,7 @@ from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
 from tsdtp.data_files import tag_of_label
-from tsdtp.errors import CheckpointError
+from tsdtp.errors import CheckpointError, DataError
 from tsdtp.hub import load_tokenizer
 from tsdtp.runs.cache import ensure_trained
 from tsdtp.runs.eval_files import eval_name
@@ -253,13 +253,26 @@ def test_an_interrupted_run_resumes_only_on_its_own_data(tmp_path, glue_dir, mon
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    real_collate, run_dir = train_module.collate, tmp_path / "run"
-    monkeypatch.setattr(train_module, "collate", interrupt)
+    run_dir, real_evaluate = tmp_path / "run", train_module.evaluate_model
+    monkeypatch.setattr(train_module, "evaluate_model", interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)
-    monkeypatch.setattr(train_module, "collate", real_collate)
-    before = sorted(path.name for path in run_dir.iterdir())
+    monkeypatch.setattr(train_module, "evaluate_model", real_evaluate)
+    state = (run_dir / "state.pt").read_bytes()
     with pytest.raises(CheckpointError, match="was trained on"):
         train(tiny_config(epochs=1.0), run_dir, str(other_data(glue_dir, tmp_path, dev_rows=2)), progress=False)
-    assert sorted(path.name for path in run_dir.iterdir()) == before == ["config.json", DATA_RECORD]
+    assert (run_dir / "state.pt").read_bytes() == state
     assert train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)["steps"] == 4
+
+
+def test_a_run_stopped_by_a_bad_data_file_trains_on_the_corrected_file(tmp_path, glue_dir):
+    data, run_dir = other_data(glue_dir, tmp_path), tmp_path / "run"
+    train_tsv = data / "glue" / "SST-2" / "train.tsv"
+    good = train_tsv.read_bytes()
+    train_tsv.write_bytes(good + b"a row without its label\n")
+    with pytest.raises(DataError, match=r"train\.tsv:34: 1 tab-separated field\(s\), expected 2"):
+        train(tiny_config(epochs=1.0), run_dir, str(data), progress=False)
+    train_tsv.write_bytes(good)
+    assert train(tiny_config(epochs=1.0), run_dir, str(data), progress=False)["steps"] == 4
+    recorded = json.loads((run_dir / DATA_RECORD).read_text())["files"]
+    assert {"path": "train.tsv", "sha256": hashlib.sha256(good).hexdigest()} in recorded

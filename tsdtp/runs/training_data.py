@@ -2,8 +2,10 @@
 
 `config.json` says how a run trains and names its cache folder (`tsdtp.runs.cache`); `data.json`
 says what it trained on (`tsdtp.data_files.DataSource`: the folder and every file read, with its
-sha256, or the hub). It is written when training starts, and a rerun or resume of the run on other
-data is refused. Run directories from before `data.json` existed are accepted as they are.
+sha256, or the hub). It is written when training starts and fixed once training has made progress
+(`state.pt` or `metrics.json`): from then on a rerun or resume of the run on other data is refused.
+Until then (a run that stopped before its first save, e.g. on a malformed data file) the data may
+still change. Run directories from before `data.json` existed are accepted as they are.
 """
 
 from __future__ import annotations
@@ -34,17 +36,20 @@ def read_training_data(run_dir: Path) -> DataSource | None:
                               f"delete it to accept any data for this run") from exc
 
 
+def has_progress(run_dir: Path) -> bool:
+    """Whether training of `run_dir` has saved anything (`PROGRESS_FILES`)."""
+    return any((Path(run_dir) / name).exists() for name in PROGRESS_FILES)
+
+
 def check_training_data(run_dir: Path, source: DataSource) -> None:
-    """Refuse to train or resume `run_dir` on `source` when it records other training data."""
+    """Refuse to train or resume `run_dir` on `source` when it has made progress on other recorded data."""
     recorded = read_training_data(run_dir)
-    if recorded is not None and not recorded.same_data(source):
+    if recorded is not None and not recorded.same_data(source) and has_progress(run_dir):
         raise CheckpointError(f"{run_dir} was trained on {recorded.describe()}, not on {source.describe()}; "
                               "give the data it was trained on (--data-dir), or another --run-dir to train anew")
 
 
 def record_training_data(run_dir: Path, source: DataSource) -> None:
-    """Write `data.json` for a run that starts training now (no record and no progress yet); else leave it."""
-    run_dir = Path(run_dir)
-    if (run_dir / DATA_RECORD).is_file() or any((run_dir / name).exists() for name in PROGRESS_FILES):
-        return
-    atomic_write_json(run_dir / DATA_RECORD, source.to_dict())
+    """Write `data.json` for a run that starts training now (no progress yet); a run with progress keeps its own."""
+    if not has_progress(run_dir):
+        atomic_write_json(Path(run_dir) / DATA_RECORD, source.to_dict())
