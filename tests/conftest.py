@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts  #
 from tsdtp.classification.model import PrunedClassifier  # noqa: E402
 from tsdtp.core.config import PruningConfig  # noqa: E402
 from tsdtp.core.pruned_model import special_token_ids  # noqa: E402
+from tsdtp.data_files import DATA_DIR_VARIABLE  # noqa: E402
 from tsdtp.hub import load_tokenizer  # noqa: E402
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -91,12 +93,18 @@ def write_wmt(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny data directory written by the tests: GLUE (SST-2, QNLI) and `wmt16_en_de` layouts."""
+@pytest.fixture(scope="session", autouse=True)
+def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny data directory written by the tests: GLUE (SST-2, QNLI) and `wmt16_en_de` layouts.
+
+    It is the session's standard data (`TSDTP_DATA_DIR`), so its splits keep their plain labels
+    (`tsdtp.data_files.is_standard_data_dir`) and no test reads the data of the environment.
+    """
     root = write_glue(tmp_path_factory.mktemp("data"))
     write_wmt(root)
-    return root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_DIR_VARIABLE, str(root))
+        yield root
 
 
 @pytest.fixture(scope="session")

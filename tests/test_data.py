@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_lines
 
-from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, load_task_data
+from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -17,7 +19,9 @@ from tsdtp.classification.encoding import (
     encode_texts,
 )
 from tsdtp.classification.tasks import get_task
+from tsdtp.data_files import HUB, DataSource, SourceTag, tag_of_label
 from tsdtp.errors import DataError
+from tsdtp.translation.data import load_corpus
 
 
 def test_sst2_loads_train_and_dev_with_quotes_intact(glue_dir):
@@ -69,6 +73,89 @@ def test_malformed_or_empty_files_are_reported(tmp_path, content, message):
     (folder / "train.tsv").write_text(content)
     with pytest.raises(DataError, match=message):
         load_task_data(get_task("sst2"), tmp_path)
+
+
+def sst2_folder(root: Path, dev: bytes, train: bytes | None = None) -> Path:
+    """`root/SST-2` holding `dev` as dev.tsv and `train` (default: `dev`) as train.tsv; returns `root`."""
+    folder = root / "SST-2"
+    folder.mkdir(parents=True)
+    (folder / "dev.tsv").write_bytes(dev)
+    (folder / "train.tsv").write_bytes(dev if train is None else train)
+    return root
+
+
+ROWS = b"sentence\tlabel\ngood film\t1\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (ROWS + "caf\xe9 film\t1\n".encode("latin-1"), r"dev\.tsv:3: byte 0xe9 is not UTF-8"),
+    (ROWS + b"bad\tfilm\t0\n", r"dev\.tsv:3: 3 tab-separated field\(s\), expected 2 as in the header"),
+    (ROWS + b"ok film\t1\r\nbad film\n", r"dev\.tsv:4: 1 tab-separated field\(s\), expected 2"),
+    (ROWS + b"\n\t0\n", r"dev\.tsv:4: empty 'sentence'; expected text in every row"),
+    (ROWS + b"fine film\tmaybe\n", r"dev\.tsv:3: label 'maybe' is not one of"),
+    (b"text\tlabel\nfine film\t1\n", r"dev\.tsv:1: header lacks column\(s\) \['sentence'\]"),
+    (b"", r"dev\.tsv is empty; expected a header line"),
+    (ROWS + b"long " * 30_000 + b"\t1\n", r"dev\.tsv:3: field larger than field limit"),
+])
+def test_a_malformed_file_is_reported_with_its_file_and_line(tmp_path, content, message):
+    sst2_folder(tmp_path, content)
+    with pytest.raises(DataError, match=message):
+        load_task_data(get_task("sst2"), tmp_path)
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_accepted(tmp_path):
+    content = "\ufeffsentence\tlabel\r\ngood film\t1\r\nbad film\t0\r\n".encode()
+    data = load_task_data(get_task("sst2"), sst2_folder(tmp_path, content))
+    assert data.eval["sentence"] == ["good film", "bad film"] and data.eval["label"] == [1, 0]
+
+
+def test_a_dev_only_sst2_folder_cannot_train_and_evaluates_on_all_of_dev(glue_dir, tmp_path):
+    folder = tmp_path / "mine" / "SST-2"
+    folder.mkdir(parents=True)
+    shutil.copy(glue_dir / "glue" / "SST-2" / "dev.tsv", folder / "dev.tsv")
+    with pytest.raises(DataError, match=r"SST-2 has no train\.tsv: sst2 trains on train\.tsv \(only qnli fall back"):
+        load_task_data(get_task("sst2"), tmp_path / "mine")
+    data = load_task_data(get_task("sst2"), tmp_path / "mine", need_train=False)
+    assert len(data.eval) == 8 and len(data.train) == 0
+    assert data.eval_name.startswith("sst2 dev [mine ")
+
+
+def test_other_data_is_labelled_by_its_source_and_the_standard_data_is_not(glue_dir, tmp_path):
+    task = get_task("sst2")
+    assert load_task_data(task).eval_name == load_task_data(task, glue_dir).eval_name == "sst2 dev"
+    copy = shutil.copytree(glue_dir / "glue", tmp_path / "copy" / "mine")
+    label = load_task_data(task, copy.parent / "mine").eval_name
+    tag = tag_of_label(label)
+    assert tag is not None and label == f"sst2 dev [mine {tag.digest}]" == tag.label("sst2 dev")
+    (copy / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nanother film\t1\n")
+    changed = load_task_data(task, copy.parent / "mine", need_train=False).eval_name
+    assert changed.startswith("sst2 dev [mine ") and changed != label
+    assert load_task_data(get_task("qnli"), copy.parent / "mine").eval_name.startswith("qnli (dev split) [mine ")
+
+
+def test_a_data_source_names_every_file_with_its_checksum(glue_dir, tmp_path):
+    source = data_source(get_task("sst2"), glue_dir)
+    assert [path for path, _ in source.files] == ["dev.tsv", "train.tsv"]
+    assert DataSource.from_dict(source.to_dict()) == source
+    moved = data_source(get_task("sst2"), shutil.copytree(glue_dir / "glue", tmp_path / "elsewhere"))
+    assert moved.same_data(source) and moved.location != source.location
+    assert not DataSource(HUB).same_data(source) and DataSource(HUB).same_data(DataSource(HUB))
+    assert tag_of_label("sst2 dev") is None and tag_of_label("x [a b 0123abcd]") == SourceTag("a b", "0123abcd")
+
+
+def test_translation_files_report_bad_bytes_and_empty_lines_and_accept_a_byte_order_mark(glue_dir, tmp_path):
+    folder = shutil.copytree(glue_dir / "wmt16_en_de", tmp_path / "wmt16_en_de") / "newstest"
+    english = (folder / "newstest2016.en").read_text().splitlines()
+    (folder / "newstest2016.en").write_bytes(b"\xef\xbb\xbf" + "\n".join(english).encode() + b"\n")
+    corpus = load_corpus("newstest2016", tmp_path)
+    assert corpus.sources == english and corpus.split_label.startswith("newstest2016 (news) [")
+    (folder / "newstest2016.en").write_bytes("\n".join(english[:2] + ["Caf\xe9"]).encode("latin-1"))
+    with pytest.raises(DataError, match=r"newstest2016\.en:3: byte 0xe9 is not UTF-8"):
+        load_corpus("newstest2016", tmp_path)
+    write_lines(folder / "newstest2016.de", ["ein Satz", " ", *english[2:]], False)
+    write_lines(folder / "newstest2016.en", english, False)
+    with pytest.raises(DataError, match=r"newstest2016\.de:2: empty line"):
+        load_corpus("newstest2016", tmp_path)
 
 
 def test_data_dir_comes_from_the_environment(glue_dir, monkeypatch):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,9 +29,13 @@ from tsdtp.classification.train import (
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
-from tsdtp.errors import CheckpointError
+from tsdtp.data_files import tag_of_label
+from tsdtp.errors import CheckpointError, DataError
 from tsdtp.hub import load_tokenizer
+from tsdtp.runs.cache import ensure_trained
+from tsdtp.runs.eval_files import eval_name
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.training_data import DATA_RECORD
 from tsdtp.runs.training_loop import plan_epochs, seed_everything
 
 
@@ -174,3 +182,97 @@ def test_a_dense_run_evaluated_by_the_cli_and_by_the_pipeline_writes_one_file_na
             assert frames.trace_path(rows.iloc[0]).is_file()
         names.append(sorted(path.name for path in (run_dir / "eval").iterdir()))
     assert names[0] == names[1] == ["none_k1_g0.json", "none_k1_g0.parquet"]
+
+
+def other_data(glue_dir: Path, root: Path, dev_rows: int | None = None) -> Path:
+    """`root/other`: a copy of the session's GLUE data, its SST-2 dev.tsv cut to the first `dev_rows` examples."""
+    target = root / "other"
+    shutil.copytree(glue_dir / "glue", target / "glue")
+    if dev_rows is not None:
+        dev = target / "glue" / "SST-2" / "dev.tsv"
+        dev.write_text("".join(dev.read_text().splitlines(keepends=True)[: dev_rows + 1]))
+    return target
+
+
+def test_eval_on_other_data_writes_its_own_files_and_results_row(trained_run, glue_dir, tmp_path, capsys):
+    run_dir, _ = trained_run
+    results, stem = tmp_path / "results.csv", eval_name(tiny_config().pruning)
+    evaluate_run(run_dir, str(glue_dir), None, results, batch_size=4, progress=False)
+    standard = {path.name: path.read_bytes() for path in (run_dir / "eval").glob(f"{stem}.*")}
+    other = other_data(glue_dir, tmp_path, dev_rows=2)
+    assert main(["eval", "--run-dir", str(run_dir), "--data-dir", str(other), "--results", str(results)]) == 0
+    label = json.loads(capsys.readouterr().out)["eval_split"]
+    tag = tag_of_label(label)
+    assert tag is not None and label == f"sst2 dev [other {tag.digest}]"
+    assert {path.name: path.read_bytes() for path in (run_dir / "eval").glob(f"{stem}.*")} == standard
+    assert {path.name for path in (run_dir / "eval").glob(f"{stem}_data-{tag.digest}.*")} == {
+        f"{stem}_data-{tag.digest}.json", f"{stem}_data-{tag.digest}.parquet"}
+    table = pd.read_csv(results)
+    assert sorted(zip(table.eval_split, table.n_eval)) == [("sst2 dev", 8), (label, 2)]
+    assert frames.trace_path(table[table.n_eval == 2].iloc[0]).name == f"{stem}_data-{tag.digest}.parquet"
+
+
+def test_training_records_its_data_beside_an_unchanged_config(trained_run, glue_dir):
+    run_dir, _ = trained_run
+    record = json.loads((run_dir / DATA_RECORD).read_text())
+    train_tsv = glue_dir / "glue" / "SST-2" / "train.tsv"
+    assert record["location"] == str(glue_dir.resolve())
+    assert {"path": "train.tsv", "sha256": hashlib.sha256(train_tsv.read_bytes()).hexdigest()} in record["files"]
+    assert set(json.loads((run_dir / "config.json").read_text())) == set(tiny_config().to_dict())
+
+
+def test_a_finished_run_is_not_rerun_on_other_data(trained_run, glue_dir, tmp_path, capsys):
+    run_dir, metrics = trained_run
+    other = other_data(glue_dir, tmp_path, dev_rows=2)
+    both = rf"trained on {re.escape(str(glue_dir.resolve()))} .*, not on {re.escape(str(other.resolve()))} "
+    with pytest.raises(CheckpointError, match=both):
+        train(tiny_config(), run_dir, str(other), progress=False)
+    with pytest.raises(CheckpointError, match=both):
+        ensure_trained(tiny_config(), run_dir, str(other), progress=False)
+    assert main(["train", "--run-dir", str(run_dir), "--data-dir", str(other)]) == 2
+    assert "was trained on" in capsys.readouterr().err
+    same = shutil.copytree(glue_dir / "glue", tmp_path / "same" / "glue").parent
+    assert ensure_trained(tiny_config(), run_dir, str(same), progress=False) == (metrics, False)
+
+
+def test_a_run_without_a_data_record_is_accepted_as_before(trained_run, glue_dir, tmp_path):
+    run_dir, metrics = trained_run
+    record = run_dir / DATA_RECORD
+    saved = record.read_bytes()
+    record.unlink()
+    try:
+        other = other_data(glue_dir, tmp_path, dev_rows=2)
+        assert ensure_trained(tiny_config(), run_dir, str(other), progress=False) == (metrics, False)
+        assert train(tiny_config(), run_dir, str(other), progress=False) == metrics
+        assert not record.exists()
+    finally:
+        record.write_bytes(saved)
+
+
+def test_an_interrupted_run_resumes_only_on_its_own_data(tmp_path, glue_dir, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run_dir, real_evaluate = tmp_path / "run", train_module.evaluate_model
+    monkeypatch.setattr(train_module, "evaluate_model", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)
+    monkeypatch.setattr(train_module, "evaluate_model", real_evaluate)
+    state = (run_dir / "state.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="was trained on"):
+        train(tiny_config(epochs=1.0), run_dir, str(other_data(glue_dir, tmp_path, dev_rows=2)), progress=False)
+    assert (run_dir / "state.pt").read_bytes() == state
+    assert train(tiny_config(epochs=1.0), run_dir, str(glue_dir), progress=False)["steps"] == 4
+
+
+def test_a_run_stopped_by_a_bad_data_file_trains_on_the_corrected_file(tmp_path, glue_dir):
+    data, run_dir = other_data(glue_dir, tmp_path), tmp_path / "run"
+    train_tsv = data / "glue" / "SST-2" / "train.tsv"
+    good = train_tsv.read_bytes()
+    train_tsv.write_bytes(good + b"a row without its label\n")
+    with pytest.raises(DataError, match=r"train\.tsv:34: 1 tab-separated field\(s\), expected 2"):
+        train(tiny_config(epochs=1.0), run_dir, str(data), progress=False)
+    train_tsv.write_bytes(good)
+    assert train(tiny_config(epochs=1.0), run_dir, str(data), progress=False)["steps"] == 4
+    recorded = json.loads((run_dir / DATA_RECORD).read_text())["files"]
+    assert {"path": "train.tsv", "sha256": hashlib.sha256(good).hexdigest()} in recorded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from transformers import MarianMTModel
 from transformers.modeling_outputs import BaseModelOutput
 
 import tsdtp.translation.train as train_module
+from tsdtp.analysis import frames
 from tsdtp.cli.translation import add_translation_commands, run_translation_command
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.pruned_model import special_token_ids
+from tsdtp.data_files import tag_of_label
 from tsdtp.errors import CheckpointError, ConfigError, DataError
-from tsdtp.runs.cache import run_finished
+from tsdtp.runs.cache import ensure_trained, run_finished
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
@@ -46,8 +49,9 @@ def tiny_config(**changes) -> MTConfig:
 
 
 @pytest.fixture(scope="module")
-def wmt_dir(tmp_path_factory) -> Path:
-    return write_wmt(tmp_path_factory.mktemp("mtdata"))
+def wmt_dir(glue_dir) -> Path:
+    """The session's standard data folder, which holds `wmt16_en_de` too."""
+    return glue_dir
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +351,37 @@ def test_cli_commands_parse_into_configs_and_report_bad_input(tmp_path):
         run_translation_command(parser.parse_args(["mt-eval", "--run-dir", str(tmp_path / "missing")]))
     saved = json.loads(json.dumps(tiny_config().to_dict()))
     assert MTConfig.from_dict(saved) == tiny_config()
+
+
+def test_evaluation_on_other_data_is_labelled_and_filed_apart(dense_run, tmp_path):
+    run_dir, _ = dense_run
+    results = tmp_path / "results.csv"
+    record = evaluate_translation(run_dir, str(write_wmt(tmp_path / "other")), {"method": "topk", "gamma": 0.0},
+                                  results, batch_size=8, num_beams=1, max_eval_samples=3, trace_samples=3,
+                                  progress=False)
+    labels = {figures["eval_split"] for figures in record["splits"].values()}
+    tag = tag_of_label(next(iter(labels)))
+    assert tag is not None and tag.name == "other"
+    assert labels == {tag.label("multi30k test_2016_flickr (captions)"), tag.label("newstest2016 (news)")}
+    stem = f"topk_k1_g0_data-{tag.digest}"
+    assert {path.name for path in (run_dir / "eval").glob(f"{stem}.*")} == {
+        f"{stem}.json", f"{stem}.parquet", f"{stem}.multi30k-test2016.txt", f"{stem}.newstest2016.txt"}
+    table = pd.read_csv(results)
+    assert set(table.eval_split) == labels
+    assert frames.trace_path(table.iloc[0]).name == f"{stem}.parquet"
+
+
+def test_a_finished_translation_run_is_not_rerun_on_other_data(dense_run, wmt_dir, tmp_path):
+    run_dir, metrics = dense_run
+    recorded = json.loads((run_dir / "data.json").read_text())
+    assert {"multi30k_task1/train.en.gz", "multi30k_task1/val.de.gz"} <= {f["path"] for f in recorded["files"]}
+    other = tmp_path / "other"
+    shutil.copytree(wmt_dir / "wmt16_en_de", other / "wmt16_en_de")
+    assert ensure_trained(tiny_config(), run_dir, str(other), progress=False) == (metrics, False)
+    train = load_corpus("multi30k", str(wmt_dir))
+    write_lines(other / "wmt16_en_de" / "multi30k_task1" / "train.en.gz", train.sources[:10], True)
+    write_lines(other / "wmt16_en_de" / "multi30k_task1" / "train.de.gz", train.targets[:10], True)
+    with pytest.raises(CheckpointError, match=f"was trained on {re.escape(str(wmt_dir.resolve()))} "):
+        train_translation(tiny_config(), run_dir, str(other), progress=False)
+    with pytest.raises(CheckpointError, match=f"not on {re.escape(str(other.resolve()))} "):
+        ensure_trained(tiny_config(), run_dir, str(other), progress=False)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tsdtp.analysis.token_kinds import KINDS, token_kinds
 from tsdtp.core.config import METHODS
+from tsdtp.data_files import tag_of_label
 from tsdtp.runs.eval_files import eval_stem
 from tsdtp.runs.io import atomic_write_bytes
 
@@ -72,8 +73,10 @@ def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
 
 
 def trace_path(row: pd.Series) -> Path:
-    """The keep-trace parquet of one results row (its `gamma` is the effective one, as results.csv holds it)."""
-    stem = eval_stem(row["method"], float(row["k"]), float(row["gamma"]))
+    """The keep-trace parquet of one results row (its `gamma` is the effective one, as results.csv holds it; an
+    `eval_split` labelled with another data source names that evaluation's own file)."""
+    source = tag_of_label(str(row.get("eval_split", "")))
+    stem = eval_stem(row["method"], float(row["k"]), float(row["gamma"]), source)
     path = Path(str(row["run_dir"])) / "eval" / f"{stem}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"no keep trace {path.name} for {row['task']} {row['method']} k={row['k']} in "

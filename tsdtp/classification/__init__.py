@@ -6,4 +6,5 @@ Importing the package registers its runs with the run cache (`tsdtp.runs.kinds`)
 from tsdtp.classification import config, tasks, train
 from tsdtp.runs.kinds import RunKind, register_run_kind
 
-register_run_kind(RunKind(config.TrainConfig, tuple(tasks.TASKS), train.train, train.run_complete))
+register_run_kind(RunKind(config.TrainConfig, tuple(tasks.TASKS), train.train, train.run_complete,
+                          train.training_data))

@@ -13,6 +13,7 @@ from tsdtp.classification.evaluate import EvalResult, evaluate_model
 from tsdtp.classification.speed import measured_speedup
 from tsdtp.classification.train import prepare_data
 from tsdtp.core.config import PruningConfig
+from tsdtp.data_files import tag_of_label
 from tsdtp.hub import load_tokenizer, short_model_name
 from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
@@ -30,9 +31,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
-    into the run directory; appends a row to `results_csv` when given. `speed_repeats > 0`
-    also measures throughput against the dense forward, side by side, on the first
-    `SPEED_SAMPLES` examples (the full `tsdtp bench` times everything).
+    into the run directory; appends a row to `results_csv` when given. On data other than the
+    standard data, the split label and `<name>` name that source (`tsdtp.data_files.SourceTag`).
+    `speed_repeats > 0` also measures throughput against the dense forward, side by side, on the
+    first `SPEED_SAMPLES` examples (the full `tsdtp bench` times everything).
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
@@ -48,9 +50,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
                                 repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
     record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
               "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
-    atomic_write_json(eval_file(run_dir, pruning, "json"), record)
+    source = tag_of_label(split_name)
+    atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
     assert traces is not None
-    write_keep_traces(run_dir, pruning, config.task, traces)
+    write_keep_traces(run_dir, pruning, config.task, traces, source)
     if results_csv is not None:
         upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name, speedup,
                                                 batch_size, str(run_dir))])

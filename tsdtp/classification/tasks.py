@@ -18,6 +18,8 @@ class GlueTask:
     label_names: tuple[str, ...]
     max_length: int
     metric_name: str = "accuracy"
+    dev_split_fallback: bool = False
+    """Without a train.tsv, train on a seeded split of dev (`tsdtp.classification.data`); else it is an error."""
 
     @property
     def num_labels(self) -> int:
@@ -28,7 +30,7 @@ class GlueTask:
 TASKS: dict[str, GlueTask] = {
     "sst2": GlueTask("sst2", "SST-2", "sst2", ("sentence",), ("0", "1"), max_length=128),
     "qnli": GlueTask("qnli", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"),
-                     max_length=256),
+                     max_length=256, dev_split_fallback=True),
 }
 
 

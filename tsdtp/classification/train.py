@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
-from tsdtp.classification.data import load_task_data
+from tsdtp.classification.data import data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -29,9 +29,11 @@ from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.tasks import get_task
 from tsdtp.core.pruned_model import special_token_ids
+from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_tokenizer
 from tsdtp.runs.run_dir import open_run
+from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
 
 
@@ -39,7 +41,7 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_d
                  include_train: bool = True) -> tuple[EncodedSplit | None, EncodedSplit, str]:
     """Encoded train and eval splits (subsampled as configured) and the eval split's label."""
     task = get_task(config.task)
-    data = load_task_data(task, data_dir)
+    data = load_task_data(task, data_dir, need_train=include_train)
     train, evaluation = data.train, data.eval
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
@@ -47,6 +49,11 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_d
         evaluation = evaluation.select(range(config.max_eval_samples))
     encoded_train = encode_split(task, train, tokenizer, config.max_length) if include_train else None
     return encoded_train, encode_split(task, evaluation, tokenizer, config.max_length), data.eval_name
+
+
+def training_data(config: TrainConfig, data_dir: str | None) -> DataSource:
+    """The data `train` reads for `config` from `data_dir` (else `TSDTP_DATA_DIR`, else the hub), with checksums."""
+    return data_source(get_task(config.task), data_dir)
 
 
 def build_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PrunedClassifier:
@@ -88,9 +95,12 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     Everything is validated (model, data, pruning layers) before the run directory is opened, so a bad
     input leaves nothing behind. A finished run returns its metrics; one whose checkpoint is gone is
     saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the end
-    unless `keep_state`.
+    unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
+    is refused.
     """
     run_dir = Path(run_dir)
+    source = training_data(config, data_dir)
+    check_training_data(run_dir, source)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.model)
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
@@ -115,5 +125,6 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
 
     hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config))
     with open_run(run_dir, config.to_dict()):
+        record_training_data(run_dir, source)
         return train_with_adamw(run_dir, model, plan, config, hooks, keep_state=keep_state, progress=progress,
                                 description=f"train {config.task} {config.pruning.method}")

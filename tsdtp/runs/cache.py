@@ -20,6 +20,7 @@ from typing import Any
 
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.kinds import RunConfig, kind_of_config, kind_of_task
+from tsdtp.runs.training_data import check_training_data
 
 
 def _canonical(value: Any) -> Any:
@@ -86,17 +87,21 @@ def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None 
                    progress: bool = True) -> tuple[dict[str, Any], bool]:
     """Train `config` into `run_dir` unless it already holds that finished run; returns (metrics, trained).
 
-    `force` deletes the run first and retrains. A finished run with another config is an error.
+    `force` deletes the run first and retrains. A finished run with another config, or trained on
+    other data than `data_dir` holds (`tsdtp.runs.training_data`), is an error.
     """
     run_dir = Path(run_dir)
+    kind = kind_of_config(config)
     if force:
         remove_run(run_dir)
     if run_finished(run_dir):
         if config_hash(read_run_config(run_dir)) != config_hash(config):
             raise CheckpointError(f"{run_dir} holds a finished run with another config; "
                                   "choose another run directory or retrain with force")
+        if kind.training_data is not None:
+            check_training_data(run_dir, kind.training_data(config, data_dir))
         return json.loads((run_dir / "metrics.json").read_text()), False
-    return kind_of_config(config).train(config, run_dir, data_dir, progress=progress), True
+    return kind.train(config, run_dir, data_dir, progress=progress), True
 
 
 def adopt_run(run_dir: str | Path, root: str | Path, expected: RunConfig | None = None, move: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tsdtp.core.config import PruningConfig
+from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 
 
@@ -38,13 +39,15 @@ class RunKind:
 
     config_class: its config (with `from_dict`); tasks: the `task` values its config.json may hold;
     train(config, run_dir, data_dir, progress=...): trains or resumes it, returns the metrics;
-    finished(run_dir, config, metrics): whether `run_dir` holds the run trained to its last step.
+    finished(run_dir, config, metrics): whether `run_dir` holds the run trained to its last step;
+    training_data(config, data_dir): the data it trains on (checked against a cached run's `data.json`).
     """
 
     config_class: type
     tasks: tuple[str, ...]
     train: Callable[..., dict[str, Any]]
     finished: Callable[[Path, Any, dict[str, Any]], bool]
+    training_data: Callable[[Any, str | None], DataSource] | None = None
 
 
 _KINDS: list[RunKind] = []

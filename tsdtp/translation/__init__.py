@@ -11,4 +11,5 @@ the run cache (`tsdtp.runs.kinds`).
 from tsdtp.runs.kinds import RunKind, register_run_kind
 from tsdtp.translation import config, train
 
-register_run_kind(RunKind(config.MTConfig, (config.MTConfig.task,), train.train_translation, train.run_complete))
+register_run_kind(RunKind(config.MTConfig, (config.MTConfig.task,), train.train_translation, train.run_complete,
+                          train.training_data))

@@ -2,13 +2,15 @@
 
 Locally (the offline case) the corpora are Multi30k task 1 (image captions: train, val,
 test_2016_flickr, gzipped), WMT newstest2015/2016 and the earlier news test sets
-(`news-dev`), each a pair of line-aligned `.en`/`.de` files. Without a data directory the
-hub's `wmt16` `de-en` dataset provides train, newstest2015 and newstest2016.
+(`news-dev`), each a pair of line-aligned `.en`/`.de` files in UTF-8, one sentence per line (a
+DataError names the file and line of an empty one). Without a data directory the hub's `wmt16`
+`de-en` dataset provides train, newstest2015 and newstest2016. A corpus read from a data directory
+other than the standard one is labelled by its source (`tsdtp.data_files.SourceTag`).
 """
 
 from __future__ import annotations
 
-import gzip
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +18,15 @@ from pathlib import Path
 
 from datasets import load_dataset
 
-from tsdtp.data_files import data_dir_from_env, require_file
+from tsdtp.data_files import (
+    HUB,
+    DataSource,
+    SourceTag,
+    data_dir_from_env,
+    labelled,
+    read_text,
+    source_tag,
+)
 from tsdtp.errors import DataError
 
 WMT_FOLDER = "wmt16_en_de"
@@ -66,20 +76,22 @@ class ParallelCorpus:
     domain: str
     sources: list[str]
     targets: list[str]
+    origin: SourceTag | None = None
 
     def __len__(self) -> int:
         return len(self.sources)
 
     @property
     def split_label(self) -> str:
-        """The `eval_split` label of results.csv, e.g. `multi30k test_2016_flickr (captions)`."""
-        return f"{self.label} ({self.domain})"
+        """The `eval_split` label of results.csv, e.g. `multi30k test_2016_flickr (captions)`, tagged with the
+        data source when it is not the standard data."""
+        return labelled(f"{self.label} ({self.domain})", self.origin)
 
     def head(self, n: int | None) -> ParallelCorpus:
         """The first `n` pairs (all of them when `n` is None)."""
         if n is None or n >= len(self):
             return self
-        return ParallelCorpus(self.name, self.label, self.domain, self.sources[:n], self.targets[:n])
+        return ParallelCorpus(self.name, self.label, self.domain, self.sources[:n], self.targets[:n], self.origin)
 
 
 def wmt_folder(data_dir: Path) -> Path:
@@ -107,15 +119,27 @@ def data_files(data_dir: Path, train_corpora: Iterable[str] = ()) -> list[Path]:
     return [path for name in names for pair in corpus_paths(CORPORA[name], root) for path in pair if path.is_file()]
 
 
+def data_source(data_dir: str | os.PathLike | None, corpora: Iterable[str] = ()) -> DataSource:
+    """What reading `corpora` (and the files `data_files` adds) reads: the hub, or the local files with checksums."""
+    folder = data_dir_from_env(data_dir)
+    if folder is None:
+        return DataSource(HUB)
+    return DataSource.local(folder, wmt_folder(folder), data_files(folder, corpora))
+
+
+def data_tag(data_dir: str | os.PathLike | None) -> SourceTag | None:
+    """How labels and eval files name the data of `data_dir`: None for the standard data, else a tag over every
+    corpus file in it (`tsdtp.data_files.source_tag`)."""
+    return source_tag(data_dir, lambda: data_source(data_dir, CORPORA))
+
+
 def read_lines(path: Path, gzipped: bool) -> list[str]:
-    """The lines of a text file (gzipped or not), newline characters removed."""
-    require_file(path, "one sentence per line")
-    opener = gzip.open if gzipped else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            return [line.rstrip("\r\n") for line in handle]
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+    """The lines of a UTF-8 text file (gzipped or not), newline characters removed; an empty line is a DataError."""
+    lines = [line.rstrip("\n") for line in io.StringIO(read_text(path, "one sentence per line", gzipped), newline=None)]
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise DataError(f"{path}:{number}: empty line; expected one sentence per line")
+    return lines
 
 
 def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> ParallelCorpus:
@@ -140,7 +164,7 @@ def load_corpus(name: str, data_dir: str | os.PathLike | None = None) -> Paralle
             raise DataError(f"{source_path} is empty; expected one sentence per line")
         sources.extend(source)
         targets.extend(target)
-    return ParallelCorpus(spec.name, spec.label, spec.domain, sources, targets)
+    return ParallelCorpus(spec.name, spec.label, spec.domain, sources, targets, data_tag(data_dir))
 
 
 def _load_from_hub(spec: CorpusSpec) -> ParallelCorpus:

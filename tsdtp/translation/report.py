@@ -25,7 +25,7 @@ from tsdtp.runs.run_dir import holding_evaluation_lock
 from tsdtp.runs.tables import upsert_csv
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
-from tsdtp.translation.data import EVAL_CORPORA, load_corpus
+from tsdtp.translation.data import EVAL_CORPORA, data_tag, load_corpus
 from tsdtp.translation.encoding import encode_sources
 from tsdtp.translation.evaluate import generation_speed, score, summarize, translate
 from tsdtp.translation.model import PrunedTranslator
@@ -47,6 +47,8 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
     first split at `batch_size`, and latency at batch size 1 on `latency_samples` of them.
     Writes `eval/<name>.json`, `eval/<name>.parquet` and `eval/<name>.<split>.txt`
     (hypotheses); upserts rows into `results_csv` (and `translation.csv` beside it) when given.
+    On data other than the standard data, the split labels and `<name>` name the source
+    (`tsdtp.data_files.SourceTag`).
     """
     run_dir = Path(run_dir)
     translator, tokenizer, config, label = load_translator(run_dir)
@@ -57,7 +59,7 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
     record: dict[str, Any] = {"run_dir": str(run_dir), "model": label, "pruning": translator.pruning.__dict__,
                               "batch_size": batch_size, "num_beams": num_beams,
                               "threads": torch.get_num_threads(), "splits": {}}
-    traces, speed = [], {}
+    traces, speed, source = [], {}, data_tag(data_dir)
     for index, split in enumerate(splits):
         corpus = load_corpus(split, data_dir).head(max_eval_samples)
         source_ids = encode_sources(tokenizer, corpus.sources, config.max_source_length, what=corpus.name)
@@ -72,13 +74,13 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
                            speed_samples, latency_samples)
         record["splits"][split] = figures
         hypotheses = "".join(f"{line}\n" for line in translations.hypotheses)
-        atomic_write_bytes(eval_file(run_dir, pruning, f"{split}.txt"), hypotheses.encode())
+        atomic_write_bytes(eval_file(run_dir, pruning, f"{split}.txt", source), hypotheses.encode())
         if translations.traces is not None:
             traces.append(translations.traces.assign(eval_split=corpus.split_label))
     record["speed"] = speed
-    atomic_write_json(eval_file(run_dir, pruning, "json"), record)
+    atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
     if traces:
-        write_keep_traces(run_dir, pruning, config.task, pd.concat(traces, ignore_index=True))
+        write_keep_traces(run_dir, pruning, config.task, pd.concat(traces, ignore_index=True), source)
     if results_csv is not None:
         upsert_translation_results(results_csv, translation_rows(record, config))
     return record

@@ -21,8 +21,10 @@ import torch
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.pruned_model import special_token_ids
+from tsdtp.data_files import DataSource
 from tsdtp.hub import load_pretrained, load_tokenizer, short_model_name
 from tsdtp.runs.run_dir import open_run
+from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
 from tsdtp.translation.checkpoint import (
     MODEL_FOLDER,
@@ -33,7 +35,7 @@ from tsdtp.translation.checkpoint import (
     save_translator,
 )
 from tsdtp.translation.config import MTConfig
-from tsdtp.translation.data import ParallelCorpus, load_corpus
+from tsdtp.translation.data import ParallelCorpus, data_source, load_corpus
 from tsdtp.translation.encoding import (
     EncodedPairs,
     collate_pairs,
@@ -61,9 +63,19 @@ def training_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
                           targets)
 
 
-def validation_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
+def validation_corpus_name(config: MTConfig) -> str:
     """Multi30k val when training on Multi30k, else newstest2015."""
-    return load_corpus("multi30k-val" if "multi30k" in config.train_corpora else "newstest2015", data_dir)
+    return "multi30k-val" if "multi30k" in config.train_corpora else "newstest2015"
+
+
+def validation_corpus(config: MTConfig, data_dir: str | None) -> ParallelCorpus:
+    """The corpus `validation_corpus_name` names."""
+    return load_corpus(validation_corpus_name(config), data_dir)
+
+
+def training_data(config: MTConfig, data_dir: str | None) -> DataSource:
+    """The data `train_translation` reads for `config` from `data_dir` (else `TSDTP_DATA_DIR`, else the hub)."""
+    return data_source(data_dir, [*config.train_corpora, validation_corpus_name(config)])
 
 
 def prepare_model(config: MTConfig, run_dir: Path, train: ParallelCorpus, staging: Path
@@ -132,14 +144,18 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     Everything is validated (corpora, model or tokenizer, pruning layers) before the run directory is
     opened, so a bad input leaves nothing behind. A finished run returns its metrics; one whose model is
     gone is saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the
-    end unless `keep_state`.
+    end unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
+    is refused.
     """
     run_dir = Path(run_dir)
+    source = training_data(config, data_dir)
+    check_training_data(run_dir, source)
     seed_everything(config.seed)
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
     with tempfile.TemporaryDirectory(prefix="tsdtp-tokenizer-") as staging:
         translator, tokenizer, label = prepare_model(config, run_dir, train_corpus, Path(staging))
         with open_run(run_dir, config.to_dict(), leftovers=STAGING_FOLDERS):
+            record_training_data(run_dir, source)
             if any(Path(staging).iterdir()):
                 tokenizer = install_tokenizer(Path(staging), run_dir / TOKENIZER_FOLDER)
             return _train_prepared(config, run_dir, translator, tokenizer, label, train_corpus, val_corpus,
