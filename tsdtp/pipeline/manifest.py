@@ -6,7 +6,6 @@ reads (`tsdtp.classification.data.data_files`, `tsdtp.translation.data.data_file
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 
 from tsdtp.classification import data as classification_data
 from tsdtp.classification.tasks import get_task
+from tsdtp.data_files import file_sha256
 from tsdtp.pipeline.plan import Plan, display_path
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.translation import data as translation_data
@@ -24,15 +24,6 @@ from tsdtp.translation.config import MTConfig
 PACKAGES: tuple[str, ...] = ("tsdtp", "torch", "transformers", "datasets", "numpy", "pandas", "pyarrow",
                              "matplotlib", "seaborn", "papermill", "nbformat", "ipykernel", "PyYAML")
 """Packages whose versions the manifest records."""
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state(root: Path) -> dict[str, Any]:

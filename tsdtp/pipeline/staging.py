@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from tsdtp.analysis.pending import PENDING_SUFFIX, read_pending
-from tsdtp.pipeline.manifest import file_sha256
+from tsdtp.data_files import file_sha256
 
 DATA_FOLDER = "data"
 """The reports' data: what the figure and results notebooks read, what training steps refresh."""
