@@ -104,5 +104,5 @@ def test_task_packages_register_their_runs_with_the_run_cache(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(TrainConfig(task="qnli").to_dict()))
     assert read_run_config(tmp_path) == TrainConfig(task="qnli")
     (tmp_path / "config.json").write_text(json.dumps({"task": "mnli"}))
-    with pytest.raises(CheckpointError, match="names task 'mnli'; expected one of .*sst2.*wmt16"):
+    with pytest.raises(CheckpointError, match="names task 'mnli'; expected one of qnli, sst2, wmt16"):
         read_run_config(tmp_path)

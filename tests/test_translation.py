@@ -311,8 +311,8 @@ def refuse_training(monkeypatch) -> None:
 def test_a_finished_run_keeps_no_state_and_the_advice_for_corrupt_scorers_works(wmt_dir, tmp_path, monkeypatch):
     run_dir, config = tmp_path / "run", tiny_config(epochs=1.0)
     metrics = train_translation(config, run_dir, str(wmt_dir), progress=False)
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "metrics.json", "model", "scorers.pt",
-                                                               "tokenizer"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "data.json", "metrics.json", "model",
+                                                               "scorers.pt", "tokenizer"]
     assert run_finished(run_dir)
     with monkeypatch.context() as patch:
         refuse_training(patch)

@@ -72,6 +72,6 @@ def kind_of_task(task: str, source: str | Path) -> RunKind:
     for kind in _KINDS:
         if task in kind.tasks:
             return kind
-    known = ", ".join(name for kind in _KINDS for name in kind.tasks)
+    known = ", ".join(sorted(name for kind in _KINDS for name in kind.tasks))
     raise CheckpointError(f"{source} names task {task!r}; expected one of {known or 'no registered task'} "
                           "(the task packages register theirs when imported)")
