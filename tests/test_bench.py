@@ -5,6 +5,8 @@ No wall-clock assertions: timings are only checked to be positive and consistent
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -14,17 +16,28 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
+from tsdtp.classification.speed import measured_speedup
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.flops import computed_flops, counted_flops, encoder_shape, method_flops, method_layers
 from tsdtp.errors import ConfigError
-from tsdtp.measure.bench import DEFAULT_METHODS, BenchResult, BenchSettings, run_benchmark
+from tsdtp.measure.bench import DEFAULT_METHODS, BenchResult, BenchSettings, run_benchmark, with_baselines
 from tsdtp.measure.bench_columns import BENCH_COLUMNS
 from tsdtp.measure.devices import device_name, resolve_device, resolve_dtype
 from tsdtp.measure.memory import peak_activation_bytes, running_peak
 from tsdtp.measure.methods import BenchSpec, parse_method, parse_methods, resolve_pruning, spec_label
 from tsdtp.measure.records import BENCH_KEY_COLUMNS, results_rows
 from tsdtp.measure.session import BenchData, LoadedRun, build_specs
-from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
+from tsdtp.runs.results import RESULT_COLUMNS, SPEED_COLUMNS, upsert_results
+from tsdtp.runs.speedups import (
+    BASELINES,
+    DATASET_ORDER,
+    HF,
+    RATIO_COLUMNS,
+    SORTED_ORDER,
+    SPEEDUP_COLUMNS,
+    fastest_baseline,
+    speedup_columns,
+)
 from tsdtp.runs.tables import upsert_csv
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -99,7 +112,7 @@ def _specs(model: PrunedClassifier) -> list[BenchSpec]:
 def bench_rows(base_model, split, tokenizer) -> pd.DataFrame:
     specs = _specs(base_model)
     data = BenchData("sst2", MODEL, "sst2 dev", split, tokenizer.pad_token_id)
-    settings = BenchSettings(batch_sizes=(1, 8), repeats=1, warmup=0, threads=1, sort_by_length=True)
+    settings = BenchSettings(batch_sizes=(1, 8), repeats=1, warmup=0, threads=1)
     base_model.pruning = PruningConfig(method="topk", gamma=0.0)
     rows = run_benchmark(specs, data, settings).rows
     assert base_model.pruning == PruningConfig(method="topk", gamma=0.0), "the caller's pruning is restored"
@@ -109,9 +122,11 @@ def bench_rows(base_model, split, tokenizer) -> pd.DataFrame:
 
 def test_bench_rows_have_the_contracted_columns(bench_rows):
     assert list(bench_rows.columns) == list(BENCH_COLUMNS)
-    assert len(bench_rows) == 8
+    assert len(bench_rows) == 16
     assert set(bench_rows["batch_size"]) == {1, 8}
-    assert bench_rows["sorted_by_length"].all() and (bench_rows["device"] == "cpu").all()
+    assert bench_rows["order"].tolist()[:8] == [DATASET_ORDER] * 4 + [SORTED_ORDER] * 4
+    assert (bench_rows["sorted_by_length"] == (bench_rows["order"] == SORTED_ORDER)).all()
+    assert (bench_rows["device"] == "cpu").all()
     assert (bench_rows["threads"] == 1).all() and (bench_rows["dtype"] == "fp32").all()
     assert (bench_rows["time_s"] > 0).all() and (bench_rows["peak_memory_mb"] > 0).all()
     assert bench_rows["label"].tolist()[:4] == ["dense", "none", "ts-dtp k=0 g=0.5", "reference-masking k=0 g=0.5"]
@@ -119,9 +134,27 @@ def test_bench_rows_have_the_contracted_columns(bench_rows):
     assert bench_rows["padding_waste"].between(0.0, 1.0).all()
 
 
+def test_bench_times_the_dense_baselines_in_both_orders_and_uses_the_fastest(bench_rows):
+    assert set(BASELINES) == {"hf", "hf_sorted", "engine", "engine_sorted"}
+    for name, (forward, order) in BASELINES.items():
+        label = "dense" if forward == HF else "none"
+        own = bench_rows[(bench_rows["label"] == label) & (bench_rows["order"] == order)]
+        assert own[f"speedup_vs_{name}"].tolist() == pytest.approx([1.0, 1.0])
+    for _, rows in bench_rows.groupby("batch_size"):
+        baseline = rows["speedup_baseline"].iloc[0]
+        assert baseline in BASELINES and (rows["speedup_baseline"] == baseline).all()
+        forward, order = BASELINES[baseline]
+        fastest = rows[(rows["label"] == ("dense" if forward == HF else "none")) & (rows["order"] == order)]
+        assert fastest["time_s"].iloc[0] == rows[rows["label"].isin(["dense", "none"])]["time_s"].min()
+        assert (rows["speedup"] == rows[f"speedup_vs_{baseline}"]).all()
+        assert fastest["speedup"].iloc[0] == pytest.approx(1.0)
+    for _, method in bench_rows.groupby(["label", "batch_size"]):
+        assert (method[list(RATIO_COLUMNS)].nunique() == 1).all(), "the speedups belong to the method"
+
+
 def test_bench_speedups_and_realization_are_consistent(bench_rows):
     dense = bench_rows[bench_rows["label"] == "dense"]
-    assert (dense["speedup"] == 1.0).all() and (dense["flops_ratio"] == 1.0).all()
+    assert (dense["flops_ratio"] == 1.0).all()
     for _, row in bench_rows.iterrows():
         assert row["flops_speedup"] == pytest.approx(1.0 / row["flops_ratio"])
         assert row["realization"] == pytest.approx(row["speedup"] / row["flops_speedup"])
@@ -140,9 +173,42 @@ def test_bench_results_rows_carry_the_contracted_columns(bench_rows, base_model,
     table = upsert_results(tmp_path / "results.csv", rows)
     assert list(table.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     assert (table["device"] == "cpu x1").all() and (table["batch_size"] == 8).all()
-    assert table["eval_split"].str.endswith("length-sorted").all()
+    assert not table["eval_split"].str.endswith("length-sorted").any()
+    assert set(SPEED_COLUMNS) <= set(table.columns) and table["speedup_baseline"].isin(list(BASELINES)).all()
+    bench = bench_rows[(bench_rows["batch_size"] == 8) & (bench_rows["order"] == DATASET_ORDER)]
+    assert sorted(table["speedup"]) == sorted(bench["speedup"].iloc[[0, 2, 3]].round(3))
     again = upsert_csv(tmp_path / "bench.csv", bench_rows, BENCH_KEY_COLUMNS)
     assert len(upsert_csv(tmp_path / "bench.csv", bench_rows, BENCH_KEY_COLUMNS)) == len(again) == len(bench_rows)
+
+
+def test_speedup_is_against_the_fastest_baseline_in_its_order():
+    baselines = {"hf": [2.0, 2.4, 2.2], "hf_sorted": [1.2, 1.0, 1.1], "engine": [1.5, 1.6, 1.4]}
+    method = {DATASET_ORDER: [1.0, 1.2, 1.0], SORTED_ORDER: [0.5, 0.4, 0.5]}
+    columns = speedup_columns(method, baselines)
+    assert columns["speedup_baseline"] == "hf_sorted"
+    assert columns["speedup"] == pytest.approx(2.4) and columns["speedup_vs_hf_sorted"] == pytest.approx(2.4)
+    assert (columns["speedup_min"], columns["speedup_max"]) == pytest.approx((2.2, 2.5))
+    assert columns["speedup_vs_hf"] == pytest.approx(2.0) and columns["speedup_vs_engine"] == pytest.approx(1.4)
+    assert math.isnan(columns["speedup_vs_engine_sorted"])
+    assert fastest_baseline({"hf": [1.0], "engine": [0.5], "engine_sorted": []}) == "engine"
+    assert math.isnan(speedup_columns({DATASET_ORDER: [1.0]}, {})["speedup"])
+
+
+def test_every_bench_measures_the_dense_baselines_in_known_orders():
+    assert with_baselines("run,topk") == "dense,none,run,topk"
+    assert with_baselines(DEFAULT_METHODS) == DEFAULT_METHODS
+    assert with_baselines("none, ts-dtp") == "dense,none, ts-dtp"
+    for orders in ((), ("shuffled",), (DATASET_ORDER, DATASET_ORDER)):
+        with pytest.raises(ConfigError, match="batch orders"):
+            BenchSettings(orders=orders)
+
+
+def test_eval_speed_is_against_the_fastest_baseline(model, split, tokenizer):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0)
+    columns = measured_speedup(model, split.head(6), 3, tokenizer.pad_token_id, repeats=1, warmup=0)
+    assert model.pruning == PruningConfig(method="ts-dtp", k=0.0)
+    assert set(columns) == set(SPEEDUP_COLUMNS) and columns["speedup_baseline"] in BASELINES
+    assert columns["speedup"] == columns[f"speedup_vs_{columns['speedup_baseline']}"] > 0
 
 
 def test_bench_runs_in_bf16_on_cpu(base_model, split, tokenizer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
     into the run directory; appends a row to `results_csv` when given. On data other than the
     standard data, the split label and `<name>` name that source (`tsdtp.data_files.SourceTag`).
-    `speed_repeats > 0` also measures throughput against the dense forward, side by side, on the
-    first `SPEED_SAMPLES` examples (the full `tsdtp bench` times everything).
+    `speed_repeats > 0` also measures throughput against the dense baselines, side by side, on the
+    first `SPEED_SAMPLES` examples (`measured_speedup`: `speedup` is against the fastest baseline;
+    the full `tsdtp bench` times everything).
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
@@ -46,25 +48,25 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     _, split, split_name = prepare_data(eval_config, tokenizer, data_dir, include_train=False)
     result, traces = evaluate_model(model, split, batch_size, tokenizer.pad_token_id, record_traces=True,
                                     tokenizer=tokenizer, progress=progress)
-    speedup = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
-                                repeats=speed_repeats) if speed_repeats > 0 else float("nan"))
-    record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__,
-              "speedup": speedup, "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
+    speedups = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
+                                 repeats=speed_repeats) if speed_repeats > 0 else {"speedup": float("nan")})
+    record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__, **speedups,
+              "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
     source = tag_of_label(split_name)
     atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
     assert traces is not None
     write_keep_traces(run_dir, pruning, config.task, traces, source)
     if results_csv is not None:
-        upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name, speedup,
-                                                batch_size, str(run_dir))])
+        upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name,
+                                                speedups["speedup"], batch_size, str(run_dir), speedups)])
     return record
 
 
 def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult, split_name: str, speedup: float,
-               batch_size: int, run_dir: str) -> dict[str, Any]:
-    """One row of results.csv (metric: accuracy in percent)."""
+               batch_size: int, run_dir: str, speedups: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One row of results.csv (metric: accuracy in percent); `speedups`: the ratios to each dense baseline."""
     return build_result_row(task=task, model=short_model_name(model), pruning=pruning, metric_name="accuracy",
                             metric=100 * result.accuracy, keep_ratio=result.keep_ratio,
                             flops_ratio=result.flops_ratio, speedup=speedup, batch_size=batch_size,
                             threads=torch.get_num_threads(), n_eval=result.n_eval, eval_split=split_name,
-                            scorer_overhead=result.scorer_overhead, run_dir=run_dir)
+                            scorer_overhead=result.scorer_overhead, run_dir=run_dir, speedups=speedups)

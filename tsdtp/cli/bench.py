@@ -1,21 +1,27 @@
 """`tsdtp bench`: the flags; the benchmark and its tables are `tsdtp.measure.records.record_bench`.
 
 Methods are written `METHOD[:key=value...][@RUN_DIR]` (`tsdtp.measure.methods`): `dense`, `none`,
-`run`, `ts-dtp:k=0.5`, `general-dtp@runs/x`, ...
+`run`, `ts-dtp:k=0.5`, `general-dtp@runs/x`, ... Every method is timed in each batch order of
+`--orders` next to the dense baselines (`tsdtp.runs.speedups`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tsdtp.measure.bench import DEFAULT_BATCH_SIZES, DEFAULT_METHODS, BenchSettings
+from tsdtp.measure.bench import DEFAULT_BATCH_SIZES, DEFAULT_METHODS, BenchSettings, with_baselines
 from tsdtp.measure.devices import DEVICES, DTYPES
 from tsdtp.measure.records import RESULTS_BATCH_SIZE, bench_summary, record_bench
 from tsdtp.measure.session import load_workload
+from tsdtp.runs.speedups import ORDERS
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",") if x)
+
+
+def _orders(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -23,10 +29,13 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     bench = subparsers.add_parser("bench", help="measure speed, FLOPs and memory of methods side by side")
     bench.add_argument("--run-dir", required=True, help="the run whose weights, task and eval split are used")
     bench.add_argument("--methods", default=DEFAULT_METHODS,
-                       help="comma-separated METHOD[:key=value...][@RUN_DIR] (default: %(default)s)")
+                       help="comma-separated METHOD[:key=value...][@RUN_DIR]; the dense baselines dense and none "
+                            "are always added (default: %(default)s)")
     bench.add_argument("--batch-sizes", type=_sizes, default=DEFAULT_BATCH_SIZES, help="comma-separated")
     bench.add_argument("--threads", dest="bench_threads", type=int, default=2, help="torch CPU threads (default 2)")
-    bench.add_argument("--sort-by-length", action="store_true", help="order the eval set by length before batching")
+    bench.add_argument("--orders", type=_orders, default=ORDERS,
+                       help=f"comma-separated batch orders every method is timed in, from {', '.join(ORDERS)} "
+                            "(default: both)")
     bench.add_argument("--device", choices=DEVICES, default="cpu")
     bench.add_argument("--dtype", default="fp32", help=f"comma-separated, from {', '.join(DTYPES)}")
     bench.add_argument("--repeats", type=int, default=5)
@@ -45,10 +54,10 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Run `tsdtp bench` from parsed arguments, once per `--dtype`; prints a summary, writes the tables."""
-    workload = load_workload(args.run_dir, args.methods, args.data_dir, args.max_eval_samples)
+    workload = load_workload(args.run_dir, with_baselines(args.methods), args.data_dir, args.max_eval_samples)
     for dtype in [d.strip() for d in args.dtype.split(",") if d.strip()]:
         settings = BenchSettings(tuple(args.batch_sizes), args.repeats, args.warmup, args.bench_threads, args.device,
-                                 dtype, args.sort_by_length, not args.no_memory, not args.no_flops_check,
+                                 dtype, args.orders, not args.no_memory, not args.no_flops_check,
                                  progress=True)
         result = record_bench(workload, settings, args.tables_dir, None if args.no_results else args.results_batch_size)
         print(bench_summary(result, settings))

@@ -28,7 +28,8 @@ def add_classification_commands(commands: argparse._SubParsersAction) -> None:
     add_setting_flags(training, PruningConfig, PruningConfig())
 
     evaluate = commands.add_parser("eval", help="evaluate a run, optionally under another method or k")
-    add_evaluation_flags(evaluate, "append the row to this results.csv", "measure speedup vs dense (0: skip)")
+    add_evaluation_flags(evaluate, "append the row to this results.csv",
+                         "measure speedup vs the fastest dense baseline (0: skip)")
 
 
 def run_classification_command(args: argparse.Namespace) -> int:

@@ -1,13 +1,20 @@
 """Measured speed, FLOPs and memory of every method on the same data, in one process.
 
-Per batch size, every method first makes one untimed recording pass over the evaluation
-batches (accuracy, live tokens per layer, hence FLOPs and padding) and `warmup` untimed
-passes. Then come `repeats` timed passes, interleaved: each repeat runs every method once,
-in an order that rotates between repeats, so drift in machine speed hits all methods alike.
-Batches are collated and moved to the device beforehand; a pass times the forward calls
-only, with the device synchronised after each call (which also gives per-call latency).
-Statistics are `torch.utils.benchmark` Measurements: medians with min and max. Speedups
-are paired within a repeat (dense time / method time of the same repeat).
+Every method is measured in each batch order of `BenchSettings.orders`: the eval set batched
+as it comes (`dataset`) and sorted by length, then batched (`length-sorted`). A (method, order)
+pair is a unit. Per batch size, every unit first makes one untimed recording pass over its
+batches (accuracy, live tokens per layer, hence FLOPs and padding) and `warmup` untimed passes.
+Then come `repeats` timed passes, interleaved: each repeat runs every unit once, in an order
+that rotates between repeats, so drift in machine speed hits all alike. Batches are collated
+and moved to the device beforehand; a pass times the forward calls only, with the device
+synchronised after each call (which also gives per-call latency). Statistics are
+`torch.utils.benchmark` Measurements: medians with min and max.
+
+The dense baselines are units too: transformers' forward (`dense`) and the packed engine with
+pruning off (`none`), each in both orders (`tsdtp.runs.speedups.BASELINES`). `speedup` is by
+the fastest-baseline rule: the method's throughput in the batch order of the fastest dense
+baseline over that baseline's throughput, paired within a repeat (baseline time / method time
+of the same repeat, median over repeats); `speedup_vs_<baseline>` holds the ratio against each.
 
 Peak memory (`tsdtp.measure.memory`) and the `FlopCounterMode` cross-check (`tsdtp.core.flops`) run
 once per method and batch size, on the batch with the most padded token slots.
@@ -37,10 +44,20 @@ from tsdtp.measure.bench_columns import (
 from tsdtp.measure.devices import synchronize
 from tsdtp.measure.methods import BenchSpec, BoundMethod
 from tsdtp.measure.session import BenchData, Session, check_measure_settings, measuring
+from tsdtp.runs.speedups import BASELINES, ENGINE, HF, ORDERS, SORTED_ORDER
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 8, 32, 128)
 DEFAULT_METHODS = "dense,none,run,general-dtp-posthoc,topk,reference-masking"
 """What `tsdtp bench` measures unless `--methods` says otherwise."""
+
+BASELINE_METHODS: tuple[str, ...] = ("dense", "none")
+"""The dense forwards every `tsdtp bench` run measures (`with_baselines`): transformers' and the engine's."""
+
+
+def with_baselines(methods: str) -> str:
+    """The `--methods` list with `dense` and `none` (on the default run) put in front where it lacks them."""
+    named = {part.strip() for part in methods.split(",")}
+    return ",".join([*(m for m in BASELINE_METHODS if m not in named), methods])
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class BenchSettings:
     threads: int = 2
     device: str = "cpu"
     dtype: str = "fp32"
-    sort_by_length: bool = False
+    orders: tuple[str, ...] = ORDERS
     measure_memory: bool = True
     check_flops: bool = True
     progress: bool = False
@@ -62,6 +79,9 @@ class BenchSettings:
         check_measure_settings(self.batch_sizes, self.warmup, self.threads, self.dtype)
         if self.repeats < 1:
             raise ConfigError(f"need repeats >= 1 (got {self.repeats})")
+        if not self.orders or any(order not in ORDERS for order in self.orders) or len(set(self.orders)) != len(
+                self.orders):
+            raise ConfigError(f"batch orders must be distinct, from {', '.join(ORDERS)} (got {self.orders})")
 
 
 @dataclass
@@ -85,42 +105,56 @@ def run_benchmark(specs: Sequence[BenchSpec], data: BenchData, settings: BenchSe
 
 def _bench_batch_size(session: Session, settings: BenchSettings, batch_size: int
                       ) -> tuple[list[dict[str, object]], list[Measurement]]:
-    """Record, warm up and time every method at `batch_size`; its bench.csv rows and Measurements."""
+    """Record, warm up and time every method in every order at `batch_size`; its bench.csv rows and Measurements.
+
+    Rows come order by order, the methods in spec order within each.
+    """
     methods, device = session.methods, session.device
-    batches = session.batches(batch_size)
-    records = {m.label: _record(m, batches) for m in methods}
+    batches = {order: session.batches(batch_size, order == SORTED_ORDER) for order in settings.orders}
+    units = [(m, order) for order in settings.orders for m in methods]
+    records = {(m.label, order): _record(m, batches[order]) for m, order in units}
     for _ in range(settings.warmup):
-        for method in methods:
-            _timed_pass(method, batches, device)
-    timings = _timed_repeats(methods, batches, settings, device, batch_size)
-    probe = max(batches, key=lambda b: b["input_ids"].numel())
-    dense = next((m.label for m in methods if m.pruning is None), None)
-    engine = next((m.label for m in methods if m.pruning is not None and not m.pruning.spec.prunes), None)
+        for method, order in units:
+            _timed_pass(method, batches[order], device)
+    timings = _timed_repeats(units, batches, settings, device, batch_size)
+    baselines = baseline_units(methods, settings.orders)
     rows, measurements = [], []
-    for method in methods:
-        measurement = _measurement(method.label, timings.passes[method.label], batch_size, settings.threads)
+    for method, order in units:
+        unit = (method.label, order)
+        measurement = _measurement(f"{method.label} ({order})", timings.passes[unit], batch_size, settings.threads)
         measurements.append(measurement)
-        record = records[method.label]
-        row = _row(session, method, record, settings, batch_size, len(batches))
-        row.update(timing_columns(timings, method.label, dense, engine, measurement, session.data))
-        row.update(flops_columns(method, record, row["speedup"], row["speedup_vs_engine"]))
+        row = _row(session, method, records[unit], settings, batch_size, batches[order], order)
+        row.update(timing_columns(timings, unit, baselines, measurement, session.data))
+        row.update(flops_columns(method, records[unit], row["speedup"], row["speedup_vs_engine"]))
+        probe = max(batches[order], key=lambda b: b["input_ids"].numel())
         row.update(probe_columns(method, probe, device, settings.measure_memory, settings.check_flops))
         rows.append(row)
     return rows, measurements
 
 
-def _timed_repeats(methods: list[BoundMethod], batches: list[dict[str, torch.Tensor]], settings: BenchSettings,
-                   device: torch.device, batch_size: int) -> Timings:
-    """`settings.repeats` timed passes of every method, in an order that rotates between repeats."""
-    timings = Timings({m.label: [] for m in methods}, {m.label: [] for m in methods})
+def baseline_units(methods: Sequence[BoundMethod], orders: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each dense baseline (`tsdtp.runs.speedups.BASELINES`) measured here -> its (method label, order) unit.
+
+    transformers' forward is the method without pruning; the engine is the first that does not prune.
+    """
+    forwards = {HF: next((m.label for m in methods if m.pruning is None), None),
+                ENGINE: next((m.label for m in methods if m.pruning is not None and not m.pruning.spec.prunes), None)}
+    return {name: (forwards[forward], order) for name, (forward, order) in BASELINES.items()
+            if forwards[forward] is not None and order in orders}
+
+
+def _timed_repeats(units: list[tuple[BoundMethod, str]], batches: dict[str, list[dict[str, torch.Tensor]]],
+                   settings: BenchSettings, device: torch.device, batch_size: int) -> Timings:
+    """`settings.repeats` timed passes of every (method, order), in an order that rotates between repeats."""
+    timings = Timings({(m.label, o): [] for m, o in units}, {(m.label, o): [] for m, o in units})
     for repeat in range(settings.repeats):
-        shift = repeat % len(methods)
-        for method in methods[shift:] + methods[:shift]:
-            seconds, per_call = _timed_pass(method, batches, device)
-            timings.passes[method.label].append(seconds)
-            timings.calls[method.label].extend(per_call)
+        shift = repeat % len(units)
+        for method, order in units[shift:] + units[:shift]:
+            seconds, per_call = _timed_pass(method, batches[order], device)
+            timings.passes[(method.label, order)].append(seconds)
+            timings.calls[(method.label, order)].extend(per_call)
             if settings.progress:
-                print(f"bench: batch {batch_size} repeat {repeat + 1}/{settings.repeats} {method.label}: "
+                print(f"bench: batch {batch_size} repeat {repeat + 1}/{settings.repeats} {method.label} ({order}): "
                       f"{seconds:.3f}s", file=sys.stderr)
     return timings
 
@@ -154,11 +188,11 @@ def _measurement(label: str, times: list[float], batch_size: int, threads: int) 
 
 
 def _row(session: Session, method: BoundMethod, record: Record, settings: BenchSettings, batch_size: int,
-         n_batches: int) -> dict[str, object]:
+         batches: list[dict[str, torch.Tensor]], order: str) -> dict[str, object]:
     """The columns saying what was measured, and the recorded pass's accuracy."""
     pruning = method.flops_pruning
     return {
-        **session.run_columns(method, batch_size, n_batches),
+        **session.run_columns(method, batch_size, len(batches), order == SORTED_ORDER), "order": order,
         "k": pruning.k if pruning.prunes else float("nan"),
         "gamma": pruning.gamma if pruning.uses_scorer else 0.0,
         "repeats": settings.repeats, "warmup": settings.warmup,

@@ -12,27 +12,36 @@ from tsdtp.core.flops import FlopsReport, computed_flops, counted_flops, encoder
 from tsdtp.measure.memory import peak_activation_bytes
 from tsdtp.measure.methods import BoundMethod
 from tsdtp.measure.session import BenchData
+from tsdtp.runs.speedups import SPEEDUP_COLUMNS, speedup_columns
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "task", "model", "eval_split", "n_eval", "label", "method", "k", "gamma", "impl", "run_dir",
-    "device", "device_name", "threads", "dtype", "sorted_by_length", "batch_size", "n_batches", "repeats", "warmup",
+    "device", "device_name", "threads", "dtype", "sorted_by_length", "order", "batch_size", "n_batches", "repeats",
+    "warmup",
     "time_s", "time_s_min", "time_s_max", "sentences_per_s", "sentences_per_s_min", "sentences_per_s_max",
     "tokens_per_s", "latency_ms", "latency_ms_min", "latency_ms_max", "noisy",
-    "speedup", "speedup_min", "speedup_max", "speedup_vs_engine",
+    *SPEEDUP_COLUMNS,
     "accuracy", "keep_ratio", "gflops_per_sentence", "flops_ratio", "flops_speedup", "realization",
     "realization_vs_engine", "scorer_overhead", "computed_gflops_per_sentence", "padding_waste",
     "padding_token_waste", "flops_counted_ratio", "peak_memory_mb", "memory_source", "memory_batch_slots",
     "torch_version",
 )
-"""The columns of bench.csv, one row per method x batch size (x device, dtype, threads, ordering).
+"""The columns of bench.csv, one row per method x batch order x batch size (x device, dtype, threads).
+
+order: the batch order of the row's timing (`dataset` or `length-sorted`; sorted_by_length says
+    the same as a flag).
 
 time_s: seconds for one pass over the evaluation set (median over repeats; _min/_max).
 latency_ms: per forward call (one batch); at batch size 1 this is the per-sentence latency.
 noisy: torch.utils.benchmark flags the repeats as high-variance.
-speedup: dense (transformers) time / method time, paired per repeat; speedup_vs_engine uses
-    the tsdtp engine with pruning off instead, which separates pruning from packing gains.
+speedup: the method's throughput in the batch order of the fastest dense baseline over that
+    baseline's throughput, paired per repeat (`tsdtp.runs.speedups`: baselines hf, hf_sorted,
+    engine, engine_sorted; speedup_baseline names the fastest). speedup_vs_<baseline> is the
+    ratio against each, the method timed in the baseline's order. The speedup columns belong to
+    the method, so its rows in both orders carry the same values.
 flops_ratio: analytic FLOPs on live tokens, scorer included, over dense; flops_speedup is
-    its inverse and realization = speedup / flops_speedup.
+    its inverse and realization = speedup / flops_speedup (against the fastest dense baseline);
+    realization_vs_engine = speedup_vs_engine / flops_speedup.
 padding_waste: share of the FLOPs actually computed that went to padding (the batch layout
     each implementation uses); padding_token_waste: share of padded token slots, summed over
     layers, that are padding (what attention computes on).
@@ -52,39 +61,32 @@ class Record:
 
 @dataclass
 class Timings:
-    """Per method label, the seconds of each timed pass and of each forward call in them."""
+    """Per (method label, batch order), the seconds of each timed pass and of each forward call in them."""
 
-    passes: dict[str, list[float]]
-    calls: dict[str, list[float]]
-
-
-def _paired(numerator: list[float] | None, denominator: list[float]) -> list[float]:
-    return [a / b for a, b in zip(numerator, denominator)] if numerator else []
+    passes: dict[tuple[str, str], list[float]]
+    calls: dict[tuple[str, str], list[float]]
 
 
-def timing_columns(timings: Timings, label: str, dense: str | None, engine: str | None, measurement: Measurement,
-                   data: BenchData) -> dict[str, object]:
-    """Time, throughput, latency and speedup columns of the method `label`.
+def timing_columns(timings: Timings, unit: tuple[str, str], baselines: dict[str, tuple[str, str]],
+                   measurement: Measurement, data: BenchData) -> dict[str, object]:
+    """Time, throughput, latency and speedup columns of `unit` = (method label, batch order).
 
-    `dense` and `engine` are the labels of the transformers forward and of the unpruned engine
-    (None when not measured): the speedups are paired per repeat against them.
+    `baselines`: baseline name (`tsdtp.runs.speedups.BASELINES`) -> the unit timed as it; the
+    speedups are paired per repeat against them, by the fastest-baseline rule.
     """
-    own = timings.passes[label]
+    own = timings.passes[unit]
     median = measurement.median
-    speedups = _paired(timings.passes[dense] if dense else None, own)
-    versus_engine = _paired(timings.passes[engine] if engine else None, own)
+    label = unit[0]
+    method = {order: times for (name, order), times in timings.passes.items() if name == label}
+    speedups = speedup_columns(method, {name: timings.passes[key] for name, key in baselines.items()})
     n, tokens = len(data.split), sum(data.split.lengths())
-    latency = timings.calls[label]
-    nan = float("nan")
+    latency = timings.calls[unit]
     return {
         "time_s": median, "time_s_min": min(own), "time_s_max": max(own),
         "sentences_per_s": n / median, "sentences_per_s_min": n / max(own), "sentences_per_s_max": n / min(own),
         "tokens_per_s": tokens / median, "latency_ms": 1e3 * statistics.median(latency),
         "latency_ms_min": 1e3 * min(latency), "latency_ms_max": 1e3 * max(latency),
-        "noisy": measurement.has_warnings,
-        "speedup": statistics.median(speedups) if speedups else nan,
-        "speedup_min": min(speedups) if speedups else nan, "speedup_max": max(speedups) if speedups else nan,
-        "speedup_vs_engine": statistics.median(versus_engine) if versus_engine else nan,
+        "noisy": measurement.has_warnings, **speedups,
     }
 
 

@@ -219,7 +219,7 @@ def run_profile(specs: Sequence[BenchSpec], data: BenchData, settings: ProfileSe
     components, layers = [], []
     with measuring(specs, data, settings) as session:
         for batch_size in settings.batch_sizes:
-            batches = session.batches(batch_size)
+            batches = session.batches(batch_size, settings.sort_by_length)
             for method in session.methods:
                 frame = _profile_method(session, method, batches, settings, batch_size)
                 layers.append(frame[list(LAYER_PROFILE_COLUMNS)])
@@ -241,7 +241,8 @@ def _profile_method(session: Session, method: BoundMethod, batches: list[dict[st
     modules = method.model.adapter.module_components() if method.pruning is None else []
     with labelled_modules(modules):
         frame = time_breakdown(method, batches, session.device, settings.warmup, trace)
-    return frame.assign(**session.run_columns(method, batch_size, len(batches)), torch_version=torch.__version__)
+    columns = session.run_columns(method, batch_size, len(batches), settings.sort_by_length)
+    return frame.assign(**columns, torch_version=torch.__version__)
 
 
 def _slug(label: str) -> str:

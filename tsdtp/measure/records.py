@@ -21,7 +21,8 @@ from tsdtp.measure.bench import BenchResult, BenchSettings, run_benchmark
 from tsdtp.measure.methods import BenchSpec
 from tsdtp.measure.profile import ProfileResult, ProfileSettings, run_profile
 from tsdtp.measure.session import LoadedRun, Workload
-from tsdtp.runs.results import upsert_results
+from tsdtp.runs.results import SPEED_COLUMNS, upsert_results
+from tsdtp.runs.speedups import RATIO_COLUMNS
 from tsdtp.runs.tables import upsert_csv
 
 RESULTS_BATCH_SIZE = 32
@@ -31,8 +32,9 @@ BENCH_KEY_COLUMNS = ("task", "model", "eval_split", "label", "run_dir", "device"
                      "sorted_by_length", "batch_size")
 """A bench.csv (or profile.csv) row is replaced, not duplicated, when these match."""
 
-SUMMARY_COLUMNS = ["label", "batch_size", "sentences_per_s", "latency_ms", "speedup", "flops_speedup", "realization",
-                   "speedup_vs_engine", "scorer_overhead", "padding_waste", "peak_memory_mb", "accuracy"]
+SUMMARY_COLUMNS = ["label", "order", "batch_size", "sentences_per_s", "latency_ms", "speedup", "speedup_baseline",
+                   *RATIO_COLUMNS, "flops_speedup", "realization", "scorer_overhead", "padding_waste",
+                   "peak_memory_mb", "accuracy"]
 """The bench.csv columns `bench_summary` shows."""
 
 
@@ -48,8 +50,11 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
 
     Dense becomes method `none` when its weights are a densely trained run (otherwise it has
     no results row); the engine's `none` is bench.csv only, being the same model as dense.
+    The rows come from the first measured batch order; `speedup` and the ratios to each
+    baseline belong to the method, the same in every order (`tsdtp.runs.speedups`).
     """
     table = result.rows[result.rows["batch_size"] == batch_size]
+    table = table[table["order"] == table["order"].iloc[0]]
     rows = []
     for spec, (_, row) in zip(specs, table.iterrows()):
         run = runs[spec.run_dir]
@@ -62,7 +67,7 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
         evaluation = EvalResult(row["accuracy"], int(row["n_eval"]), row["keep_ratio"], (), row["flops_ratio"],
                                 row["scorer_overhead"])
         record = result_row(row["task"], row["model"], pruning, evaluation, split, row["speedup"], batch_size,
-                            spec.run_dir)
+                            spec.run_dir, row[list(SPEED_COLUMNS)].to_dict())
         record["device"] = device_label(row)
         rows.append(record)
     return rows
@@ -87,7 +92,7 @@ def record_bench(workload: Workload, settings: BenchSettings, tables_dir: str | 
 def bench_summary(result: BenchResult, settings: BenchSettings) -> str:
     """The timing comparison, the setting and the main columns of each row, as printed by `tsdtp bench`."""
     setting = {"device": result.rows["device_name"].iloc[0], "dtype": settings.dtype, "threads": settings.threads,
-               "sorted_by_length": settings.sort_by_length}
+               "orders": list(settings.orders)}
     summary = result.rows[SUMMARY_COLUMNS].round(3)
     return "\n".join([str(Compare(result.measurements)), json.dumps(setting),
                       summary.to_string(index=False, na_rep="-")])

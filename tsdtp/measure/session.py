@@ -143,7 +143,6 @@ class SessionSettings(Protocol):
     threads: int
     device: str
     dtype: str
-    sort_by_length: bool
 
 
 @dataclass
@@ -155,18 +154,19 @@ class Session:
     device: torch.device
     methods: list[BoundMethod]
 
-    def batches(self, batch_size: int) -> list[dict[str, torch.Tensor]]:
-        """The evaluation set in batches of `batch_size` on the session's device, in the settings' order."""
-        return eval_batches(self.data, batch_size, self.settings.sort_by_length, self.device)
+    def batches(self, batch_size: int, sort_by_length: bool) -> list[dict[str, torch.Tensor]]:
+        """The evaluation set in batches of `batch_size` on the session's device, length-sorted or in dataset order."""
+        return eval_batches(self.data, batch_size, sort_by_length, self.device)
 
-    def run_columns(self, method: BoundMethod, batch_size: int, n_batches: int) -> dict[str, object]:
-        """The `RUN_COLUMNS` of a table row measuring `method` at `batch_size`."""
+    def run_columns(self, method: BoundMethod, batch_size: int, n_batches: int, sort_by_length: bool
+                    ) -> dict[str, object]:
+        """The `RUN_COLUMNS` of a table row measuring `method` at `batch_size` in the given batch order."""
         data, settings = self.data, self.settings
         return {
             "task": data.task, "model": data.model_name, "eval_split": data.split_name, "n_eval": len(data.split),
             "label": method.label, "method": method.method, "impl": method.impl, "run_dir": method.run_dir,
             "device": self.device.type, "device_name": device_name(self.device), "threads": settings.threads,
-            "dtype": settings.dtype, "sorted_by_length": settings.sort_by_length, "batch_size": batch_size,
+            "dtype": settings.dtype, "sorted_by_length": sort_by_length, "batch_size": batch_size,
             "n_batches": n_batches,
         }
 

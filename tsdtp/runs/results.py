@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tsdtp.core.config import PruningConfig
+from tsdtp.runs.speedups import RATIO_COLUMNS
 from tsdtp.runs.tables import upsert_csv
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -19,8 +20,15 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 """The contracted columns, in order."""
 
-EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "scorer_overhead", "run_dir", "command")
-"""Columns after the contract: which split, the training budget, and how the row was made."""
+SPEED_COLUMNS: tuple[str, ...] = (*RATIO_COLUMNS, "speedup_baseline")
+"""The speedup against each dense baseline and the name of the fastest (`tsdtp.runs.speedups`).
+
+`speedup` is against the fastest; rows without `speedup_baseline` predate that rule and are
+against transformers' padded forward in dataset order."""
+
+EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "scorer_overhead", "run_dir", "command",
+                                  *SPEED_COLUMNS)
+"""Columns after the contract: which split, the training budget, how the row was made, the speedups."""
 
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
                                 "device")
@@ -34,12 +42,16 @@ def invoking_command() -> str:
 
 def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_name: str, metric: float,
                      keep_ratio: float, flops_ratio: float, speedup: float, batch_size: int, threads: int,
-                     n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str) -> dict[str, Any]:
+                     n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str,
+                     speedups: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One results.csv row, `RESULT_COLUMNS` then `EXTRA_COLUMNS`, rounded as the table keeps them.
 
     `gamma` is the effective one; `keep_target` is set only for methods trained with a keep budget.
+    `speedups` holds the `SPEED_COLUMNS` (`tsdtp.runs.speedups.speedup_columns`; empty when not timed).
     """
     spec = pruning.spec
+    speedups = speedups or {}
+    ratios = {c: round(float(speedups.get(c, float("nan"))), 3) for c in RATIO_COLUMNS}
     return {
         "task": task, "model": model, "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
         "metric_name": metric_name, "metric": round(metric, 2), "keep_ratio": round(keep_ratio, 4),
@@ -47,6 +59,7 @@ def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_na
         "device": f"cpu x{threads}", "n_eval": n_eval, "eval_split": eval_split,
         "keep_target": pruning.keep_target if spec.trained and spec.prunes else None,
         "scorer_overhead": round(scorer_overhead, 4), "run_dir": run_dir, "command": invoking_command(),
+        **ratios, "speedup_baseline": speedups.get("speedup_baseline"),
     }
 
 
