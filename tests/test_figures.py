@@ -105,6 +105,30 @@ def test_select_settings_realization_and_results_table(tmp_path):
     assert r"\toprule" in latex and r"metric\_name" in latex and latex.count(r"\\") == 1 + len(table)
 
 
+def test_speed_figures_use_the_fastest_baseline_and_mark_older_rows(tmp_path):
+    old = tmp_path / "old.csv"
+    before = ["eval_split", "keep_target", "scorer_overhead", "run_dir", "command"]
+    rows = [result_row("none", 1.0, 90.0, 1.0, 1.0), result_row("ts-dtp", 1.0, 89.0, 0.5, 2.6)]
+    pd.DataFrame(rows).reindex(columns=[*RESULT_COLUMNS, *before]).to_csv(old, index=False)
+    older = frames.realization(pd.read_csv(old))
+    assert (older["speedup_basis"] == frames.PADDED_BASIS).all()
+    fastest = dict(result_row("ts-dtp", 0.5, 88.0, 0.4, 2.0), speedup_baseline="hf_sorted", speedup_vs_hf=3.5)
+    results = upsert_results(old, [fastest])
+    realized = frames.realization(results).set_index(["method", "k"])
+    assert realized.loc[("ts-dtp", 0.5), "realization"] == pytest.approx(0.8)
+    assert realized.loc[("ts-dtp", 0.5), "speedup_basis"] == frames.FASTEST_BASIS
+    assert realized.loc[("ts-dtp", 1.0), "speedup_basis"] == frames.PADDED_BASIS
+    figure = plots.realization_plot(frames.realization(results))
+    assert "fastest dense baseline" in figure.axes[0].get_ylabel()
+    assert plots.OLDER_ROWS_NOTE in figure.axes[0].get_ylabel()
+    assert sum(bar.get_hatch() == "//" for bar in figure.axes[0].patches) == 2
+    tradeoff = plots.tradeoff_plot(results)
+    assert plots.OLDER_ROWS_NOTE in tradeoff.axes[1].get_xlabel()
+    assert [line.get_linestyle() for line in tradeoff.axes[1].get_lines()[:3]] == ["--", "-", "--"]
+    current = plots.tradeoff_plot(results[results["speedup_baseline"].notna()])
+    assert current.axes[1].get_xlabel() == plots.SPEED_AXIS
+
+
 def test_results_csv_upsert_replaces_rows_whose_keys_have_missing_values(tmp_path):
     path = tmp_path / "results.csv"
     upsert_results(path, [result_row("none", 1.0, 90.0, 1.0, 1.0)])

@@ -157,11 +157,28 @@ def pick_examples(traces: pd.DataFrame, methods: Sequence[str], n: int, min_toke
     return [int(example) for example in ranked.index[:n]]
 
 
+FASTEST_BASIS, PADDED_BASIS = "× fastest dense baseline", "× padded forward (older row)"
+"""What a results row's `speedup` is against: the fastest-baseline rule (`tsdtp.runs.speedups`), or,
+for rows written before it (no `speedup_baseline`), transformers' padded forward in dataset order."""
+
+
+def speedup_basis(results: pd.DataFrame) -> pd.Series:
+    """Per row, `FASTEST_BASIS` where the row names its fastest baseline, else `PADDED_BASIS`."""
+    if "speedup_baseline" not in results.columns:
+        return pd.Series(PADDED_BASIS, index=results.index)
+    return results["speedup_baseline"].notna().map({True: FASTEST_BASIS, False: PADDED_BASIS})
+
+
 def realization(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a measured speedup, with the FLOPs-implied speedup and realized/implied ratio added."""
+    """Rows with a measured speedup, with the FLOPs-implied speedup, realized/implied ratio and `speedup_basis` added.
+
+    Realization is against the fastest dense baseline; older rows, against the padded forward, are
+    kept and marked by `speedup_basis`.
+    """
     measured = results[results["speedup"].notna() & results["flops_ratio"].notna()].copy()
     measured["implied_speedup"] = 1.0 / measured["flops_ratio"].astype(float)
     measured["realization"] = measured["speedup"].astype(float) / measured["implied_speedup"]
+    measured["speedup_basis"] = speedup_basis(measured)
     return measured.reset_index(drop=True)
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from tsdtp.analysis.frames import DECODER_ROW_TASKS, method_order, panels
+from tsdtp.analysis.frames import DECODER_ROW_TASKS, PADDED_BASIS, method_order, panels, speedup_basis
 from tsdtp.analysis.token_kinds import KINDS
 from tsdtp.core.config import DENSE_METHOD, METHOD_TABLE, METHODS
 from tsdtp.core.regions import COMPONENTS
@@ -158,10 +159,32 @@ def token_kind_plot(kinds: pd.DataFrame) -> Figure:
     return fig
 
 
+SPEED_AXIS = "measured speedup (× fastest dense baseline)"
+"""The speedup axis label: results.csv's `speedup` by the fastest-baseline rule (`tsdtp.runs.speedups`)."""
+
+OLDER_ROWS_NOTE = "hatched/dashed: older rows, × padded forward"
+"""Added to a speedup axis label when some rows predate the rule (`frames.speedup_basis`)."""
+
+
+def _speed_label(base: str, basis: pd.Series) -> str:
+    return f"{base}\n({OLDER_ROWS_NOTE})" if (basis == PADDED_BASIS).any() else base
+
+
+def _curve(ax: Axes, points: pd.DataFrame, x: str, method: str, older: bool) -> None:
+    """One method's metric over `x`, sorted; rows older than the speedup rule dashed with hollow markers."""
+    if points.empty:
+        return
+    points = points.sort_values(x)
+    ax.plot(points[x], points["metric"], marker="o", color=_colour(method), label=method,
+            linestyle="--" if older else "-", markerfacecolor="none" if older else _colour(method))
+
+
 def tradeoff_plot(results: pd.DataFrame) -> Figure:
     """Metric against FLOPs ratio (top) and against measured speedup (bottom), a curve over k per method.
 
-    One column per task, or per task and test set when a task has several (`analysis.panels`).
+    The speedup is against the fastest dense baseline; rows measured before that rule (against the
+    padded forward) are drawn dashed and hollow. One column per task, or per task and test set
+    when a task has several (`analysis.panels`).
     """
     columns = panels(results)
     if not columns:
@@ -169,18 +192,21 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
     fig, axes = _panel_grid(2, len(columns), 4.6, 7.0)
     for column, (title, one) in enumerate(columns):
         dense = one[one["method"] == DENSE_METHOD]
+        older = speedup_basis(one) == PADDED_BASIS
         for row, x in enumerate(("flops_ratio", "speedup")):
             ax = axes[row, column]
             for method in method_order(one["method"].tolist()):
-                points = one[(one["method"] == method) & one[x].notna()].sort_values(x)
-                if points.empty:
-                    continue
-                ax.plot(points[x], points["metric"], marker="o", color=_colour(method), label=method)
+                mine = (one["method"] == method) & one[x].notna()
+                if x == "flops_ratio":
+                    _curve(ax, one[mine], x, method, older=False)
+                else:
+                    _curve(ax, one[mine & ~older], x, method, older=False)
+                    _curve(ax, one[mine & older], x, method, older=True)
             if not dense.empty:
                 ax.axhline(float(dense["metric"].iloc[0]), color=_colour(DENSE_METHOD), linestyle=":", linewidth=1)
             ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
             ax.set_xlabel("FLOPs ratio (pruned / dense, scorer included)" if x == "flops_ratio"
-                          else "measured speedup (× dense throughput)")
+                          else _speed_label(SPEED_AXIS, speedup_basis(one[one[x].notna()])))
             ax.set_ylabel(str(one["metric_name"].iloc[0]))
             ax.set_title(title, fontsize=9)
             ax.grid(alpha=0.3)
@@ -194,7 +220,9 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
 def realization_plot(realized: pd.DataFrame) -> Figure:
     """Measured over FLOPs-implied speedup per method and k (1 is the FLOPs ceiling).
 
-    One panel per task, or per task and test set when a task has several (`analysis.panels`).
+    The measured speedup is against the fastest dense baseline; bars of rows measured before that
+    rule (`speedup_basis`: against the padded forward) are hatched. One panel per task, or per
+    task and test set when a task has several (`analysis.panels`).
     """
     columns = panels(realized)
     if not columns:
@@ -203,12 +231,15 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
     for ax, (title, one) in zip(axes, columns):
         ordered = pd.concat([one[one["method"] == m].sort_values("k") for m in method_order(one["method"].tolist())])
         labels = [f"{m}\nk={k:g}" for m, k in zip(ordered["method"], ordered["k"])]
-        ax.bar(range(len(ordered)), ordered["realization"], color=[_colour(m) for m in ordered["method"]])
+        bars = ax.bar(range(len(ordered)), ordered["realization"], color=[_colour(m) for m in ordered["method"]])
+        for bar, basis in zip(bars, speedup_basis(ordered)):
+            bar.set_hatch("//" if basis == PADDED_BASIS else None)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="FLOPs-implied ceiling")
         ax.set_xticks(range(len(ordered)), labels, rotation=90, fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("measured / FLOPs-implied speedup")
+    axes[0].set_ylabel(_speed_label(f"{SPEED_AXIS}\n/ FLOPs-implied speedup",
+                                    speedup_basis(realized)))
     axes[0].legend(fontsize=7)
     return fig
 
