@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -102,10 +102,3 @@ def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: 
     if shuffle and not sort_by_length:
         random.Random(seed + 1).shuffle(batches)
     return batches
-
-
-def iterate_batches(split: EncodedSplit, batches: Sequence[Sequence[int]], pad_id: int
-                    ) -> Iterator[dict[str, torch.Tensor]]:
-    """Collate each batch of indices in turn."""
-    for indices in batches:
-        yield collate(split, indices, pad_id)

@@ -33,11 +33,6 @@ class TokenLayout:
         rows, cols = valid.nonzero(as_tuple=True)
         return cls(valid, rows, cols, rows.shape[0] == valid.numel())
 
-    @property
-    def num_tokens(self) -> int:
-        """Live tokens in the batch (T)."""
-        return int(self.rows.shape[0])
-
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
         """`[B, n, ...]` -> `[T, ...]`: the live slots, copied at most once (strided inputs are fine)."""
         if self.full:

@@ -31,9 +31,6 @@ BASELINES: dict[str, tuple[str, str]] = {
 }
 """Each dense baseline's name -> (which forward, which batch order)."""
 
-PADDED_BASELINE = "hf"
-"""What `speedup` was measured against before the fastest-baseline rule (rows without `speedup_baseline`)."""
-
 RATIO_COLUMNS: tuple[str, ...] = tuple(f"speedup_vs_{name}" for name in BASELINES)
 """One speedup column per baseline."""
 
