@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from tsdtp.glue_tasks import GlueTask
+from tsdtp.runs.batches import batch_indices as batch_indices  # re-exported for classification's modules
 
 
 @dataclass(frozen=True)
@@ -79,26 +79,3 @@ def collate(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[st
         mask[row, :n] = 1
     labels = torch.tensor([split.labels[i] for i in indices], dtype=torch.long)
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "labels": labels}
-
-
-def batch_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
-                  sort_by_length: bool = False, group_size: int = 50) -> list[list[int]]:
-    """Indices of each batch.
-
-    shuffle: random order, then sorted by length within groups of `group_size` batches and
-        the batches shuffled again (length grouping: far less padding, still random).
-    sort_by_length: the whole set sorted by length (an evaluation option, reported as such).
-    """
-    order = list(range(len(lengths)))
-    if sort_by_length:
-        order.sort(key=lambda i: lengths[i])
-    elif shuffle:
-        rng = random.Random(seed)
-        rng.shuffle(order)
-        chunk = batch_size * group_size
-        order = [i for start in range(0, len(order), chunk)
-                 for i in sorted(order[start:start + chunk], key=lambda i: lengths[i])]
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    if shuffle and not sort_by_length:
-        random.Random(seed + 1).shuffle(batches)
-    return batches

@@ -1,7 +1,7 @@
 """The `tsdtp` command: builds the parser from the command groups, dispatches, and reports user errors in one line.
 
-Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `bench`, `profile`, and
-`reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text).
+Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `llm` (llm-train, llm-eval),
+`bench`, `profile`, and `reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tsdtp.cli.classification import (
     run_classification_command,
 )
 from tsdtp.cli.flags import at_least
+from tsdtp.cli.llm import LLM_COMMANDS, add_llm_commands, run_llm_command
 from tsdtp.cli.predict import add_predict_command, run_predict_command
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
@@ -29,6 +30,7 @@ from tsdtp.errors import TsdtpError
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     **dict.fromkeys(CLASSIFICATION_COMMANDS, run_classification_command),
     **dict.fromkeys(TRANSLATION_COMMANDS, run_translation_command),
+    **dict.fromkeys(LLM_COMMANDS, run_llm_command),
     "reproduce": reproduce_command,
     "bench": run_bench_command,
     "profile": run_profile_command,
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_classification_commands(commands)
     add_translation_commands(commands)
+    add_llm_commands(commands)
     add_reproduce_command(commands)
     add_bench_command(commands)
     add_profile_command(commands)

@@ -1,9 +1,9 @@
 """Analytic FLOPs of an encoder pass from the live tokens each layer saw (multiply-add = 2).
 
 Per layer with n live tokens, hidden d and FFN width f:
-    projections (Q, K, V, O)  8 n d^2
-    feed-forward              4 n d f          (24 n d^2 in total when f = 4d)
-    attention scores + mix    4 n^2 d
+    projections (Q, K, V, O)  8 n d^2          (4 n d^2 + 4 n d d_kv with grouped-query keys and values of width d_kv)
+    feed-forward              4 n d f          (24 n d^2 in total when f = 4d; 6 n d f for a gated MLP's 3 matrices)
+    attention scores + mix    4 n^2 d          (counted in full, as the masked attention kernel computes it)
 The task scorer adds 4 n d d_task + 2 n^2 d_task on every layer it scores.
 Embedding lookups, the pooler and the head are the same for every method and left out.
 
@@ -27,12 +27,15 @@ from tsdtp.core.pruned_model import PrunedModel
 
 @dataclass(frozen=True)
 class EncoderShape:
-    """The sizes the FLOPs depend on."""
+    """The sizes the FLOPs depend on: `kv_hidden`, the key/value width (None: `hidden`; smaller with
+    grouped-query attention), and `ffn_matrices`, 2 (up, down) or 3 (a gated MLP: gate, up, down)."""
 
     hidden: int
     intermediate: int
     num_layers: int
     d_task: int
+    kv_hidden: int | None = None
+    ffn_matrices: int = 2
 
 
 def encoder_shape(wrapper: PrunedModel) -> EncoderShape:
@@ -44,7 +47,9 @@ def encoder_shape(wrapper: PrunedModel) -> EncoderShape:
 def linear_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
     """FLOPs of one layer's projections and feed-forward on `n` tokens (elementwise)."""
     n = n.double()
-    return 8 * n * shape.hidden * shape.hidden + 4 * n * shape.hidden * shape.intermediate
+    kv_hidden = shape.hidden if shape.kv_hidden is None else shape.kv_hidden
+    projections = 4 * n * shape.hidden * (shape.hidden + kv_hidden)
+    return projections + 2 * shape.ffn_matrices * n * shape.hidden * shape.intermediate
 
 
 def attention_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:

@@ -1,0 +1,160 @@
+"""Decoder-only classification: prompts (frame kept, long text cut, empty text refused), the label-word head,
+LoRA training through the pruning engine, checkpoints holding only what trains, evaluation rows, bad inputs.
+
+A tiny random Llama saved with the packaged MiniLM tokenizer (no chat template: the plain prompt frame) keeps
+these fast and offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tsdtp.cli import main
+from tsdtp.core.config import PruningConfig
+from tsdtp.core.engine import EngineMode
+from tsdtp.core.flops import counted_flops, layer_flops
+from tsdtp.errors import ConfigError, DataError
+from tsdtp.hub import load_tokenizer
+from tsdtp.llm.classifier_checkpoint import load_checkpoint
+from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_evaluate import evaluate_llm_run, llama_shape
+from tsdtp.llm.classifier_model import PrunedLlamaClassifier, sequence_classifier
+from tsdtp.llm.classifier_prompts import (
+    PROMPTS,
+    PromptFrame,
+    PromptSplit,
+    collate,
+    encode_prompts,
+    label_token_ids,
+)
+from tsdtp.llm.classifier_train import train_llm
+from tsdtp.runs.results import RESULT_COLUMNS
+
+TEXTS = [("a gorgeous , witty , seductive movie . ",), ("an ugly , pointless mess ",)]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a tiny random Llama (GQA, 64 positions) and the MiniLM tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_config(folder: Path, **changes: object) -> LlmTrainConfig:
+    return LlmTrainConfig(model=str(folder), max_length=48, batch_size=8, eval_batch_size=4, **changes)
+
+
+def test_a_prompt_keeps_its_frame_and_cuts_a_long_text_at_its_end(tiny_llama: Path):
+    tokenizer = load_tokenizer(str(tiny_llama))
+    frame = PromptFrame.of(tokenizer, PROMPTS["sst2"])
+    long_text = ("warm , funny and wise " * 20,)
+    with pytest.warns(UserWarning, match="1 sst2 text"):
+        (short, cut), truncated = encode_prompts(tokenizer, "sst2", [TEXTS[0], long_text], 40)
+    assert truncated == [False, True] and len(cut) == 40
+    for ids in (short, cut):
+        assert ids[: len(frame.before)] == frame.before and ids[-len(frame.after):] == frame.after
+    assert "gorgeous" in tokenizer.decode(short) and "wise" in tokenizer.decode(cut)
+
+
+def test_empty_text_and_a_frame_longer_than_the_limit_are_clear_errors(tiny_llama: Path):
+    tokenizer = load_tokenizer(str(tiny_llama))
+    with pytest.raises(DataError, match="1 empty sst2 text"):
+        encode_prompts(tokenizer, "sst2", [TEXTS[0], ("   ",)], 40)
+    with pytest.raises(ConfigError, match="max_length 16 leaves no room for the text"):
+        encode_prompts(tokenizer, "sst2", TEXTS, 16)
+
+
+def test_a_limit_over_the_context_and_an_unknown_model_are_refused(tiny_llama: Path, capsys: pytest.CaptureFixture):
+    with pytest.raises(ConfigError, match="max_length 128 exceeds the context of .* \\(64 tokens\\)"):
+        PrunedLlamaClassifier.build(tiny_config(tiny_llama).replace(max_length=128))
+    with pytest.raises(ConfigError, match="cannot load model 'no-owner/no-such-llm'"):
+        PrunedLlamaClassifier.build(LlmTrainConfig(model="no-owner/no-such-llm"))
+    assert main(["llm-train", "--model", "no-owner/no-such-llm", "--run-dir", "unused"]) == 2
+    assert "tsdtp llm-train: error: cannot load model 'no-owner/no-such-llm'" in capsys.readouterr().err
+    assert not Path("unused").exists()
+
+
+def test_the_untrained_head_reads_the_label_words_at_the_last_token(tiny_llama: Path):
+    model, tokenizer = PrunedLlamaClassifier.build(tiny_config(tiny_llama))
+    ids, _ = encode_prompts(tokenizer, "sst2", TEXTS, 48)
+    batch = collate_ids(ids, tokenizer.pad_token_id)
+    causal = LlamaForCausalLM.from_pretrained(tiny_llama).eval()
+    with torch.no_grad():
+        logits = model.eval()(batch).logits
+        last = batch["attention_mask"].sum(-1) - 1
+        reference = causal(**batch).logits[torch.arange(2), last][:, label_token_ids(tokenizer, "sst2")]
+    assert torch.allclose(logits, reference, atol=1e-5)
+
+
+def collate_ids(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(map(len, ids))
+    return {"input_ids": torch.tensor([row + [pad_id] * (width - len(row)) for row in ids]),
+            "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])}
+
+
+def test_gradients_reach_the_lora_adapters_head_and_scorers_and_nothing_else(tiny_llama: Path):
+    model, tokenizer = PrunedLlamaClassifier.build(tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp",
+                                                                                                  k=0.0)))
+    ids, _ = encode_prompts(tokenizer, "sst2", TEXTS, 48)
+    batch = collate_ids(ids, tokenizer.pad_token_id)
+    model.train()
+    assert model.engine_mode() is EngineMode.SOFT
+    loss, _ = model.loss(model(batch), torch.tensor([1, 0]))
+    loss.backward()
+    grads = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any("lora_B" in name for name in grads) and "model.score.weight" in grads
+    assert any(name.startswith("scorers.1.") for name in grads)
+    assert grads <= model.trained_names
+    assert not any("embed_tokens" in name or "mlp" in name for name in model.trained_names)
+
+
+def test_training_evaluation_and_checkpoints(tiny_llama: Path, tmp_path: Path):
+    config = tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), max_eval_samples=6)
+    metrics = train_llm(config, tmp_path / "run", progress=False)
+    assert metrics["steps"] == 4 and metrics["train_examples"] == 32 and 0.0 < metrics["final"]["keep_ratio"] < 1.0
+    payload = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    model, tokenizer, loaded = load_checkpoint(tmp_path / "run")
+    assert loaded == config and set(payload["state_dict"]) == model.trained_names
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in payload["state_dict"].items())
+    base = LlamaForCausalLM.from_pretrained(tiny_llama)
+    assert torch.equal(model.model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+    assert train_llm(config, tmp_path / "run", progress=False) == metrics, "a finished run is not trained again"
+
+    results = tmp_path / "results.csv"
+    record = evaluate_llm_run(tmp_path / "run", overrides={"k": 1e6}, results_csv=results, progress=False)
+    assert record["keep_ratio"] == 1.0 and record["flops_ratio"] == 1.0 and record["n_eval"] == 6
+    row = pd.read_csv(results).iloc[0]
+    assert list(pd.read_csv(results).columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert row["model"] == f"{tiny_llama.name} LoRA r8" and row["task"] == "sst2"
+    assert row["metric"] == round(100 * record["accuracy"], 2)
+    assert json.loads((tmp_path / "run" / "eval" / "ts-dtp_k1e+06_g0.5.json").read_text())["n_eval"] == 6
+
+
+def test_collate_pads_on_the_right(tiny_llama: Path):
+    tokenizer = load_tokenizer(str(tiny_llama))
+    ids, _ = encode_prompts(tokenizer, "qnli", [("Who?", "Nobody knows."), ("What?", "A thing , perhaps .")], 48)
+    batch = collate(PromptSplit(ids, [0, 1], [], [False, False]), [0, 1], tokenizer.pad_token_id)
+    assert batch["attention_mask"].sum(-1).tolist() == [len(row) for row in ids]
+    assert batch["input_ids"][0, len(ids[0]):].eq(tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("length", [5, 12])
+def test_analytic_flops_of_a_llama_layer_match_the_flop_counter(tiny_llama: Path, length: int):
+    """Without LoRA adapters (they add their own small matmuls, to dense and pruned alike, until merged)."""
+    causal = LlamaForCausalLM.from_pretrained(tiny_llama)
+    model = PrunedLlamaClassifier(sequence_classifier(causal, [5, 6]), [101, 102], PruningConfig())
+    hidden = torch.randn(1, length, model.adapter.hidden_size)
+    with torch.no_grad():
+        counted = counted_flops(lambda: model.eval().adapter.layer(0, hidden, torch.zeros(1, length), False))
+    assert counted == layer_flops(torch.tensor([length]), llama_shape(model)).item()

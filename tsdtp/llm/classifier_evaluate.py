@@ -1,0 +1,98 @@
+"""Accuracy, keep ratios and FLOPs of an LLM classifier, and `tsdtp llm-eval`: a run evaluated under any method,
+recorded in `eval/<name>.json` and, when asked, as a results.csv row like classification's.
+
+FLOPs count the Llama layer as it is: grouped-query key/value projections and the gated MLP's three matrices
+(`tsdtp.core.flops.EncoderShape`). Speed is not timed here yet: the row's speedup columns are empty (NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from tsdtp.core.flops import EncoderShape, method_flops
+from tsdtp.data_files import tag_of_label
+from tsdtp.errors import ConfigError
+from tsdtp.hub import short_model_name
+from tsdtp.llm.classifier_checkpoint import load_checkpoint
+from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_model import PrunedLlamaClassifier
+from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
+from tsdtp.runs.batches import batch_indices
+from tsdtp.runs.eval_files import eval_file
+from tsdtp.runs.io import atomic_write_json
+from tsdtp.runs.results import build_result_row, upsert_results
+from tsdtp.runs.run_dir import holding_evaluation_lock, read_metrics
+
+
+def llama_shape(model: PrunedLlamaClassifier) -> EncoderShape:
+    """The FLOPs-relevant sizes of the classifier: grouped-query keys and values, a three-matrix gated MLP."""
+    adapter = model.adapter
+    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, model.pruning.d_task,
+                        kv_hidden=adapter.num_kv_heads * adapter.head_dim, ffn_matrices=3)
+
+
+@torch.no_grad()
+def evaluate_classifier(model: PrunedLlamaClassifier, split: PromptSplit, batch_size: int, pad_id: int,
+                        progress: bool = True) -> dict[str, Any]:
+    """Accuracy, keep ratios (mean and per layer), FLOPs ratio, scorer overhead, examples and cut prompts
+    (`truncated`) of hard pruning (real removal) in dataset order, rounded for JSON."""
+    if model.pruning.spec.masks:
+        raise ConfigError(f"method {model.pruning.method!r} (two-pass masking) is not implemented for LLM runs")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(model.pruning.seed)
+    correct, tokens = 0, []
+    batches = batch_indices(split.lengths(), batch_size, shuffle=False)
+    for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress, leave=False):
+        batch = collate(split, indices, pad_id)
+        output = model(batch, generator=generator)
+        correct += int((output.logits.argmax(dim=-1) == batch["labels"]).sum())
+        tokens.append(output.engine.tokens_per_layer)
+    model.train(was_training)
+    per_layer = torch.cat(tokens)
+    flops = method_flops(per_layer, llama_shape(model), model.pruning)
+    layer_keep = (per_layer.double().sum(0) / per_layer[:, 0].double().sum()).tolist()
+    return {"accuracy": round(correct / len(split), 5), "n_eval": len(split),
+            "keep_ratio": round(sum(layer_keep) / len(layer_keep), 5), "layer_keep": [round(x, 4) for x in layer_keep],
+            "flops_ratio": round(flops.ratio, 5), "scorer_overhead": round(flops.scorer_overhead, 5),
+            "truncated": sum(split.truncated)}
+
+
+def model_label(config: LlmTrainConfig, train_examples: int | None) -> str:
+    """The results table's model name: the model, its LoRA rank and, for a subset, how many training examples."""
+    label = f"{short_model_name(config.model)} LoRA r{config.lora_rank}"
+    return label + (f" ({train_examples} train)" if config.max_train_samples is not None else "")
+
+
+@holding_evaluation_lock
+def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
+                     results_csv: str | Path | None = None, batch_size: int = 16,
+                     max_eval_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
+
+    Writes `eval/<name>.json` into the run directory and upserts a row into `results_csv` when given.
+    """
+    run_dir = Path(run_dir)
+    model, tokenizer, config = load_checkpoint(run_dir)
+    pruning = config.pruning.with_overrides(overrides or {})
+    model.pruning = pruning
+    eval_config = dataclasses.replace(config, max_eval_samples=max_eval_samples or config.max_eval_samples)
+    _, split, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False)
+    result = evaluate_classifier(model, split, batch_size, tokenizer.pad_token_id, progress=progress)
+    record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.to_dict(),
+              "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
+              **result}
+    atomic_write_json(eval_file(run_dir, pruning, "json", tag_of_label(split_name)), record)
+    if results_csv is not None:
+        train_examples = (read_metrics(run_dir) or {}).get("train_examples")
+        upsert_results(results_csv, [build_result_row(
+            task=config.task, model=model_label(config, train_examples), pruning=pruning, metric_name="accuracy",
+            metric=100 * result["accuracy"], keep_ratio=result["keep_ratio"], flops_ratio=result["flops_ratio"],
+            speedup=float("nan"), batch_size=batch_size, threads=torch.get_num_threads(), n_eval=result["n_eval"],
+            eval_split=split_name, scorer_overhead=result["scorer_overhead"], run_dir=str(run_dir))])
+    return record
