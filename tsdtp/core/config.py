@@ -72,6 +72,9 @@ METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
 DENSE_METHOD: str = next(name for name, method in METHOD_TABLE.items() if not method.prunes)
 """The method that removes nothing (the dense baseline of every comparison)."""
 
+REMOVALS: tuple[str, ...] = ("drop", "fuse")
+"""What may happen to pruned tokens (`PruningConfig.removal`)."""
+
 K_MIN, K_MAX = -3.0, 1e6
 """The threshold width k. k >= K_MAX (or `math.inf`) switches pruning off."""
 
@@ -112,6 +115,12 @@ class PruningConfig(Settings):
     keep_schedule: tuple[float, ...] | None = setting(
         None, low=0.0, high=1.0, low_open=True, help="comma-separated keep fractions per pruning layer (topk, random)")
     seed: int = setting(0, flag=False, help="seed of the random baseline")
+    removal: str = setting("drop", choices=REMOVALS, omit_default=True,
+                           help="what happens to pruned tokens: dropped, or fused into one kept token per example, "
+                                "their importance-weighted mean (EViT)")
+    keep_ramp: float = setting(0.0, low=0.0, high=1.0, omit_default=True,
+                               help="first fraction of training over which the keep-budget target falls linearly "
+                                    "from 1 to keep_target")
 
     def check(self) -> None:
         """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""
@@ -120,6 +129,8 @@ class PruningConfig(Settings):
             raise ConfigError(f"{self.method} is task-agnostic: gamma must be {fixed:g} (use ts-dtp for gamma > 0)")
         if self.prune_layers is not None and len(set(self.prune_layers)) != len(self.prune_layers):
             raise ConfigError(f"prune_layers must be distinct non-negative layer indices (got {self.prune_layers})")
+        if self.fuses and self.spec.masks:
+            raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
 
     @property
     def spec(self) -> Method:
@@ -130,6 +141,11 @@ class PruningConfig(Settings):
     def prunes(self) -> bool:
         """Whether this configuration removes any token at all."""
         return self.spec.prunes and self.k < K_MAX
+
+    @property
+    def fuses(self) -> bool:
+        """Whether pruned tokens are fused into one kept token per example instead of dropped."""
+        return self.removal == "fuse"
 
     @property
     def uses_scorer(self) -> bool:
