@@ -41,6 +41,8 @@ class PrunedModel(nn.Module):
 
     `straight_through` (the hard phase of training) and `packed_inference` (False: inference
     keeps the batch padded) choose, with `training` and `pruning`, the engine mode (`engine_mode`).
+    `training_progress` (fraction of the training steps done, set by the training loop; 1 otherwise)
+    places the loss on the recipe's schedules (`tsdtp.core.schedule`).
     """
 
     def __init__(self, model: nn.Module, adapter: ScoredAdapter, special_ids: list[int],
@@ -52,6 +54,7 @@ class PrunedModel(nn.Module):
         self.pruning = pruning
         self.straight_through = False
         self.packed_inference = True
+        self.training_progress = 1.0
         with torch.random.fork_rng():
             torch.manual_seed(SCORER_INIT_SEED)
             self.scorers = nn.ModuleList(
@@ -98,5 +101,5 @@ class PrunedModel(nn.Module):
     def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
                             ) -> tuple[torch.Tensor, dict[str, float]]:
         """`task_loss` plus the pruning terms of `tsdtp.core.losses`, and each part as a float (`ce`: the task loss)."""
-        penalty, parts = pruning_penalty(engine, self.pruning)
+        penalty, parts = pruning_penalty(engine, self.pruning, self.training_progress)
         return task_loss + penalty, {"ce": float(task_loss.detach()), **parts}
