@@ -27,7 +27,9 @@ from tsdtp.classification.encoding import (
 )
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
+from tsdtp.classification.objective import training_loss
 from tsdtp.classification.tasks import get_task
+from tsdtp.classification.teacher import teacher_targets
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
@@ -108,10 +110,12 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     model = build_model(config, tokenizer)
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
+    teacher = None if config.teacher is None else teacher_targets(config, train_split, pad_id, progress)
 
     def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate(train_split, indices, pad_id)
-        return model.loss(model(batch), batch["labels"])
+        targets = None if teacher is None else teacher.batch(indices, batch["input_ids"].shape[1])
+        return training_loss(model, model(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         result, _ = evaluate_model(model, eval_split, config.eval_batch_size, pad_id, progress=progress)

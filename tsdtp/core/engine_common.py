@@ -41,6 +41,8 @@ class EngineOutput:
         decoder's cross-attention must add to its logits to see the same soft pruning); in
         straight-through training, 0 in value for kept tokens (the float minimum for pruned ones)
         but carrying the soft mask's gradient.
+    prune_scores, prune_candidates: training only, per pruning layer, the cumulative importance its
+        decision ranks [B, N] and the tokens it may prune [B, N] (for ranking distillation).
     """
 
     hidden: torch.Tensor
@@ -51,6 +53,8 @@ class EngineOutput:
     soft_keep: torch.Tensor | None = None
     mean_importance: torch.Tensor | None = None
     log_keep: torch.Tensor | None = None
+    prune_scores: list[torch.Tensor] | None = None
+    prune_candidates: list[torch.Tensor] | None = None
 
 
 def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:

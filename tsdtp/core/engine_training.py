@@ -97,7 +97,7 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
     features = embeddings if config.task_features == "embeddings" else None
     positions = start_positions(valid)
     record = LayerRecord.start(valid, plan.num_layers, record_trace)
-    soft_keep = []
+    soft_keep, prune_scores, prune_candidates = [], [], []
     hidden = embeddings
     neg = torch.finfo(hidden.dtype).min
     for index in range(plan.num_layers):
@@ -111,9 +111,12 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
                                                     source, key_bias)
         if index in plan.prune_layers:
+            prune_scores.append(masks.importance)
+            prune_candidates.append(masks.alive & ~special)
             masks.prune(config, special, weight)
     importance = None
     if plan.scored:
         importance = mean_importance(masks.importance, (valid & ~special).float() * masks.log_keep.exp())
     return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
-                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg))
+                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg), prune_scores,
+                        prune_candidates)
