@@ -131,6 +131,8 @@ class PruningConfig(Settings):
             raise ConfigError(f"prune_layers must be distinct non-negative layer indices (got {self.prune_layers})")
         if self.fuses and self.spec.masks:
             raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
+        if self.fuses and self.task_features != "hidden":
+            raise ConfigError("removal 'fuse' needs task_features 'hidden' (a fused token has no embedding)")
 
     @property
     def spec(self) -> Method:

@@ -93,9 +93,14 @@ class LayerRecord:
         trace = torch.zeros(batch, num_layers, length, dtype=torch.bool, device=valid.device) if record_trace else None
         return cls(trace)
 
-    def add(self, index: int, positions: torch.Tensor, live: torch.Tensor) -> None:
-        """Record the tokens `live` [B, n], at original `positions` [B, n], entering layer `index`."""
-        self.tokens.append(live.sum(dim=-1))
+    def add(self, index: int, positions: torch.Tensor, live: torch.Tensor, counted: torch.Tensor | None = None
+            ) -> None:
+        """Record the tokens `live` [B, n], at original `positions` [B, n], entering layer `index`.
+
+        `counted` (default `live`): the tokens the layer processes, when it also runs tokens that are no
+        input token (a fused token, `tsdtp.core.fusion`): they count in `tokens_per_layer`, not in the trace.
+        """
+        self.tokens.append((live if counted is None else counted).sum(dim=-1))
         if self.trace is not None:
             self.trace[:, index].scatter_(1, positions, live)
 
