@@ -361,7 +361,7 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
 @pytest.mark.parametrize("change, message", [
     ({"method": "bogus"}, "unknown method 'bogus'"),
     ({"k": -10}, "k must be a number"),
-    ({"method": "topk"}, "is applied to a trained model"),
+    ({"method": "random"}, "is applied to a trained model"),
     ({"learning_rate": 0.1}, "takes no parameter"),
     ({"run_dir": "elsewhere"}, "filled in by the pipeline"),
     ({"init_from": "missing"}, "not an earlier training step"),

@@ -128,3 +128,12 @@ def test_a_distilled_run_logs_its_learning_curve_with_every_loss_part(teacher_ru
     assert [line["step"] for line in curve] == list(range(1, metrics["steps"] + 1))
     assert {"loss", "ce", "kl", "rank", "aux", "soft_keep", "keep_target"} <= set(curve[0])
     assert [line["keep_target"] for line in curve] == [1.0, 0.75, 0.5, 0.5]
+
+
+def test_top_k_fine_tunes_with_its_hard_rule_and_a_teacher(teacher_run, tmp_path, glue_dir):
+    pruning = PruningConfig(method="topk", gamma=0.0, keep_schedule=(0.8, 0.6, 0.4, 0.3))
+    config = tiny_config(teacher=str(teacher_run), pruning=pruning)
+    metrics = train(config, tmp_path, str(glue_dir), progress=False)
+    curve = read_step_log(tmp_path)
+    assert metrics["steps"] == 4 and {"ce", "kl"} <= set(curve[0]) and "soft_keep" not in curve[0]
+    assert metrics["final"]["keep_ratio"] < 0.8

@@ -20,7 +20,8 @@ from tsdtp.errors import ConfigError
 class Method:
     """One pruning method of the harness and what may be done with it (see METHOD.md, "Baselines").
 
-    trained: it has its own fine-tuning recipe; the others are applied to a trained model.
+    trained: it has its own fine-tuning recipe; the others are applied to a trained model. A trained method
+        without a differentiable form (top-k) fine-tunes the model with its hard rule in the forward pass.
     uses_scorer: its importance adds the task-specific scorer, weighted by gamma.
     default_gamma: the gamma it takes wherever a command, notebook or pipeline does not set one.
     scheduled: it keeps fixed per-layer counts (a keep schedule) instead of thresholding at k.
@@ -58,7 +59,7 @@ METHOD_TABLE: dict[str, Method] = {method.name: method for method in (
            fixed_gamma=0.0),
     Method("general-dtp-posthoc", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=False,
            differentiable=False),
-    Method("topk", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False),
+    Method("topk", trained=True, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False),
     Method("random", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False,
            random_scores=True),
     Method("reference-masking", trained=False, uses_scorer=True, default_gamma=0.5, scheduled=False,

@@ -3,7 +3,8 @@
 `L = task loss + lambda_aux * L_aux + lambda_keep * L_keep`, where L_aux is the paper's term,
 mean |per-example mean importance - batch mean|, and L_keep is
 (mean soft keep rate over token-layers - keep_target)^2, the target ramped from 1 over the first
-`keep_ramp` of training (`tsdtp.core.schedule`).
+`keep_ramp` of training (`tsdtp.core.schedule`). A method without soft masks (top-k, trained with its
+hard rule) has neither term.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def pruning_penalty(engine: EngineOutput, pruning: PruningConfig, progress: floa
     """
     penalty: torch.Tensor | float = 0.0
     parts: dict[str, float] = {}
-    if engine.mean_importance is not None and pruning.lambda_aux > 0:
+    if engine.mean_importance is not None and pruning.lambda_aux > 0 and pruning.spec.differentiable:
         aux = (engine.mean_importance - engine.mean_importance.mean()).abs().mean()
         penalty = penalty + pruning.lambda_aux * aux
         parts["aux"] = float(aux.detach())
