@@ -37,11 +37,12 @@ def train_config(task: str = "sst2", model: str = DEFAULT_MODEL, method: str = "
 
 def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,
                       results_csv: str | Path | None = None, batch_size: int = 32,
-                      max_eval_samples: int | None = None, speed_repeats: int = 0, progress: bool = True
-                      ) -> pd.DataFrame:
-    """Evaluate a run under each override of `evals` (`PruningConfig.with_overrides`); one summary row per evaluation.
+                      max_eval_samples: int | None = None, speed_repeats: int = 0, progress: bool = True,
+                      split: str = "eval") -> pd.DataFrame:
+    """Evaluate a run under each override of `evals` (`PruningConfig.with_overrides`) on `split` (`eval`, or the
+    held-out `selection` split); one summary row per evaluation.
 
-    The rows carry `task`, `method`, `k`, the effective `gamma` and `run_dir`, so
+    The rows carry `task`, `method`, `k`, the effective `gamma`, `removal`, `eval_split` and `run_dir`, so
     `tsdtp.analysis.frames.load_traces` reads their keep traces.
     """
     config = read_run_config(run_dir)
@@ -49,8 +50,9 @@ def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data
     for override in evals:
         pruning = config.pruning.with_overrides(override)
         record = evaluate_run(run_dir, data_dir, override, results_csv, batch_size, max_eval_samples,
-                              speed_repeats, progress)
+                              speed_repeats, progress, split)
         rows.append({"task": config.task, "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
+                     "removal": pruning.removal if pruning.fuses else None, "eval_split": record["eval_split"],
                      "accuracy": record["accuracy"], "keep_ratio": record["keep_ratio"],
                      "flops_ratio": record["flops_ratio"], "speedup": record["speedup"], "n_eval": record["n_eval"],
                      "run_dir": str(run_dir)})
