@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from tsdtp.analysis.choose import choose_settings, pareto_front
+from tsdtp.analysis.comparison import compare_at
 from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, paired_bootstrap, seed_summary
+from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
+from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import PruningConfig
 from tsdtp.runs.results import build_result_row, read_results, upsert_results
 
@@ -141,3 +144,48 @@ def test_result_rows_name_fused_tokens_and_non_default_schedules():
     topk = row(PruningConfig(method="topk", gamma=0.0, keep_schedule=(0.8, 0.5), removal="fuse"))
     assert (topk["schedule"], topk["removal"], topk["keep_target"], topk["seed"]) == ("0.8/0.5", "fuse", None, 1)
     assert row(PruningConfig(method="ts-dtp", keep_target=0.4))["keep_target"] == 0.4
+
+
+def stored_rows(traces_dir, method: str, seed: int, points: list[tuple[float, list[int]]]) -> list[dict]:
+    """Results rows of `method` (one per keep ratio), each with a stored trace whose examples are `correct`."""
+    rows = []
+    for keep, correct in points:
+        row = {"task": "sst2", "model": "m", "method": method, "k": keep, "gamma": 0.0, "keep_target": 0.5,
+               "seed": seed, "eval_split": "sst2 dev", "metric": 100 * float(np.mean(correct)), "keep_ratio": keep,
+               "flops_ratio": keep, "speedup": 1 / keep, "run_dir": f"runs/sst2-{method}-{seed}", "removal": None,
+               "schedule": None}
+        table = pd.DataFrame({"example": range(len(correct)), "position": 0, "token": "[CLS]",
+                              "correct": [bool(c) for c in correct], "kept_0": True})
+        path = stored_trace_path(pd.Series(row), traces_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(path)
+        rows.append(row)
+    return rows
+
+
+def test_methods_are_compared_at_a_matched_keep_ratio_on_the_same_examples(tmp_path):
+    rows = pd.DataFrame([
+        *stored_rows(tmp_path, "ts-dtp", 0, [(0.4, [1, 0, 0, 0]), (0.8, [1, 1, 1, 0])]),
+        *stored_rows(tmp_path, "ts-dtp", 1, [(0.5, [1, 1, 0, 0]), (0.7, [1, 1, 1, 1])]),
+        *stored_rows(tmp_path, "general-dtp", 0, [(0.5, [0, 0, 0, 0]), (0.7, [1, 1, 0, 0])]),
+        *stored_rows(tmp_path, "none", 0, [(1.0, [1, 1, 1, 1])])])
+    table = compare_at(rows, tmp_path, [("ts-dtp", "general-dtp"), ("ts-dtp", "none")], [0.6, 0.75])
+    at = table.set_index(["point", "other"])
+    # seed 0 at 0.6: halfway from [1,0,0,0] to [1,1,1,0] = 50%; seed 1: halfway to all-correct = 75%
+    assert at.loc[(0.6, "general-dtp"), "accuracy"] == pytest.approx(62.5)
+    assert at.loc[(0.6, "general-dtp"), "sd"] == pytest.approx(np.std([50.0, 75.0], ddof=1))
+    assert at.loc[(0.6, "general-dtp"), "other_accuracy"] == pytest.approx(25.0)
+    assert at.loc[(0.6, "general-dtp"), "difference"] == pytest.approx(37.5)
+    assert at.loc[(0.6, "none"), "other_accuracy"] == 100.0  # the dense point matches any keep ratio
+    assert np.isnan(at.loc[(0.75, "general-dtp"), "difference"])  # seed 1 and general-dtp stop at 0.7
+
+
+def test_the_seed_figures_draw_error_bars_and_a_panel_per_task(tmp_path):
+    rows = pd.DataFrame([row for seed in (0, 1) for row in stored_rows(tmp_path, "ts-dtp", seed, [(0.5, [1, 0]),
+                                                                                                (0.7, [1, 1])])]
+                        + stored_rows(tmp_path, "none", 0, [(1.0, [1, 1])]))
+    summary = seed_summary(rows, ["task", "method", "k"])
+    figure = seed_tradeoff_plot(summary)
+    assert len(figure.axes) == 2 and figure.axes[0].get_lines()
+    comparison = compare_at(rows, tmp_path, [("ts-dtp", "none")], [0.6])
+    assert len(difference_plot(comparison).axes) == 1
