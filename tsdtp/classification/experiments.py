@@ -21,18 +21,26 @@ from tsdtp.runs.cache import read_run_config
 
 def train_config(task: str = "sst2", model: str = DEFAULT_MODEL, method: str = "none", k: float = 1.0,
                  gamma: float | None = None, epochs: float = 1.0, max_train_samples: int | None = None, seed: int = 0,
-                 max_eval_samples: int | None = None, init_from: str | None = None, keep_target: float = 0.5
-                 ) -> TrainConfig:
+                 max_eval_samples: int | None = None, init_from: str | None = None, keep_target: float = 0.5,
+                 teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
+                 rank_weight: float = 0.0, selection_fraction: float = 0.0, removal: str = "drop",
+                 keep_schedule: list[float] | None = None) -> TrainConfig:
     """The validated `TrainConfig` of the training notebook's parameters (everything else at its default).
 
     `gamma=None` is the method's default (the gamma rule of `PruningConfig.with_overrides`), as for `tsdtp train`.
+    The recipe's parameters (teacher, hard phase, keep ramp, ranking distillation, selection split, fusion, a
+    top-k keep schedule) leave the config, and its hash, as before while at their defaults.
     """
     get_task(task)
-    given = {"method": method, "k": k, "keep_target": keep_target, **({} if gamma is None else {"gamma": gamma})}
+    given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp, "removal": removal,
+             **({} if gamma is None else {"gamma": gamma}),
+             **({} if keep_schedule is None else {"keep_schedule": keep_schedule})}
     pruning = PruningConfig().with_overrides(given)
     return TrainConfig(task=task, model=model, pruning=pruning, epochs=float(epochs),
                        max_train_samples=max_train_samples, seed=seed, max_eval_samples=max_eval_samples,
-                       init_from=None if init_from is None else str(init_from))
+                       init_from=None if init_from is None else str(init_from),
+                       teacher=None if teacher is None else str(teacher), hard_ratio=float(hard_ratio),
+                       rank_weight=float(rank_weight), selection_fraction=float(selection_fraction))
 
 
 def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,
