@@ -35,6 +35,13 @@ data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
 max_eval_samples = 256  # None: the whole evaluation split
 init_from = None  # a finished run to start from (its encoder and head)
 keep_target = 0.5  # keep rate the budget loss pulls toward
+teacher = None  # a finished run to distil from (its logits; with rank_weight its attention ranking)
+hard_ratio = 0.0  # last fraction of training with hard keep decisions (straight-through)
+keep_ramp = 0.0  # first fraction of training over which the keep target falls from 1 to keep_target
+rank_weight = 0.0  # weight of the ranking distillation (ToP); needs a teacher
+selection_fraction = 0.0  # held-out part of the training data to choose settings on (evals run on it too)
+removal = "drop"  # drop the pruned tokens, or fuse them into one kept token (EViT)
+keep_schedule = None  # top-k: keep fraction after each pruning layer, e.g. [0.8, 0.6, 0.45, 0.3]
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"method": "topk"}]
 results_csv = None  # append one row per evaluation here
 results_batch_size = 32  # batch size of the evaluations, their results.csv rows and speed measurement
@@ -52,25 +59,32 @@ from IPython.display import display
 from tsdtp.analysis import frames, plots, stored_traces
 from tsdtp.classification import experiments
 from tsdtp.runs import cache
+from tsdtp.runs.step_log import read_step_log
 from tsdtp.pipeline.spec import project_root
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
     torch.set_num_threads(threads)
 config = experiments.train_config(task, model, method, k, gamma, epochs, max_train_samples, seed,
-                                  max_eval_samples, init_from, keep_target)
+                                  max_eval_samples, init_from, keep_target, teacher, hard_ratio, keep_ramp,
+                                  rank_weight, selection_fraction, removal, keep_schedule)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
+        ("code", """curve = pd.DataFrame(read_step_log(run_dir))  # learning curve: mean loss parts, every ~1% of steps
+curve.iloc[:: max(1, len(curve) // 10)]"""),
         ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
                                        max_eval_samples, speed_repeats, progress=False)
 if traces_dir:
     stored_traces.store_traces(summary, traces_dir)
+if config.selection_fraction > 0:  # the held-out split settings are chosen on (no speed, no stored traces)
+    display(experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
+                                          max_eval_samples, 0, progress=False, split="selection"))
 summary"""),
-        ("code", """fig = plots.layer_keep_plot(frames.layer_keep(frames.load_traces(summary)))
-display(fig)"""),
+        ("code", """if not summary.empty:
+    display(plots.layer_keep_plot(frames.layer_keep(frames.load_traces(summary))))"""),
     ],
     "02_token_keep_heatmaps.ipynb": [
         ("md", """# 02 · Which tokens survive, layer by layer
@@ -203,6 +217,70 @@ results = frames.filter_results(read_results(results_csv), results_batch_size)
 table = frames.results_table(results, frames.read_bench(bench_csv))
 written = frames.write_table(table, "results_table", tables_dir)
 print("\\n".join(str(path) for path in written))
+table"""),
+    ],
+    "06_comparison.ipynb": [
+        ("md", """# 06 · The headline comparison: seeds, matched keep, paired intervals
+
+Settings are chosen on the held-out selection split (for each method and keep budget, the best
+selection accuracy among the settings that keep at most the budget), then read on the evaluation
+split only. Each method's curve (per seed) runs through its chosen settings; methods are compared at
+matched keep (and FLOPs) ratios by interpolating each example's correctness along the curve, with a
+paired bootstrap 95% interval over examples and seeds (`tsdtp.analysis.comparison`). The dense
+reference is every `none` row. Without selection rows every evaluation-split row is on the curve.
+Reads only the reports' data: `results_csv` and the stored keep traces in `traces_dir`."""),
+        ("parameters", """results_csv = "reports/data/results.csv"
+traces_dir = "reports/data/traces"  # the stored keep traces (per-example correctness)
+figures_dir = "reports/figures"
+tables_dir = "reports/tables"
+results_batch_size = 32  # use the results.csv rows measured at this batch size
+tasks = ["sst2", "qnli"]
+budgets = [0.7, 0.6, 0.5, 0.4]  # keep-ratio budgets settings are chosen for (on the selection split)
+pairs = [["ts-dtp", "general-dtp"], ["ts-dtp", "topk"], ["ts-dtp", "none"], ["general-dtp", "none"]]
+keep_points = [0.6, 0.5]  # matched keep ratios of the comparison
+flops_points = [0.625]  # matched FLOPs ratios of the comparison"""),
+        ("code", """import os
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from tsdtp.analysis import choose, comparison, frames, paired, plots, seed_plots, stored_traces
+from tsdtp.analysis.pending import mark_pending
+from tsdtp.pipeline.spec import project_root
+from tsdtp.runs.results import read_results
+
+os.chdir(project_root())  # relative paths are relative to the repository root
+results = frames.filter_results(read_results(results_csv), results_batch_size, tasks)
+evaluation, selection = choose.split_rows(results)
+chosen = choose.choose_settings(results, budgets)
+curves = chosen if not chosen.empty else evaluation[evaluation["method"] != "none"]
+rows = pd.concat([curves.drop(columns=["budget"], errors="ignore"), evaluation[evaluation["method"] == "none"]])
+rows = rows.drop_duplicates(subset=["task", "method", "keep_target", "k", "schedule", "removal", "seed"])
+display(Markdown(f"{len(selection)} selection rows; curves from "
+                 + ("the settings chosen on them" if not chosen.empty else "every evaluation row (no selection)")))
+(chosen[["task", "method", "budget", "keep_target", "k", "seed", "selection_metric", "metric", "keep_ratio"]]
+ if not chosen.empty else rows[["task", "method", "keep_target", "k", "seed", "metric", "keep_ratio"]])"""),
+        ("code", """summary = paired.seed_summary(rows, ["task", "method", "keep_target", "k", "schedule", "removal"])
+if summary.empty:
+    display(Markdown(mark_pending("pareto_seeds", "results.csv has no rows for " + ", ".join(tasks), figures_dir)))
+else:
+    fig = seed_plots.seed_tradeoff_plot(summary)
+    plots.save_figure(fig, "pareto_seeds", figures_dir)
+    display(fig)
+summary"""),
+        ("code", """missing = [] if rows.empty else stored_traces.missing_traces(rows, traces_dir)
+if rows.empty or missing:
+    why = "no rows" if rows.empty else f"no keep traces for {len(missing)} evaluation(s): {', '.join(missing[:3])}"
+    display(Markdown(mark_pending("differences", why, figures_dir)))
+    table = pd.DataFrame()
+else:
+    table = pd.concat([comparison.compare_at(rows, traces_dir, [tuple(p) for p in pairs], keep_points, "keep_ratio"),
+                       comparison.compare_at(rows, traces_dir, [tuple(p) for p in pairs], flops_points,
+                                             "flops_ratio")], ignore_index=True)
+    fig = seed_plots.difference_plot(table[table["x"] == "keep_ratio"])
+    plots.save_figure(fig, "differences", figures_dir)
+    display(fig)
+    frames.write_table(table.round(3), "comparison", tables_dir)
 table"""),
     ],
     "05_translation.ipynb": [

@@ -9,7 +9,7 @@ import pytest
 from tsdtp.classification.config import TrainConfig
 from tsdtp.core.config import METHOD_TABLE, METHODS, PruningConfig, method_spec
 from tsdtp.errors import CheckpointError, ConfigError
-from tsdtp.runs.cache import read_run_config
+from tsdtp.runs.cache import config_hash, read_run_config
 from tsdtp.translation.config import MTConfig
 
 
@@ -48,7 +48,7 @@ def test_pruning_switches_off_for_none_and_infinite_k():
     ({"batch_size": 0}, "batch_size"),
     ({"max_train_samples": 0}, "max_train_samples"),
     ({"hard_ratio": 1.5}, "hard_ratio"),
-    ({"pruning": PruningConfig(method="topk", gamma=0.0)}, "applied to a trained model"),
+    ({"pruning": PruningConfig(method="random", gamma=0.0)}, "applied to a trained model"),
 ])
 def test_out_of_range_training_settings_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -66,7 +66,8 @@ def test_the_method_table_answers_every_question_about_a_method():
     def having(flag: str) -> set[str]:
         return {name for name, method in METHOD_TABLE.items() if getattr(method, flag)}
 
-    assert having("trained") == having("differentiable") == {"none", "ts-dtp", "general-dtp"}
+    assert having("differentiable") == {"none", "ts-dtp", "general-dtp"}
+    assert having("trained") == having("differentiable") | {"topk"}  # top-k fine-tunes with its hard rule
     assert having("uses_scorer") == {"ts-dtp", "reference-masking"}
     assert having("scheduled") == {"topk", "random"}
     assert having("translatable") == set(METHODS) - {"reference-masking"}
@@ -106,3 +107,53 @@ def test_task_packages_register_their_runs_with_the_run_cache(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"task": "mnli"}))
     with pytest.raises(CheckpointError, match="names task 'mnli'; expected one of qnli, sst2, wmt16"):
         read_run_config(tmp_path)
+
+
+BASE_HASHES = {
+    "default": "a115deee0e0effcd8887b1fef165763759b107be771e76824c9757e16d088807",
+    "ts-dtp": "020ee0ce3babcd4dc7b870e2c175341f9fb677b99466662a8c7d83c7b0b67c36",
+    "translation": "c8ac41efcc5be2d16031255793c54563a0d615b2886e23f34e7679571f659c5f",
+}
+"""Run-cache hashes of three configs as tsdtp computed them at commit b732d3f, before the recipe fields."""
+
+
+def test_recipe_fields_at_their_defaults_leave_old_dicts_and_run_hashes_unchanged():
+    ts_dtp = TrainConfig(pruning=PruningConfig(method="ts-dtp", k=0.5), epochs=0.5)
+    assert config_hash(TrainConfig()) == BASE_HASHES["default"]
+    assert config_hash(ts_dtp) == BASE_HASHES["ts-dtp"]
+    assert config_hash(MTConfig()) == BASE_HASHES["translation"]
+    recipe = {"teacher", "distill_weight", "distill_temperature", "rank_weight", "selection_fraction"}
+    assert not recipe & set(TrainConfig().to_dict())
+    assert not {"removal", "keep_ramp"} & set(PruningConfig().to_dict())
+
+
+def test_a_recipe_field_set_is_recorded_hashed_and_read_back():
+    config = TrainConfig(pruning=PruningConfig(method="ts-dtp", removal="fuse", keep_ramp=0.25), rank_weight=0.01,
+                         teacher="runs/dense", distill_temperature=3.0, selection_fraction=0.1)
+    data = config.to_dict()
+    assert data["pruning"]["removal"] == "fuse" and data["pruning"]["keep_ramp"] == 0.25
+    assert data["rank_weight"] == 0.01 and data["teacher"] == "runs/dense" and "distill_weight" not in data
+    assert TrainConfig.from_dict(json.loads(json.dumps(data))) == config
+    assert config_hash(config, teacher_hash="a") != config_hash(config, teacher_hash="b")
+
+
+def test_the_teacher_is_hashed_by_the_run_it_names(tmp_path):
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    first, second = (TrainConfig(teacher=str(tmp_path / name)) for name in ("one", "two"))
+    assert config_hash(first) == config_hash(second) == config_hash(first, teacher_hash=config_hash(TrainConfig()))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rank_weight": 0.01}, "give a teacher run"),
+    ({"distill_weight": 1.5}, "distill_weight must be"),
+    ({"distill_temperature": 0.0}, "distill_temperature must be"),
+    ({"selection_fraction": 0.9}, "selection_fraction must be"),
+    ({"method": "reference-masking", "removal": "fuse"}, "no removal 'fuse'"),
+    ({"keep_ramp": 2.0}, "keep_ramp must be"),
+])
+def test_bad_recipe_settings_are_rejected(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        pruning = {key: changes.pop(key) for key in ("method", "removal", "keep_ramp") if key in changes}
+        TrainConfig(pruning=PruningConfig(**pruning), **changes)

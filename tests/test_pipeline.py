@@ -325,12 +325,23 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
     assert all(s.config.max_train_samples <= limits[s.config.task] for s in quick.steps if s.config is not None)
     assert {s.config.task for s in quick.steps if s.config is not None} == set(limits)
     full = {s.id: s for s in make_plan("full", REPO / "pipeline.yaml").steps}
-    assert full["sst2-none"].config == TrainConfig(task="sst2", epochs=2.0)
-    assert full["qnli-none"].config == TrainConfig(task="qnli", epochs=3.0)
-    pruned = full["sst2-ts-dtp-k0.5"]
-    assert pruned.config.init_from == "runs/" + full["sst2-none"].run_dir.name
-    assert (pruned.config.epochs, pruned.config.pruning.k, pruned.config.pruning.keep_target) == (0.5, 0.5, 0.5)
-    assert full["qnli-general-dtp-k0.5"].config.pruning.gamma == 0.0
+    assert full["sst2-none"].config == TrainConfig(task="sst2", epochs=2.0, selection_fraction=0.02)
+    assert full["qnli-none"].config == TrainConfig(task="qnli", epochs=3.0, selection_fraction=0.15)
+    pruned = full["sst2-ts-dtp-t0.6-s1"].config
+    assert pruned.init_from == pruned.teacher == "runs/" + full["sst2-none"].run_dir.name
+    assert (pruned.epochs, pruned.pruning.k, pruned.pruning.keep_target, pruned.seed) == (1.0, 0.5, 0.6, 1)
+    assert (pruned.hard_ratio, pruned.pruning.keep_ramp, pruned.rank_weight) == (0.3, 0.25, 0.01)
+    assert full["qnli-general-dtp-t0.6-s0"].config.pruning.gamma == 0.0
+    for task in ("sst2", "qnli"):
+        for method in ("ts-dtp", "general-dtp", "topk"):
+            assert {f"{task}-{method}-t{target}-s0" for target in (0.7, 0.6, 0.5, 0.4)} <= set(full)
+            assert {f"{task}-{method}-t0.6-s{seed}" for seed in (1, 2)} <= set(full)
+        assert {f"{task}-dense-extra-s{seed}" for seed in (0, 1, 2)} <= set(full)
+        recipe = {(s.config.epochs, s.config.teacher, s.config.selection_fraction) for s in full.values()
+                  if s.config is not None and s.config.task == task and s.config.init_from is not None}
+        assert len(recipe) == 1  # every compared method, the dense reference included, gets the same recipe
+    small = make_plan("compare-small", REPO / "pipeline.yaml")
+    assert all(s.config.max_train_samples <= 4000 for s in small.steps if s.config is not None)
     dense_mt = full["wmt16-dense"].config
     assert (dense_mt.epochs, dense_mt.init_from, dense_mt.pruning.method, dense_mt.d_model) == (7.0, None, "none", 256)
     for step_id in ("wmt16-none", "wmt16-ts-dtp-k0.5", "wmt16-general-dtp-k0.5"):
@@ -361,7 +372,7 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
 @pytest.mark.parametrize("change, message", [
     ({"method": "bogus"}, "unknown method 'bogus'"),
     ({"k": -10}, "k must be a number"),
-    ({"method": "topk"}, "is applied to a trained model"),
+    ({"method": "random"}, "is applied to a trained model"),
     ({"learning_rate": 0.1}, "takes no parameter"),
     ({"run_dir": "elsewhere"}, "filled in by the pipeline"),
     ({"init_from": "missing"}, "not an earlier training step"),

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tsdtp.analysis.token_kinds import KINDS, token_kinds
+from tsdtp.classification.selection import SELECTION_WORD, is_selection_label
 from tsdtp.core.config import METHODS
 from tsdtp.data_files import tag_of_label
 from tsdtp.runs.eval_files import eval_stem
@@ -72,11 +73,21 @@ def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
     return ranked.drop_duplicates(["task", "model", "method"]).drop(columns="_distance").reset_index(drop=True)
 
 
+def row_stem(row: pd.Series, with_source: bool = True) -> str:
+    """The evaluation file stem of one results row: its method, k, effective gamma, schedule and removal, the
+    selection split when its `eval_split` names one, and (`with_source`) the data source its label carries."""
+    label = str(row.get("eval_split", ""))
+    removal, schedule = row.get("removal"), row.get("schedule")
+    return eval_stem(row["method"], float(row["k"]), float(row["gamma"]),
+                     tag_of_label(label) if with_source else None, "drop" if pd.isna(removal) else str(removal),
+                     SELECTION_WORD if is_selection_label(label) else "eval",
+                     None if pd.isna(schedule) else str(schedule))
+
+
 def trace_path(row: pd.Series) -> Path:
     """The keep-trace parquet of one results row (its `gamma` is the effective one, as results.csv holds it; an
     `eval_split` labelled with another data source names that evaluation's own file)."""
-    source = tag_of_label(str(row.get("eval_split", "")))
-    stem = eval_stem(row["method"], float(row["k"]), float(row["gamma"]), source)
+    stem = row_stem(row)
     path = Path(str(row["run_dir"])) / "eval" / f"{stem}.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"no keep trace {path.name} for {row['task']} {row['method']} k={row['k']} in "

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tsdtp.analysis.frames import trace_path
-from tsdtp.runs.eval_files import eval_stem
+from tsdtp.analysis.frames import row_stem, trace_path
 from tsdtp.runs.io import atomic_write_bytes
 
 KEPT_PREFIX = "kept_"
@@ -28,8 +27,7 @@ LONG_COLUMNS: list[str] = ["method", "k", "task", "example", "layer", "position"
 
 def stored_trace_path(row: pd.Series, traces_dir: str | Path) -> Path:
     """Where the stored trace of one results row lives: `<traces_dir>/<run folder name>/<eval stem>.parquet`."""
-    stem = eval_stem(row["method"], float(row["k"]), float(row["gamma"]))
-    return Path(traces_dir) / Path(str(row["run_dir"])).name / f"{stem}.parquet"
+    return Path(traces_dir) / Path(str(row["run_dir"])).name / f"{row_stem(row, with_source=False)}.parquet"
 
 
 def compact(trace: pd.DataFrame) -> pd.DataFrame:

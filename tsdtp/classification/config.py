@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.settings import Settings, setting
+from tsdtp.errors import ConfigError
 from tsdtp.hub import DEFAULT_MODEL
 
 
@@ -39,7 +40,22 @@ class TrainConfig(Settings):
     hard_ratio: float = setting(0.0, low=0.0, high=1.0,
                                 help="last fraction of steps run with hard keep decisions forward and soft-mask "
                                      "gradients backward (straight-through, as MTConfig.hard_ratio)")
+    teacher: str | None = setting(None, omit_default=True,
+                                  help="distil from this fine-tuned run of the same task and model (its logits, "
+                                       "cached once in its folder)")
+    distill_weight: float = setting(0.5, low=0.0, high=1.0, omit_default=True,
+                                    help="with a teacher: loss = (1 - w) * CE + w * T^2 * KL(teacher || student)")
+    distill_temperature: float = setting(2.0, low=0.0, high=100.0, low_open=True, omit_default=True,
+                                         help="temperature T of the logit distillation")
+    rank_weight: float = setting(0.0, low=0.0, high=100.0, omit_default=True,
+                                 help="weight of the ranking distillation (ToP): each pruning layer's importance "
+                                      "ranking pulled toward the teacher's final-layer attention ranking")
+    selection_fraction: float = setting(0.0, low=0.0, high=0.5, omit_default=True,
+                                        help="fraction of the training set held out (fixed seed) to choose "
+                                             "settings on; never trained on")
 
     def check(self) -> None:
-        """Only a method with its own fine-tuning recipe is trained."""
+        """Only a method with its own fine-tuning recipe is trained; ranking distillation needs a teacher."""
         self.pruning.check_trainable()
+        if self.rank_weight > 0 and self.teacher is None:
+            raise ConfigError("rank_weight > 0 distils the teacher's attention ranking: give a teacher run")

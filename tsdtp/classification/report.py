@@ -28,7 +28,7 @@ SPEED_SAMPLES = 256
 @holding_evaluation_lock
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                  results_csv: str | Path | None = None, batch_size: int = 64, max_eval_samples: int | None = None,
-                 speed_repeats: int = 0, progress: bool = True) -> dict[str, Any]:
+                 speed_repeats: int = 0, progress: bool = True, split: str = "eval") -> dict[str, Any]:
     """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the per-example, per-layer keep traces `eval/<name>.parquet`
@@ -36,7 +36,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     standard data, the split label and `<name>` name that source (`tsdtp.data_files.SourceTag`).
     `speed_repeats > 0` also measures throughput against the dense baselines, side by side, on the
     first `SPEED_SAMPLES` examples (`measured_speedup`: `speedup` is against the fastest baseline;
-    the full `tsdtp bench` times everything).
+    the full `tsdtp bench` times everything). `split="selection"` evaluates on the run's held-out
+    selection split instead (`tsdtp.classification.selection`): its own label and `<name>_selection` files.
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)
@@ -45,28 +46,31 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     limit = max_eval_samples or config.max_eval_samples
     tokenizer = load_tokenizer(config.model)
     eval_config = dataclasses.replace(config, max_eval_samples=limit)
-    _, split, split_name = prepare_data(eval_config, tokenizer, data_dir, include_train=False)
-    result, traces = evaluate_model(model, split, batch_size, tokenizer.pad_token_id, record_traces=True,
+    _, examples, split_name = prepare_data(eval_config, tokenizer, data_dir, include_train=False, split=split)
+    result, traces = evaluate_model(model, examples, batch_size, tokenizer.pad_token_id, record_traces=True,
                                     tokenizer=tokenizer, progress=progress)
-    speedups = (measured_speedup(model, split.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
+    speedups = (measured_speedup(model, examples.head(SPEED_SAMPLES), batch_size, tokenizer.pad_token_id,
                                  repeats=speed_repeats) if speed_repeats > 0 else {"speedup": float("nan")})
     record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.__dict__, **speedups,
               "batch_size": batch_size, "threads": torch.get_num_threads(), **result.summary()}
     source = tag_of_label(split_name)
-    atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
+    atomic_write_json(eval_file(run_dir, pruning, "json", source, split), record)
     assert traces is not None
-    write_keep_traces(run_dir, pruning, config.task, traces, source)
+    write_keep_traces(run_dir, pruning, config.task, traces, source, split)
     if results_csv is not None:
         upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name,
-                                                speedups["speedup"], batch_size, str(run_dir), speedups)])
+                                                speedups["speedup"], batch_size, str(run_dir), speedups,
+                                                config.seed)])
     return record
 
 
 def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult, split_name: str, speedup: float,
-               batch_size: int, run_dir: str, speedups: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One row of results.csv (metric: accuracy in percent); `speedups`: the ratios to each dense baseline."""
+               batch_size: int, run_dir: str, speedups: Mapping[str, Any] | None = None, seed: int | None = None
+               ) -> dict[str, Any]:
+    """One row of results.csv (metric: accuracy in percent); `speedups`: the ratios to each dense baseline;
+    `seed`: the trained run's."""
     return build_result_row(task=task, model=short_model_name(model), pruning=pruning, metric_name="accuracy",
                             metric=100 * result.accuracy, keep_ratio=result.keep_ratio,
                             flops_ratio=result.flops_ratio, speedup=speedup, batch_size=batch_size,
                             threads=torch.get_num_threads(), n_eval=result.n_eval, eval_split=split_name,
-                            scorer_overhead=result.scorer_overhead, run_dir=run_dir, speedups=speedups)
+                            scorer_overhead=result.scorer_overhead, run_dir=run_dir, speedups=speedups, seed=seed)

@@ -26,6 +26,9 @@ from tsdtp.classification.encoding import (
 )
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
+from tsdtp.classification.objective import training_loss
+from tsdtp.classification.selection import SELECTION_WORD, training_and_evaluation
+from tsdtp.classification.teacher import teacher_targets
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
@@ -37,17 +40,21 @@ from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, tra
 
 
 def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
-                 include_train: bool = True) -> tuple[EncodedSplit | None, EncodedSplit, str]:
-    """Encoded train and eval splits (subsampled as configured) and the eval split's label."""
+                 include_train: bool = True, split: str = "eval") -> tuple[EncodedSplit | None, EncodedSplit, str]:
+    """Encoded train and eval splits (subsampled as configured) and the eval split's label.
+
+    The training split never holds the selection split; `split="selection"` evaluates on that instead
+    (`tsdtp.classification.selection`).
+    """
     task = get_task(config.task)
-    data = load_task_data(task, data_dir, need_train=include_train)
-    train, evaluation = data.train, data.eval
+    data = load_task_data(task, data_dir, need_train=include_train or split == SELECTION_WORD)
+    train, evaluation, eval_name = training_and_evaluation(data, config.selection_fraction, split)
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
     if config.max_eval_samples is not None and config.max_eval_samples < len(evaluation):
         evaluation = evaluation.select(range(config.max_eval_samples))
     encoded_train = encode_split(task, train, tokenizer, config.max_length) if include_train else None
-    return encoded_train, encode_split(task, evaluation, tokenizer, config.max_length), data.eval_name
+    return encoded_train, encode_split(task, evaluation, tokenizer, config.max_length), eval_name
 
 
 def training_data(config: TrainConfig, data_dir: str | None) -> DataSource:
@@ -107,10 +114,12 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     model = build_model(config, tokenizer)
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
+    teacher = None if config.teacher is None else teacher_targets(config, train_split, pad_id, progress)
 
     def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate(train_split, indices, pad_id)
-        return model.loss(model(batch), batch["labels"])
+        targets = None if teacher is None else teacher.batch(indices, batch["input_ids"].shape[1])
+        return training_loss(model, model(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         result, _ = evaluate_model(model, eval_split, config.eval_batch_size, pad_id, progress=progress)

@@ -7,6 +7,7 @@ import argparse
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
+from tsdtp.classification.selection import SPLITS
 from tsdtp.classification.train import train
 from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, flag_values
 from tsdtp.core.config import PruningConfig
@@ -30,6 +31,9 @@ def add_classification_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a run, optionally under another method or k")
     add_evaluation_flags(evaluate, "append the row to this results.csv",
                          "measure speedup vs the fastest dense baseline (0: skip)")
+    evaluate.add_argument("--split", choices=SPLITS, default="eval",
+                          help="evaluate on the task's evaluation split, or on the run's held-out selection split "
+                               "(train --selection-fraction) to choose settings without peeking")
 
 
 def run_classification_command(args: argparse.Namespace) -> int:
@@ -40,7 +44,7 @@ def run_classification_command(args: argparse.Namespace) -> int:
         print(strict_json(train(config, args.run_dir, args.data_dir, keep_state=args.keep_state)["final"]))
     elif args.command == "eval":
         record = evaluate_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
-                              args.max_eval_samples, args.speed_repeats)
+                              args.max_eval_samples, args.speed_repeats, split=args.split)
         print(strict_json({key: value for key, value in record.items() if key != "pruning"}))
     else:
         raise ValueError(f"not a classification command: {args.command}")

@@ -20,7 +20,8 @@ from tsdtp.errors import ConfigError
 class Method:
     """One pruning method of the harness and what may be done with it (see METHOD.md, "Baselines").
 
-    trained: it has its own fine-tuning recipe; the others are applied to a trained model.
+    trained: it has its own fine-tuning recipe; the others are applied to a trained model. A trained method
+        without a differentiable form (top-k) fine-tunes the model with its hard rule in the forward pass.
     uses_scorer: its importance adds the task-specific scorer, weighted by gamma.
     default_gamma: the gamma it takes wherever a command, notebook or pipeline does not set one.
     scheduled: it keeps fixed per-layer counts (a keep schedule) instead of thresholding at k.
@@ -58,7 +59,7 @@ METHOD_TABLE: dict[str, Method] = {method.name: method for method in (
            fixed_gamma=0.0),
     Method("general-dtp-posthoc", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=False,
            differentiable=False),
-    Method("topk", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False),
+    Method("topk", trained=True, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False),
     Method("random", trained=False, uses_scorer=False, default_gamma=0.0, scheduled=True, differentiable=False,
            random_scores=True),
     Method("reference-masking", trained=False, uses_scorer=True, default_gamma=0.5, scheduled=False,
@@ -71,6 +72,9 @@ METHODS: tuple[str, ...] = tuple(METHOD_TABLE)
 
 DENSE_METHOD: str = next(name for name, method in METHOD_TABLE.items() if not method.prunes)
 """The method that removes nothing (the dense baseline of every comparison)."""
+
+REMOVALS: tuple[str, ...] = ("drop", "fuse")
+"""What may happen to pruned tokens (`PruningConfig.removal`)."""
 
 K_MIN, K_MAX = -3.0, 1e6
 """The threshold width k. k >= K_MAX (or `math.inf`) switches pruning off."""
@@ -112,6 +116,12 @@ class PruningConfig(Settings):
     keep_schedule: tuple[float, ...] | None = setting(
         None, low=0.0, high=1.0, low_open=True, help="comma-separated keep fractions per pruning layer (topk, random)")
     seed: int = setting(0, flag=False, help="seed of the random baseline")
+    removal: str = setting("drop", choices=REMOVALS, omit_default=True,
+                           help="what happens to pruned tokens: dropped, or fused into one kept token per example, "
+                                "their importance-weighted mean (EViT)")
+    keep_ramp: float = setting(0.0, low=0.0, high=1.0, omit_default=True,
+                               help="first fraction of training over which the keep-budget target falls linearly "
+                                    "from 1 to keep_target")
 
     def check(self) -> None:
         """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""
@@ -120,6 +130,10 @@ class PruningConfig(Settings):
             raise ConfigError(f"{self.method} is task-agnostic: gamma must be {fixed:g} (use ts-dtp for gamma > 0)")
         if self.prune_layers is not None and len(set(self.prune_layers)) != len(self.prune_layers):
             raise ConfigError(f"prune_layers must be distinct non-negative layer indices (got {self.prune_layers})")
+        if self.fuses and self.spec.masks:
+            raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
+        if self.fuses and self.task_features != "hidden":
+            raise ConfigError("removal 'fuse' needs task_features 'hidden' (a fused token has no embedding)")
 
     @property
     def spec(self) -> Method:
@@ -130,6 +144,11 @@ class PruningConfig(Settings):
     def prunes(self) -> bool:
         """Whether this configuration removes any token at all."""
         return self.spec.prunes and self.k < K_MAX
+
+    @property
+    def fuses(self) -> bool:
+        """Whether pruned tokens are fused into one kept token per example instead of dropped."""
+        return self.removal == "fuse"
 
     @property
     def uses_scorer(self) -> bool:

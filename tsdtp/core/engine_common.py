@@ -45,6 +45,8 @@ class EngineOutput:
         decoder's cross-attention must add to its logits to see the same soft pruning); in
         straight-through training, 0 in value for kept tokens (the float minimum for pruned ones)
         but carrying the soft mask's gradient.
+    prune_scores, prune_candidates: training only, per pruning layer, the cumulative importance its
+        decision ranks [B, N] and the tokens it may prune [B, N] (for ranking distillation).
     """
 
     hidden: torch.Tensor
@@ -55,6 +57,8 @@ class EngineOutput:
     soft_keep: torch.Tensor | None = None
     mean_importance: torch.Tensor | None = None
     log_keep: torch.Tensor | None = None
+    prune_scores: list[torch.Tensor] | None = None
+    prune_candidates: list[torch.Tensor] | None = None
 
 
 def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:
@@ -93,9 +97,14 @@ class LayerRecord:
         trace = torch.zeros(batch, num_layers, length, dtype=torch.bool, device=valid.device) if record_trace else None
         return cls(trace)
 
-    def add(self, index: int, positions: torch.Tensor, live: torch.Tensor) -> None:
-        """Record the tokens `live` [B, n], at original `positions` [B, n], entering layer `index`."""
-        self.tokens.append(live.sum(dim=-1))
+    def add(self, index: int, positions: torch.Tensor, live: torch.Tensor, counted: torch.Tensor | None = None
+            ) -> None:
+        """Record the tokens `live` [B, n], at original `positions` [B, n], entering layer `index`.
+
+        `counted` (default `live`): the tokens the layer processes, when it also runs tokens that are no
+        input token (a fused token, `tsdtp.core.fusion`): they count in `tokens_per_layer`, not in the trace.
+        """
+        self.tokens.append((live if counted is None else counted).sum(dim=-1))
         if self.trace is not None:
             self.trace[:, index].scatter_(1, positions, live)
 

@@ -24,6 +24,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.fusion import fuse_pruned
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule
 from tsdtp.core.regions import KEEP, PACKING, region
@@ -37,6 +38,7 @@ class LiveTokens:
     valid, special, positions, importance: [B, n] (live slot, never pruned, original position,
         cumulative importance).
     features: the embeddings, in the layout of `hidden`, when the task scorer reads them.
+    fused: [B, n], each row's fused token (`removal = "fuse"`, `tsdtp.core.fusion`); None when dropping.
     """
 
     hidden: torch.Tensor
@@ -46,6 +48,7 @@ class LiveTokens:
     importance: torch.Tensor
     features: torch.Tensor | None
     layout: TokenLayout | None
+    fused: torch.Tensor | None = None
 
     @classmethod
     def start(cls, config: PruningConfig, embeddings: torch.Tensor, valid: torch.Tensor, special: torch.Tensor,
@@ -56,10 +59,21 @@ class LiveTokens:
             hidden = layout.pack(embeddings) if layout is not None else embeddings
         features = hidden if config.task_features == "embeddings" else None
         importance = torch.zeros(valid.shape, device=valid.device)
-        return cls(hidden, valid, special & valid, start_positions(valid), importance, features, layout)
+        fused = torch.zeros_like(valid) if config.fuses else None
+        return cls(hidden, valid, special & valid, start_positions(valid), importance, features, layout, fused)
+
+    def fuse(self, keep: torch.Tensor) -> torch.Tensor:
+        """Turn what `keep` [B, n] prunes into each row's fused token (`fuse_pruned`); the keep mask with it."""
+        assert self.fused is not None
+        self.hidden, self.importance, keep, self.fused = fuse_pruned(self.hidden, self.importance, self.valid, keep,
+                                                                     self.fused, self.layout)
+        self.special = self.special | self.fused
+        return keep
 
     def remove(self, keep: torch.Tensor) -> None:
         """Keep only the tokens `keep` [B, n], each row's survivors moved to the front."""
+        if self.fused is not None:
+            _, (self.fused,) = gather_kept(keep, self.fused)
         if self.layout is not None:
             self.valid, (self.special, self.positions, self.importance) = gather_kept(
                 keep, self.special, self.positions, self.importance)
@@ -90,7 +104,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
     record = LayerRecord.start(valid, plan.num_layers, record_trace)
     neg = torch.finfo(live.hidden.dtype).min
     for index in range(plan.num_layers):
-        record.add(index, live.positions, live.valid)
+        record.add(index, live.positions, live.valid if live.fused is None else live.valid & ~live.fused, live.valid)
         weight = live.valid.float()
         key_bias = torch.where(live.valid, 0.0, neg)
         layer_input = live.hidden
@@ -105,7 +119,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
             with region(KEEP, index):
                 keep = _hard_keep(config, live.importance, candidates, live.valid, schedule,
                                   plan.prune_layers.index(index), generator)
-                live.remove(keep)
+                live.remove(live.fuse(keep) if live.fused is not None else keep)
     hidden = live.padded_hidden()
     importance = mean_importance(live.importance, (live.valid & ~live.special).float()) if plan.scored else None
     return EngineOutput(hidden, live.valid, live.positions, record.tokens_per_layer(), record.trace,

@@ -5,7 +5,8 @@ queries in the importance averages. Straight-through (the hard phase of training
 second stage): the forward pass is exactly inference's, each layer keeps the tokens the hard
 rule keeps and masks the others out of attention (masking equals removal), while gradients
 flow through the soft mask of the kept tokens, so the model learns to work with the tokens
-inference will really give it.
+inference will really give it. With `removal = "fuse"` the pruned amount of every token goes into one
+extra slot after the last token (`tsdtp.core.fusion.FusionSlot`); the outputs then have N + 1 columns.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.fusion import FusionSlot
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
 
 
@@ -65,6 +67,17 @@ class SoftMasks:
         """The cumulative log soft mask after the last layer."""
         return self.log_keep
 
+    def kept(self) -> torch.Tensor:
+        """How much of each token is kept [B, N]: the cumulative soft mask (0 for padding)."""
+        return self.valid.float() * self.log_keep.exp()
+
+    def fuse(self, hidden: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
+        """Merge the amounts `removed` [B, N] into the fusion slot (the last column); returns the hidden states."""
+        hidden, self.importance, filled = FusionSlot.fuse(hidden, self.importance, self.valid[:, -1], removed)
+        self.valid = torch.cat([self.valid[:, :-1], filled[:, None]], dim=1)
+        self.alive = torch.cat([self.alive[:, :-1], filled[:, None]], dim=1)
+        return hidden
+
 
 class StraightThroughMasks(SoftMasks):
     """Hard keep decisions forward, soft-mask gradients backward; `alive` is what the hard rule keeps."""
@@ -86,22 +99,30 @@ class StraightThroughMasks(SoftMasks):
         """The straight-through log mask after the last layer."""
         return self._straight_through(neg)
 
+    def kept(self) -> torch.Tensor:
+        """Which tokens are kept [B, N], as 1 and 0."""
+        return self.alive.float()
+
 
 def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningConfig, embeddings: torch.Tensor,
                  valid: torch.Tensor, special: torch.Tensor, *, straight_through: bool,
                  record_trace: bool = False) -> EngineOutput:
     """Run every layer with the soft (or straight-through) masks of `config`; see `tsdtp.core.engine.run_layers`."""
     plan = LayerPlan.of(config, adapter.num_layers)
+    length = valid.shape[1]
     special = special & valid
+    fusing = config.fuses and bool(plan.prune_layers)
+    if fusing:
+        embeddings, valid, special = FusionSlot.extend(embeddings, valid, special)
     masks = (StraightThroughMasks if straight_through else SoftMasks).start(valid)
     features = embeddings if config.task_features == "embeddings" else None
     positions = start_positions(valid)
-    record = LayerRecord.start(valid, plan.num_layers, record_trace)
-    soft_keep = []
+    record = LayerRecord.start(valid[:, :length], plan.num_layers, record_trace)
+    soft_keep, prune_scores, prune_candidates = [], [], []
     hidden = embeddings
     neg = torch.finfo(hidden.dtype).min
     for index in range(plan.num_layers):
-        record.add(index, positions, masks.alive)
+        record.add(index, positions[:, :length], masks.alive[:, :length], counted=masks.alive)
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
         layer_input = hidden
@@ -111,9 +132,15 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
                                                     source, key_bias)
         if index in plan.prune_layers:
+            prune_scores.append(masks.importance[:, :length])
+            prune_candidates.append((masks.alive & ~special)[:, :length])
+            before = masks.kept() if fusing else None
             masks.prune(config, special, weight)
+            if before is not None:
+                hidden = masks.fuse(hidden, before - masks.kept())
     importance = None
     if plan.scored:
-        importance = mean_importance(masks.importance, (valid & ~special).float() * masks.log_keep.exp())
-    return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
-                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg))
+        importance = mean_importance(masks.importance, (masks.valid & ~special).float() * masks.log_keep.exp())
+    return EngineOutput(hidden, masks.valid, positions, record.tokens_per_layer(), record.trace,
+                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg), prune_scores,
+                        prune_candidates)

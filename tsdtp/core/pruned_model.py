@@ -41,6 +41,8 @@ class PrunedModel(nn.Module):
 
     `straight_through` (the hard phase of training) and `packed_inference` (False: inference
     keeps the batch padded) choose, with `training` and `pruning`, the engine mode (`engine_mode`).
+    `training_progress` (fraction of the training steps done, set by the training loop; 1 otherwise)
+    places the loss on the recipe's schedules (`tsdtp.core.schedule`).
     """
 
     def __init__(self, model: nn.Module, adapter: ScoredAdapter, special_ids: list[int],
@@ -52,6 +54,7 @@ class PrunedModel(nn.Module):
         self.pruning = pruning
         self.straight_through = False
         self.packed_inference = True
+        self.training_progress = 1.0
         with torch.random.fork_rng():
             torch.manual_seed(SCORER_INIT_SEED)
             self.scorers = nn.ModuleList(
@@ -76,12 +79,12 @@ class PrunedModel(nn.Module):
     def engine_mode(self) -> EngineMode:
         """The engine mode of the next forward.
 
-        Training with a pruning method: soft masks, or straight-through with `straight_through`
-        set (the training forward then keeps exactly the tokens inference keeps). Training
-        without one (dense fine-tuning): the padded batch. Inference: packed, or padded when
-        `packed_inference` is off.
+        Training with a differentiable pruning method: soft masks, or straight-through with
+        `straight_through` set (the training forward then keeps exactly the tokens inference keeps).
+        Training without one (dense fine-tuning, or top-k's hard rule): the padded batch, pruned as
+        at inference. Inference: packed, or padded when `packed_inference` is off.
         """
-        if self.training and self.pruning.prunes:
+        if self.training and self.pruning.prunes and self.pruning.spec.differentiable:
             return EngineMode.STRAIGHT_THROUGH if self.straight_through else EngineMode.SOFT
         if self.training or not self.packed_inference:
             return EngineMode.PADDED
@@ -98,5 +101,5 @@ class PrunedModel(nn.Module):
     def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
                             ) -> tuple[torch.Tensor, dict[str, float]]:
         """`task_loss` plus the pruning terms of `tsdtp.core.losses`, and each part as a float (`ce`: the task loss)."""
-        penalty, parts = pruning_penalty(engine, self.pruning)
+        penalty, parts = pruning_penalty(engine, self.pruning, self.training_progress)
         return task_loss + penalty, {"ce": float(task_loss.detach()), **parts}

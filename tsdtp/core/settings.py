@@ -31,6 +31,8 @@ class Rule:
     flag: True for a flag named after the field, a string for another flag name, False for no flag.
     resolved: the field's value is resolved from other settings when it is not given (gamma from the
         method), so its flag defaults to "not given" (None).
+    omit_default: `to_dict` leaves the field out while it holds its default, so a field added after runs
+        were recorded keeps their config.json and their run hash (`tsdtp.runs.cache.config_hash`).
     A tuple field applies the bounds and choices to each of its items.
     """
 
@@ -42,6 +44,7 @@ class Rule:
     choices: tuple[str, ...] | None = None
     flag: bool | str = True
     resolved: bool = False
+    omit_default: bool = False
 
     def span(self) -> str:
         """The accepted range in words, e.g. `in [0, 1)` or `>= 1`; empty when unbounded."""
@@ -69,6 +72,13 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
 def rule_of(item: dataclasses.Field) -> Rule | None:
     """The `Rule` a field was declared with, or None for a plain field."""
     return item.metadata.get(RULE_KEY)
+
+
+def field_default(item: dataclasses.Field) -> Any:
+    """The default value of a dataclass field (from its default or its default factory)."""
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
 
 
 @functools.cache
@@ -127,8 +137,18 @@ class Settings:
         """Cross-field rules of a subclass (raise ConfigError); none by default."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (nested settings become dictionaries; tuples become lists in JSON)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        """A JSON-ready dictionary (nested settings become dictionaries; tuples become lists in JSON).
+
+        Fields declared `omit_default` are left out while they hold their default (`from_dict` restores it).
+        """
+        data = {}
+        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            rule = rule_of(item)
+            if rule is not None and rule.omit_default and value == field_default(item):
+                continue
+            data[item.name] = value.to_dict() if isinstance(value, Settings) else value
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:

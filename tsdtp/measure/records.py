@@ -67,7 +67,7 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
         evaluation = EvalResult(row["accuracy"], int(row["n_eval"]), row["keep_ratio"], (), row["flops_ratio"],
                                 row["scorer_overhead"])
         record = result_row(row["task"], row["model"], pruning, evaluation, split, row["speedup"], batch_size,
-                            spec.run_dir, row[list(SPEED_COLUMNS)].to_dict())
+                            spec.run_dir, row[list(SPEED_COLUMNS)].to_dict(), run.config.seed)
         record["device"] = device_label(row)
         rows.append(record)
     return rows

@@ -2,7 +2,7 @@
 
 `make_plan` checks the whole profile before anything runs: every notebook exists and declares
 the parameters given; every training configuration and evaluation is a valid `TrainConfig` /
-`MTConfig` / `PruningConfig`; `init_from` names an earlier training step of the same task.
+`MTConfig` / `PruningConfig`; `init_from` and `teacher` name an earlier training step of the same task.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tsdtp.pipeline.spec import (
     read_profile,
     read_step,
 )
-from tsdtp.runs.cache import RunConfig, config_hash, run_cache_dir
+from tsdtp.runs.cache import RUN_REFERENCES, RunConfig, config_hash, run_cache_dir
 from tsdtp.translation.experiments import translation_config
 
 TRAINING_NOTEBOOKS: dict[str, Callable[..., RunConfig]] = {"01_train.ipynb": train_config,
@@ -138,19 +138,21 @@ def _train_step(checked: StepSpec, earlier: list[Step], profile: Profile, builde
     the notebook trains exactly the configuration hashed here.
     """
     fields = _config_fields(checked, builder)
-    parent = None if fields["init_from"] is None else _init_parent(fields["init_from"], earlier)
-    if parent is not None:
-        fields["init_from"] = display_path(parent.run_dir, profile.root)
-    init_hash = parent.config_hash if parent is not None else None
+    parents = {name: _init_parent(fields[name], earlier, name) for name in RUN_REFERENCES
+               if fields.get(name) is not None}
+    for name, parent in parents.items():
+        fields[name] = display_path(parent.run_dir, profile.root)
+    hashes = [parents[name].config_hash if name in parents else None for name in RUN_REFERENCES]
     config = builder(**fields)
-    if parent is not None and parent.config.task != config.task:
-        raise ConfigError(f"init_from {parent.id!r} was trained on {parent.config.task}, not {config.task}")
+    for name, parent in parents.items():
+        if parent.config is not None and parent.config.task != config.task:
+            raise ConfigError(f"{name} {parent.id!r} was trained on {parent.config.task}, not {config.task}")
     for override in checked.parameters.get("evals", [{}]):
         if not isinstance(override, dict):
             raise ConfigError(f"evals entries must be mappings of pruning settings (got {override!r})")
         config.pruning.with_overrides(override)
     return Step(checked.id, checked.notebook, {**checked.parameters, **fields}, checked.declared, (), config,
-                config_hash(config, init_hash), run_cache_dir(config, profile.runs_root, init_hash))
+                config_hash(config, *hashes), run_cache_dir(config, profile.runs_root, *hashes))
 
 
 def _config_fields(checked: StepSpec, builder: Callable[..., RunConfig]) -> dict[str, Any]:
@@ -162,9 +164,9 @@ def _config_fields(checked: StepSpec, builder: Callable[..., RunConfig]) -> dict
     return {name: checked.parameters.get(name, signature[name].default) for name in signature}
 
 
-def _init_parent(step_id: str, earlier: list[Step]) -> Step:
-    """The earlier training step `init_from` names; ConfigError when there is none."""
+def _init_parent(step_id: str, earlier: list[Step], field: str = "init_from") -> Step:
+    """The earlier training step `init_from` (or `teacher`: `field`) names; ConfigError when there is none."""
     parent = next((step for step in earlier if step.id == step_id and step.config is not None), None)
     if parent is None or parent.run_dir is None:
-        raise ConfigError(f"init_from {step_id!r} is not an earlier training step")
+        raise ConfigError(f"{field} {step_id!r} is not an earlier training step")
     return parent

@@ -3,10 +3,10 @@
 A run is of a kind its task package registered (`tsdtp.runs.kinds`: classification `TrainConfig`s,
 translation `MTConfig`s); `read_run_config` tells them apart by the task in config.json. Trained
 runs are cached by a hash of their config: `run_cache_dir` names the folder
-`<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` (a path) is replaced by the
-hash of the run it points to, so a pruned run started from a dense run keeps its identity
-wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and `2.0` are the
-same run).
+`<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` and `teacher` (paths; `RUN_REFERENCES`)
+are replaced by the hash of the run they point to, so a pruned run started from (or distilled from)
+a dense run keeps its identity wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and
+`2.0` are the same run).
 """
 
 from __future__ import annotations
@@ -50,18 +50,25 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     return kind_of_task(data.get("task"), path).config_class.from_dict(data)
 
 
-def config_hash(config: RunConfig, init_hash: str | None = None) -> str:
-    """The sha256 of a config, with `init_from` replaced by `init_hash` or by the hash of the run it names."""
+RUN_REFERENCES: tuple[str, ...] = ("init_from", "teacher")
+"""Config fields that name another run directory; the hash holds that run's hash instead of the path."""
+
+
+def config_hash(config: RunConfig, init_hash: str | None = None, teacher_hash: str | None = None) -> str:
+    """The sha256 of a config, with `init_from` (`teacher`) replaced by `init_hash` (`teacher_hash`) or by the
+    hash of the run it names."""
     data = config.to_dict()
-    if config.init_from is not None:
-        data["init_from"] = "run:" + (init_hash or config_hash(read_run_config(config.init_from)))
+    for name, given in zip(RUN_REFERENCES, (init_hash, teacher_hash)):
+        if data.get(name) is not None:
+            data[name] = "run:" + (given or config_hash(read_run_config(data[name])))
     text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None) -> Path:
+def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None,
+                  teacher_hash: str | None = None) -> Path:
     """Where the run of `config` is cached: `<root>/<task>-<method>-<first 12 hex of its hash>`."""
-    return Path(root) / f"{config.task}-{config.pruning.method}-{config_hash(config, init_hash)[:12]}"
+    return Path(root) / f"{config.task}-{config.pruning.method}-{config_hash(config, init_hash, teacher_hash)[:12]}"
 
 
 def run_finished(run_dir: str | Path) -> bool:

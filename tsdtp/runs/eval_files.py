@@ -20,30 +20,48 @@ EVAL_FOLDER = "eval"
 """The folder of a run directory that holds its evaluations."""
 
 
-def eval_stem(method: str, k: float, gamma: float, source: SourceTag | None = None) -> str:
+def schedule_label(pruning: PruningConfig) -> str | None:
+    """A scheduled method's per-layer keep fractions as results.csv's `schedule` shows them when not the default
+    (a linear fall to the default `topk_final_keep`): `0.8/0.6/0.4/0.3`, or `linear 0.5`; else None."""
+    if not pruning.spec.scheduled:
+        return None
+    if pruning.keep_schedule is not None:
+        return "/".join(f"{fraction:g}" for fraction in pruning.keep_schedule)
+    default = PruningConfig().topk_final_keep
+    return None if pruning.topk_final_keep == default else f"linear {pruning.topk_final_keep:g}"
+
+
+def eval_stem(method: str, k: float, gamma: float, source: SourceTag | None = None, removal: str = "drop",
+              split: str = "eval", schedule: str | None = None) -> str:
     """File stem of one evaluation, e.g. `ts-dtp_k1_g0.5`; `gamma` is the effective one (0 without the scorer),
-    as in results.csv; `source` (None: the standard data) adds its suffix."""
-    return f"{method}_k{k:g}_g{gamma:g}" + (source.file_suffix if source else "")
+    as in results.csv; a keep schedule other than the default (`schedule_label`) adds `_s<fractions>`, fused
+    pruned tokens add `_fuse`, an evaluation on a split other than `eval` (the held-out selection split) adds
+    `_<split>`, and `source` (None: the standard data) adds its suffix."""
+    parts = [f"{method}_k{k:g}_g{gamma:g}", *([f"s{schedule.replace('/', '-').replace(' ', '')}"] if schedule else []),
+             *(["fuse"] if removal == "fuse" else []), *([split] if split != "eval" else [])]
+    return "_".join(parts) + (source.file_suffix if source else "")
 
 
-def eval_name(pruning: PruningConfig, source: SourceTag | None = None) -> str:
+def eval_name(pruning: PruningConfig, source: SourceTag | None = None, split: str = "eval") -> str:
     """File stem for one evaluation of a run under `pruning` (its effective gamma, `PruningConfig.effective_gamma`)
-    on `source` (None: the standard data)."""
-    return eval_stem(pruning.method, pruning.k, pruning.effective_gamma, source)
+    on `source` (None: the standard data) and `split`."""
+    return eval_stem(pruning.method, pruning.k, pruning.effective_gamma, source, pruning.removal, split,
+                     schedule_label(pruning))
 
 
-def eval_file(run_dir: Path, pruning: PruningConfig, suffix: str, source: SourceTag | None = None) -> Path:
-    """`<run_dir>/eval/<eval_name>.<suffix>`: where the evaluation under `pruning` on `source` writes its `suffix`
-    file."""
-    return run_dir / EVAL_FOLDER / f"{eval_name(pruning, source)}.{suffix}"
+def eval_file(run_dir: Path, pruning: PruningConfig, suffix: str, source: SourceTag | None = None,
+              split: str = "eval") -> Path:
+    """`<run_dir>/eval/<eval_name>.<suffix>`: where the evaluation under `pruning` on `source` and `split` writes
+    its `suffix` file."""
+    return run_dir / EVAL_FOLDER / f"{eval_name(pruning, source, split)}.{suffix}"
 
 
 def write_keep_traces(run_dir: Path, pruning: PruningConfig, task: str, traces: pd.DataFrame,
-                      source: SourceTag | None = None) -> Path:
+                      source: SourceTag | None = None, split: str = "eval") -> Path:
     """Save `traces` as the evaluation's parquet file, led by `method`, `k` and `task` columns (added in place)."""
     traces.insert(0, "method", pruning.method)
     traces.insert(1, "k", pruning.k)
     traces.insert(2, "task", task)
-    path = eval_file(run_dir, pruning, "parquet", source)
+    path = eval_file(run_dir, pruning, "parquet", source, split)
     atomic_write_bytes(path, traces.to_parquet(index=False))
     return path

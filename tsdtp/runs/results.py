@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Iterable, Mapping
@@ -11,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from tsdtp.core.config import PruningConfig
+from tsdtp.runs.eval_files import schedule_label
+from tsdtp.runs.io import atomic_write_bytes
 from tsdtp.runs.speedups import RATIO_COLUMNS
 from tsdtp.runs.tables import upsert_csv
 
@@ -26,12 +29,16 @@ SPEED_COLUMNS: tuple[str, ...] = (*RATIO_COLUMNS, "speedup_baseline")
 `speedup` is against the fastest; rows without `speedup_baseline` predate that rule and are
 against transformers' padded forward in dataset order."""
 
-EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "scorer_overhead", "run_dir", "command",
-                                  *SPEED_COLUMNS)
-"""Columns after the contract: which split, the training budget, how the row was made, the speedups."""
+EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "seed", "removal", "schedule", "scorer_overhead",
+                                  "run_dir", "command", *SPEED_COLUMNS)
+"""Columns after the contract: which split, the training budget and seed, whether pruned tokens were fused, a
+scheduled method's keep schedule, how the row was made, the speedups. `seed` is the trained run's; rows written
+before the column get it from their run directory's config.json when that still exists (`fill_seeds`), else stay
+empty. `removal` is empty when pruned tokens are dropped and `fuse` when they are fused; `schedule` is empty for
+the default top-k schedule (`tsdtp.runs.eval_files.schedule_label`)."""
 
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
-                                "device")
+                                "device", "seed", "removal", "schedule")
 """A row is replaced, not duplicated, when these match."""
 
 
@@ -43,7 +50,7 @@ def invoking_command() -> str:
 def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_name: str, metric: float,
                      keep_ratio: float, flops_ratio: float, speedup: float, batch_size: int, threads: int,
                      n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str,
-                     speedups: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     speedups: Mapping[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
     """One results.csv row, `RESULT_COLUMNS` then `EXTRA_COLUMNS`, rounded as the table keeps them.
 
     `gamma` is the effective one; `keep_target` is set only for methods trained with a keep budget.
@@ -57,22 +64,44 @@ def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_na
         "metric_name": metric_name, "metric": round(metric, 2), "keep_ratio": round(keep_ratio, 4),
         "flops_ratio": round(flops_ratio, 4), "speedup": round(speedup, 3), "batch_size": batch_size,
         "device": f"cpu x{threads}", "n_eval": n_eval, "eval_split": eval_split,
-        "keep_target": pruning.keep_target if spec.trained and spec.prunes else None,
+        "keep_target": pruning.keep_target if spec.trained and spec.thresholded else None, "seed": seed,
+        "removal": pruning.removal if pruning.fuses else None, "schedule": schedule_label(pruning),
         "scorer_overhead": round(scorer_overhead, 4), "run_dir": run_dir, "command": invoking_command(),
         **ratios, "speedup_baseline": speedups.get("speedup_baseline"),
     }
 
 
+def fill_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with a `seed` column; a row without one gets its run's seed when `<run_dir>/config.json` exists."""
+    seeds = table["seed"] if "seed" in table.columns else pd.Series(pd.NA, index=table.index)
+    runs = table["run_dir"] if "run_dir" in table.columns else pd.Series(pd.NA, index=table.index)
+    known = {run_dir: _run_seed(run_dir) for run_dir in runs[seeds.isna() & runs.notna()].unique()}
+    filled = seeds.where(seeds.notna(), runs.map(known))
+    return table.assign(seed=pd.to_numeric(filled, errors="coerce").astype("Int64"))
+
+
+def _run_seed(run_dir: str) -> int | None:
+    """The seed in a run directory's config.json, or None when it is gone."""
+    config = Path(str(run_dir)) / "config.json"
+    return json.loads(config.read_text()).get("seed") if config.is_file() else None
+
+
 def read_results(path: str | Path) -> pd.DataFrame:
-    """The results table, or an empty one with the contracted columns."""
+    """The results table (with a `seed` column, `fill_seeds`), or an empty one with the contracted columns."""
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=[*RESULT_COLUMNS, *EXTRA_COLUMNS])
-    return pd.read_csv(path)
+    return fill_seeds(pd.read_csv(path))
 
 
 def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Add rows (replacing any with the same key) and rewrite the file atomically."""
+    """Add rows (replacing any with the same key) and rewrite the file atomically.
+
+    Rows of an older file without seeds get them first (`fill_seeds`), so a new row replaces its old twin.
+    """
+    path = Path(path)
+    if path.is_file() and "seed" not in pd.read_csv(path, nrows=0).columns:
+        atomic_write_bytes(path, fill_seeds(pd.read_csv(path)).to_csv(index=False).encode())
     new = pd.DataFrame(list(rows))
     missing = [c for c in RESULT_COLUMNS if c not in new.columns]
     if missing:

@@ -15,9 +15,21 @@ import pandas as pd
 from tsdtp.runs.io import atomic_write_bytes
 
 
+def key_cell(value: Any) -> str:
+    """One key cell as text: missing values (None, NaN) empty, whole floats as integers (a column read back
+    with a missing value is float: its `0.0` is the `0` of a new row)."""
+    if pd.isna(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def row_keys(table: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    """One string per row from its `keys` columns, missing values as empty (None and NaN alike)."""
-    cells = table[list(keys)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
+    """One string per row from its `keys` columns (`key_cell`); a key column the table lacks counts as empty."""
+    if table.empty:
+        return pd.Series([], index=table.index, dtype=str)
+    cells = table.reindex(columns=list(keys)).apply(lambda column: column.map(key_cell))
     return cells.agg("|".join, axis=1)
 
 

@@ -27,6 +27,7 @@ from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.io import atomic_torch_save, atomic_write_json
 from tsdtp.runs.run_dir import METRICS_FILE, STATE_FILE, finish_run, read_metrics
+from tsdtp.runs.step_log import StepLog
 
 Batches = list[list[int]]
 """The example indices of each batch of one epoch."""
@@ -189,6 +190,7 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
     total_steps = sum(len(epoch) for epoch in plan)
     hard_from = total_steps - round(hard_ratio * total_steps)
     bar = tqdm(total=total_steps, initial=done.step, desc=description, disable=not progress)
+    log = StepLog(loop.run_dir, total_steps, done.step)
     parts: dict[str, float] = {}
     while done.step < total_steps:
         epoch = max(e for e, start in enumerate(starts) if start <= done.step)
@@ -197,9 +199,11 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
         started = time.perf_counter()
         for indices in plan[epoch][done.step - starts[epoch]:]:
             loop.wrapper.straight_through = done.step >= hard_from
+            loop.wrapper.training_progress = done.step / total_steps
             loss, parts = loop.hooks.step_loss(indices)
             _optimizer_step(loop.wrapper, loop.optimizer, loop.scheduler, loss, done.step)
             done.step += 1
+            log.add(done.step, {"loss": loss.item(), **parts})
             bar.update(1)
             bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
             if done.step % loop.save_every == 0 and done.step < starts[epoch] + len(plan[epoch]):
@@ -207,6 +211,7 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
                 loop.save_state(done)
         done.clock(started)
         loop.wrapper.straight_through = False
+        loop.wrapper.training_progress = 1.0
         done.history.append(loop.hooks.epoch_record(epoch, done.step, parts))
         loop.save_run(done)
         if done.step < total_steps or loop.keep_state:

@@ -113,7 +113,7 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
                                flops_ratio=figures["flops_ratio"], speedup=speed.get("speedup", float("nan")),
                                batch_size=record["batch_size"], threads=record["threads"], n_eval=figures["n_eval"],
                                eval_split=figures["eval_split"], scorer_overhead=figures["scorer_overhead"],
-                               run_dir=record["run_dir"])
+                               run_dir=record["run_dir"], seed=config.seed)
         rows.append({
             **row, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
             "cross_keep_ratio": round(figures["cross_keep_ratio"], 4),

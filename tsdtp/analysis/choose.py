@@ -1,0 +1,69 @@
+"""Choosing settings without peeking, and the Pareto points of a curve.
+
+A setting is a trained configuration and how it is evaluated (`SETTING_COLUMNS`), over its seeds. For
+each task, method and keep budget, `choose_settings` takes the setting with the best mean accuracy on
+the held-out selection split (`tsdtp.classification.selection`) among those whose mean keep ratio
+there is at most the budget; the reports then show only that setting's evaluation-split rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from tsdtp.analysis.paired import seed_summary
+from tsdtp.classification.selection import is_selection_label
+from tsdtp.runs.tables import row_keys
+
+SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal")
+"""What makes a setting, whatever the seed (results.csv columns)."""
+
+
+def split_rows(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evaluation-split rows, selection-split rows) of a results table."""
+    selection = results["eval_split"].map(is_selection_label).astype(bool)
+    return results[~selection].reset_index(drop=True), results[selection].reset_index(drop=True)
+
+
+def _with_setting(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every setting column (missing ones empty) and a `setting` key per row."""
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *SETTING_COLUMNS])))
+    return frame.assign(setting=row_keys(frame, SETTING_COLUMNS))
+
+
+def choose_settings(results: pd.DataFrame, budgets: Sequence[float], x: str = "keep_ratio") -> pd.DataFrame:
+    """The evaluation-split rows (one per seed) of the setting chosen on the selection split for each task,
+    method and budget, with `budget`, `selection_metric` and `selection_<x>` (means over seeds) added.
+
+    A setting qualifies for a budget when its mean `x` on the selection split is at most the budget; the
+    best mean selection accuracy wins (ties: the smaller `x`). Empty without selection rows.
+    """
+    evaluation, selection = (_with_setting(frame) for frame in split_rows(results))
+    summary = seed_summary(selection, ["setting", "task", "method"]) if not selection.empty else pd.DataFrame()
+    chosen = []
+    for (task, method), group in (summary.groupby(["task", "method"]) if not summary.empty else []):
+        for budget in budgets:
+            fit = group[group[f"{x}_mean"] <= budget]
+            if fit.empty:
+                continue
+            best = fit.sort_values(["metric_mean", f"{x}_mean"], ascending=[False, True], kind="stable").iloc[0]
+            chosen.append({"setting": best["setting"], "budget": budget, "selection_metric": best["metric_mean"],
+                           f"selection_{x}": best[f"{x}_mean"]})
+    if not chosen:
+        return evaluation.iloc[0:0].assign(budget=pd.Series(dtype=float))
+    return pd.DataFrame(chosen).merge(evaluation, on="setting").drop(columns="setting")
+
+
+def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_is_better: bool = False) -> np.ndarray:
+    """Indices of the Pareto-optimal points (no other point has a better or equal x and a higher y), by x."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    cost = -xs if higher_x_is_better else xs
+    order = np.lexsort((-ys, cost))
+    front, best = [], -np.inf
+    for index in order:
+        if ys[index] > best:
+            front.append(index)
+            best = ys[index]
+    return np.asarray(front, dtype=int)

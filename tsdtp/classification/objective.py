@@ -1,0 +1,36 @@
+"""The training loss of a classification run: cross-entropy, distillation from the teacher, the pruning terms.
+
+Without a teacher: `CE + lambda_aux * L_aux + lambda_keep * L_keep` (`PrunedClassifier.loss`). With one:
+`(1 - w) * CE + w * T^2 * KL(teacher || student)` (`distill_weight` w, `distill_temperature` T), plus
+`rank_weight` times the ranking distillation of every pruning layer (`tsdtp.core.distillation`), plus the
+same pruning terms. Every method trains with the same objective, the dense one included.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.model import ClassifierOutput, PrunedClassifier
+from tsdtp.classification.teacher import TeacherBatch
+from tsdtp.core.distillation import logit_distillation, rank_distillation
+
+
+def training_loss(model: PrunedClassifier, output: ClassifierOutput, labels: torch.Tensor, config: TrainConfig,
+                  teacher: TeacherBatch | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch and its parts as floats (`ce`: the plain cross-entropy, `kl`, `rank`, `aux`, ...)."""
+    if teacher is None:
+        return model.loss(output, labels)
+    ce = F.cross_entropy(output.logits, labels)
+    kl = logit_distillation(output.logits, teacher.logits, config.distill_temperature)
+    task = (1 - config.distill_weight) * ce + config.distill_weight * kl
+    parts = {"kl": float(kl.detach())}
+    engine = output.engine
+    if config.rank_weight > 0 and engine.prune_scores:
+        assert engine.prune_candidates is not None
+        rank = rank_distillation(engine.prune_scores, engine.prune_candidates, teacher.attention)
+        task = task + config.rank_weight * rank
+        parts["rank"] = float(rank.detach())
+    loss, penalty_parts = model.add_pruning_penalty(task, engine)
+    return loss, {**penalty_parts, "ce": float(ce.detach()), **parts}
