@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import BertConfig, BertModel
 
 import tsdtp.classification.train as train_module
@@ -26,8 +27,12 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.train import build_model, prepare_data, train
 from tsdtp.core.config import PruningConfig
+from tsdtp.errors import ConfigError
 from tsdtp.hub import load_tokenizer, resolve_model
+from tsdtp.pipeline.plan import make_plan
+from tsdtp.runs.cache import ensure_trained, run_finished
 from tsdtp.runs.data_parallel import split_batch
+from tsdtp.runs.launch import LAUNCHER_VARIABLE, launcher_environment, launcher_words
 from tsdtp.runs.training_loop import seed_everything
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -185,3 +190,26 @@ def test_a_batch_splits_into_contiguous_parts_of_near_equal_size():
     assert split_batch(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split_batch([4, 5], 4) == [[4], [5], [], []]
 
+
+def test_the_pipeline_launcher_trains_a_run_through_torchrun(model_dir, tmp_path, capfd):
+    config = tiny_config(model_dir, "none")
+    with launcher_environment("torchrun --standalone --nproc-per-node 2"):
+        metrics, trained = ensure_trained(config, tmp_path / "run")
+    assert trained and metrics["steps"] == 4 and metrics["data_parallel"]["processes"] == 2
+    assert LAUNCHER_VARIABLE not in os.environ and run_finished(tmp_path / "run")
+    assert "train sst2 none epoch 1/1: 100%" in capfd.readouterr().err
+
+
+def test_a_profile_launcher_reaches_the_plan_and_a_bad_one_is_refused(tmp_path):
+    step = {"id": "results", "notebook": "04_results.ipynb",
+            "outputs": [{"table": "results_table.md", "caption": "Table."}]}
+    profiles = {"ddp": {"launcher": "torchrun --nproc-per-node 2", "steps": [step]},
+                "bad": {"launcher": ["torchrun"], "steps": [step]}, "empty": {"launcher": " ", "steps": [step]}}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump({"version": 1, "notebooks_dir": str(ROOT / "notebooks"),
+                                                            "profiles": profiles}))
+    assert make_plan("ddp", tmp_path / "pipeline.yaml").launcher == "torchrun --nproc-per-node 2"
+    with pytest.raises(ConfigError, match="profile bad: launcher must be a command line"):
+        make_plan("bad", tmp_path / "pipeline.yaml")
+    with pytest.raises(ConfigError, match="launcher is empty"):
+        make_plan("empty", tmp_path / "pipeline.yaml")
+    assert launcher_words("torchrun --nproc-per-node 2")[:3] == [sys.executable, "-m", "torch.distributed.run"]
