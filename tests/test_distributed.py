@@ -26,6 +26,7 @@ from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.train import build_model, prepare_data, train
+from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.errors import ConfigError
 from tsdtp.hub import load_tokenizer, resolve_model
@@ -213,3 +214,10 @@ def test_a_profile_launcher_reaches_the_plan_and_a_bad_one_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="launcher is empty"):
         make_plan("empty", tmp_path / "pipeline.yaml")
     assert launcher_words("torchrun --nproc-per-node 2")[:3] == [sys.executable, "-m", "torch.distributed.run"]
+
+
+def test_commands_that_run_in_one_process_refuse_a_launch(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["eval", "--run-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("tsdtp eval: error: runs in one process; of the launched processes, only "
+                                       "train, mt-train, train-config share the work (start it without torchrun)\n")

@@ -27,6 +27,7 @@ from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.cli.train_config import add_train_config_command, run_train_config_command
 from tsdtp.cli.translation import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
 from tsdtp.errors import TsdtpError
+from tsdtp.runs.distributed import launched
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     **dict.fromkeys(CLASSIFICATION_COMMANDS, run_classification_command),
@@ -38,6 +39,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train-config": run_train_config_command,
 }
 """The function that runs each subcommand; it returns the exit status."""
+
+LAUNCHED_COMMANDS: tuple[str, ...] = ("train", "mt-train", "train-config")
+"""The subcommands that run under torchrun, every process training the same run; the others run in one process."""
 
 
 class UsageError(TsdtpError):
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if launched() and args.command not in LAUNCHED_COMMANDS:
+        print(f"tsdtp {args.command}: error: runs in one process; of the launched processes, only "
+              f"{', '.join(LAUNCHED_COMMANDS)} share the work (start it without torchrun)", file=sys.stderr)
+        return 2
     try:
         return HANDLERS[args.command](args)
     except TsdtpError as error:
