@@ -13,6 +13,7 @@ from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.reference import reference_masking_forward
 from tsdtp.core.flops import FlopsReport, encoder_shape, method_flops
+from tsdtp.runs.distributed import gather_in_order, is_main, share
 
 
 @dataclass(frozen=True)
@@ -50,27 +51,32 @@ def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int
 
     With `record_traces` (needs `tokenizer`) also returns a tidy frame with one row per
     example, layer and token: `example, layer, position, token, kept, label, pred, correct`.
+    In a distributed run each rank evaluates its share of the batches and every rank gets all the
+    results (the same batches as one process, so the same numbers); the `random` method, whose draws
+    follow the batch order, runs every batch on every rank.
     """
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(model.pruning.seed)
-    correct, tokens, frames = 0, [], []
     batches = batch_indices(split.lengths(), batch_size, shuffle=False)
-    for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress, leave=False):
+    sharded = not model.pruning.spec.random_scores
+    outcomes = []
+    for indices in tqdm(share(batches) if sharded else batches, desc=f"eval {model.pruning.method}",
+                        disable=not progress or not is_main(), leave=False):
         batch = collate(split, indices, pad_id)
         logits, per_layer, trace = predict_batch(model, batch, record_trace=record_traces, generator=generator)
         predictions = logits.argmax(dim=-1)
-        correct += int((predictions == batch["labels"]).sum())
-        tokens.append(per_layer)
-        if record_traces:
-            frames.append(_trace_frame(split, indices, trace, predictions, tokenizer))
+        frame = _trace_frame(split, indices, trace, predictions, tokenizer) if record_traces else None
+        outcomes.append((int((predictions == batch["labels"]).sum()), per_layer, frame))
     model.train(was_training)
+    correct, tokens, frames = zip(*(gather_in_order(outcomes) if sharded else outcomes))
     per_layer = torch.cat(tokens)
     flops: FlopsReport = method_flops(per_layer, encoder_shape(model), model.pruning)
     layer_keep = (per_layer.double().sum(0) / per_layer[:, 0].double().sum()).tolist()
-    result = EvalResult(correct / len(split), len(split), sum(layer_keep) / len(layer_keep), tuple(layer_keep),
+    result = EvalResult(sum(correct) / len(split), len(split), sum(layer_keep) / len(layer_keep), tuple(layer_keep),
                         flops.ratio, flops.scorer_overhead)
-    return result, (pd.concat(frames, ignore_index=True) if frames else None)
+    traces = [frame for frame in frames if frame is not None]
+    return result, (pd.concat(traces, ignore_index=True) if traces else None)
 
 
 def _trace_frame(split: EncodedSplit, indices: list[int], trace: torch.Tensor, predictions: torch.Tensor,

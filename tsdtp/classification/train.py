@@ -34,6 +34,7 @@ from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.glue_tasks import data_source, get_task, load_task_data
 from tsdtp.hub import load_tokenizer
+from tsdtp.runs.data_parallel import Forward
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
@@ -95,14 +96,15 @@ def run_complete(run_dir: Path, config: TrainConfig, metrics: dict[str, Any]) ->
 
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
-          keep_state: bool = False) -> dict[str, Any]:
+          keep_state: bool = False, grad_accum: int = 1) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics.
 
     Everything is validated (model, data, pruning layers) before the run directory is opened, so a bad
     input leaves nothing behind. A finished run returns its metrics; one whose checkpoint is gone is
     saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the end
     unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
-    is refused.
+    is refused. Each batch runs in `grad_accum` accumulation steps; under torchrun it is split over the
+    processes (`tsdtp.runs.distributed.process_group`).
     """
     run_dir = Path(run_dir)
     source = training_data(config, data_dir)
@@ -116,10 +118,10 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     pad_id = tokenizer.pad_token_id
     teacher = None if config.teacher is None else teacher_targets(config, train_split, pad_id, progress)
 
-    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate(train_split, indices, pad_id)
         targets = None if teacher is None else teacher.batch(indices, batch["input_ids"].shape[1])
-        return training_loss(model, model(batch), batch["labels"], config, targets)
+        return training_loss(model, forward(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         result, _ = evaluate_model(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
@@ -135,4 +137,4 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     with open_run(run_dir, config.to_dict()):
         record_training_data(run_dir, source)
         return train_with_adamw(run_dir, model, plan, config, hooks, keep_state=keep_state, progress=progress,
-                                description=f"train {config.task} {config.pruning.method}")
+                                description=f"train {config.task} {config.pruning.method}", grad_accum=grad_accum)

@@ -1,7 +1,8 @@
 """The `tsdtp` command: builds the parser from the command groups, dispatches, and reports user errors in one line.
 
 Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `llm` (llm-train, llm-eval),
-`bench`, `profile`, and `reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text).
+`bench`, `profile`, and `reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text),
+`train-config` (the run a config.json describes).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from tsdtp.cli.llm import LLM_COMMANDS, add_llm_commands, run_llm_command
 from tsdtp.cli.predict import add_predict_command, run_predict_command
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
+from tsdtp.cli.train_config import add_train_config_command, run_train_config_command
 from tsdtp.cli.translation import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
 from tsdtp.errors import TsdtpError
+from tsdtp.runs.distributed import launched
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     **dict.fromkeys(CLASSIFICATION_COMMANDS, run_classification_command),
@@ -35,8 +38,12 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": run_bench_command,
     "profile": run_profile_command,
     "predict": run_predict_command,
+    "train-config": run_train_config_command,
 }
 """The function that runs each subcommand; it returns the exit status."""
+
+LAUNCHED_COMMANDS: tuple[str, ...] = ("train", "mt-train", "train-config")
+"""The subcommands that run under torchrun, every process training the same run; the others run in one process."""
 
 
 class UsageError(TsdtpError):
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_command(commands)
     add_profile_command(commands)
     add_predict_command(commands)
+    add_train_config_command(commands)
     return parser
 
 
@@ -81,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if launched() and args.command not in LAUNCHED_COMMANDS:
+        print(f"tsdtp {args.command}: error: runs in one process; of the launched processes, only "
+              f"{', '.join(LAUNCHED_COMMANDS)} share the work (start it without torchrun)", file=sys.stderr)
+        return 2
     try:
         return HANDLERS[args.command](args)
     except TsdtpError as error:

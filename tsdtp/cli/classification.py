@@ -9,9 +9,10 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.selection import SPLITS
 from tsdtp.classification.train import train
-from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, flag_values
+from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, flag_values
 from tsdtp.core.config import PruningConfig
 from tsdtp.glue_tasks import TASKS
+from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 
 CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")
@@ -20,11 +21,9 @@ CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")
 
 def add_classification_commands(commands: argparse._SubParsersAction) -> None:
     """Add `train` and `eval` to the `tsdtp` subcommands; their settings flags come from the config fields."""
-    training = commands.add_parser("train", help="fine-tune one configuration into a run directory")
-    training.add_argument("--run-dir", required=True)
-    training.add_argument("--keep-state", action="store_true",
-                          help="keep state.pt (optimizer and progress, about 3x the model) when the run finishes")
-    training.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
+    training = commands.add_parser("train", help="fine-tune one configuration into a run directory (under torchrun: "
+                                                 "on every process it starts)")
+    add_training_flags(training, "GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     add_setting_flags(training, TrainConfig, TrainConfig(), choices={"task": sorted(TASKS)})
     add_setting_flags(training, PruningConfig, PruningConfig())
 
@@ -41,7 +40,11 @@ def run_classification_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "train":
         config = TrainConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, TrainConfig))
-        print(strict_json(train(config, args.run_dir, args.data_dir, keep_state=args.keep_state)["final"]))
+        with process_group(args.dist_timeout) as ranks:
+            metrics = train(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
+                            grad_accum=args.grad_accum)
+        if ranks.main:
+            print(strict_json(metrics["final"]))
     elif args.command == "eval":
         record = evaluate_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
                               args.max_eval_samples, args.speed_repeats, split=args.split)

@@ -17,6 +17,7 @@ from typing import Any
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, rule_of
+from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -44,6 +45,29 @@ def at_least(low: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {low}"
     return parse
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type for a duration in seconds, > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text})")
+    return value
+
+
+def add_training_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """The flags `train` and `mt-train` share: the run directory, keeping its state, the data, accumulation and
+    the process group timeout."""
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep state.pt (optimizer and progress, about 3x the model) when the run finishes")
+    parser.add_argument("--data-dir", default=None, help=data_help)
+    parser.add_argument("--grad-accum", type=at_least(1), default=1, metavar="N",
+                        help="run each batch in N accumulation steps (under torchrun: each process's part of it); "
+                             "an execution choice like the number of processes, not part of the run's config")
+    parser.add_argument("--dist-timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="under torchrun: how long a process waits for the others before the job stops with "
+                             f"an error naming the rank that failed or hung (default {DEFAULT_TIMEOUT_S:g})")
 
 
 def add_evaluation_flags(parser: argparse.ArgumentParser, results_help: str, speed_help: str) -> None:

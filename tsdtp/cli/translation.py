@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, at_least, flag_values, names
+from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, at_least, flag_values, names
 from tsdtp.core.config import PruningConfig
+from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
@@ -19,12 +20,9 @@ TRANSLATION_COMMANDS: tuple[str, ...] = ("mt-train", "mt-eval")
 
 def add_translation_commands(commands: argparse._SubParsersAction) -> None:
     """Add `mt-train` and `mt-eval` to the `tsdtp` subcommands; their settings flags come from the config fields."""
-    training = commands.add_parser("mt-train", help="train an English-German translator (dense, or pruning-aware)")
-    training.add_argument("--run-dir", required=True)
-    training.add_argument("--keep-state", action="store_true",
-                          help="keep state.pt (optimizer and progress, about 3x the model) when the run finishes")
-    training.add_argument("--data-dir", default=None,
-                          help="folder holding wmt16_en_de/ (default: $TSDTP_DATA_DIR, else the hub's wmt16)")
+    training = commands.add_parser("mt-train", help="train an English-German translator (dense, or pruning-aware; "
+                                                    "under torchrun: on every process it starts)")
+    add_training_flags(training, "folder holding wmt16_en_de/ (default: $TSDTP_DATA_DIR, else the hub's wmt16)")
     add_setting_flags(training, MTConfig, MTConfig())
     add_setting_flags(training, PruningConfig, PruningConfig().replace(**MT_PRUNING_DEFAULTS))
 
@@ -44,7 +42,11 @@ def run_translation_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "mt-train":
         config = MTConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, MTConfig))
-        print(strict_json(train_translation(config, args.run_dir, args.data_dir, keep_state=args.keep_state)["final"]))
+        with process_group(args.dist_timeout) as ranks:
+            metrics = train_translation(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
+                                        grad_accum=args.grad_accum)
+        if ranks.main:
+            print(strict_json(metrics["final"]))
     elif args.command == "mt-eval":
         record = evaluate_translation(args.run_dir, args.data_dir, pruning_flags, args.results, args.splits,
                                       args.batch_size, args.beams, args.max_eval_samples, args.speed_repeats,

@@ -62,6 +62,7 @@ class Plan:
     runs_root: Path
     data_dir: Path | None
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    launcher: str | None = None
 
     def executed_name(self, step: Step) -> str:
         """File name of a step's executed notebook (suffixed with the step id when a notebook runs twice)."""
@@ -97,7 +98,7 @@ def make_plan(profile: str, spec_path: str | Path | None = None, data_dir: str |
     check_defaults_used(spec, used_defaults)
     data = data_dir_from_env(data_dir)
     return Plan(spec.name, spec.description, spec.spec_path, spec.root, spec.out_dir, spec.runs_root,
-                data.resolve() if data is not None else None, tuple(steps))
+                data.resolve() if data is not None else None, tuple(steps), spec.launcher)
 
 
 def _plan_step(profile: Profile, checked: StepSpec, earlier: list[Step]) -> Step:

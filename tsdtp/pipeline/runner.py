@@ -14,6 +14,9 @@ the steps: a notebook, its parameters and its outputs. `reproduce` then
 3. writes `manifest.json` and the gallery `README.md`, then renames every new file into
    `<out_dir>/`. A failing step stops the pipeline, names the notebook and the cell, and
    leaves the partly executed copy in the staging folder; `<out_dir>/` keeps the last good run.
+
+A profile's `launcher` (e.g. `torchrun --nproc-per-node 2`) is set as `TSDTP_LAUNCHER` while the steps
+run, so their training goes through it (`tsdtp.runs.launch`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tsdtp.pipeline.progress import (
 )
 from tsdtp.pipeline.staging import DATA_FOLDER, publish, stage, take_pending
 from tsdtp.runs.cache import adopt_run, config_hash, read_run_config, run_finished
+from tsdtp.runs.launch import launcher_environment
 
 __all__ = ["PipelineError", "adopt_runs", "reproduce"]
 
@@ -165,11 +169,14 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     estimates = {step.id: estimate(step, actions[step.id], previous) for step in plan.steps}
     for line in plan_lines(plan, actions, estimates):
         log(line)
+    if plan.launcher is not None:
+        log(f"training steps run through `{plan.launcher}`")
     data = old.get("data", {}) if figures_only else data_checksums(plan)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     staging, carried = stage(plan.out_dir)
     run = _Run(plan, staging, force, figures_only, actions, estimates, log, stream)
-    records = _run_steps(run, previous)
+    with launcher_environment(plan.launcher):
+        records = _run_steps(run, previous)
     wall = round(time.perf_counter() - clock, 1)
     write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only)
     write_gallery(plan, staging, records, figures_only)

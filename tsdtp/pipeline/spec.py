@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from tsdtp.errors import ConfigError
+from tsdtp.runs.launch import launcher_words
 
 SPEC_FILE = "pipeline.yaml"
 INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "traces_dir", "figures_dir",
@@ -52,6 +53,7 @@ class Profile:
     out_dir: Path
     defaults: dict[str, Any]
     steps: tuple[Any, ...]
+    launcher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,19 @@ def read_profile(profile: str, spec_path: str | Path | None = None, runs_root: s
         notebooks_dir=root / spec.get("notebooks_dir", "notebooks"),
         runs_root=Path(runs_root) if runs_root is not None else root / spec.get("runs_root", "runs"),
         out_dir=Path(out_dir) if out_dir is not None else root / body.get("out_dir", "reports"),
-        defaults=defaults, steps=tuple(_flatten(body.get("steps") or [])))
+        defaults=defaults, steps=tuple(_flatten(body.get("steps") or [])), launcher=_launcher(profile, body))
+
+
+def _launcher(profile: str, body: dict[str, Any]) -> str | None:
+    """The profile's `launcher` (e.g. `torchrun --nproc-per-node 2`: training steps run through it), or None."""
+    launcher = body.get("launcher")
+    if launcher is None:
+        return None
+    if not isinstance(launcher, str):
+        raise ConfigError(f"profile {profile}: launcher must be a command line such as 'torchrun --nproc-per-node 2' "
+                          f"(got {launcher!r})")
+    launcher_words(launcher)
+    return launcher
 
 
 def _flatten(steps: list[Any]) -> list[Any]:

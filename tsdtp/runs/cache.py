@@ -20,6 +20,7 @@ from typing import Any
 
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.kinds import RunConfig, kind_of_config, kind_of_task
+from tsdtp.runs.launch import launcher_from_env, train_launched
 from tsdtp.runs.training_data import check_training_data
 
 
@@ -41,6 +42,14 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     if not path.is_file():
         raise CheckpointError(f"{run_dir} has no config.json; expected a run directory written by `tsdtp train` "
                               "or `tsdtp mt-train`")
+    return read_config_file(path)
+
+
+def read_config_file(path: str | Path) -> RunConfig:
+    """The validated run config a JSON file holds (a run's config.json), of the kind registered for its task."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no config file {path}; expected a run's config.json")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -95,7 +104,8 @@ def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None 
     """Train `config` into `run_dir` unless it already holds that finished run; returns (metrics, trained).
 
     `force` deletes the run first and retrains. A finished run with another config, or trained on
-    other data than `data_dir` holds (`tsdtp.runs.training_data`), is an error.
+    other data than `data_dir` holds (`tsdtp.runs.training_data`), is an error. With `TSDTP_LAUNCHER` set
+    the training runs through that launcher (`tsdtp.runs.launch`).
     """
     run_dir = Path(run_dir)
     kind = kind_of_config(config)
@@ -108,6 +118,9 @@ def ensure_trained(config: RunConfig, run_dir: str | Path, data_dir: str | None 
         if kind.training_data is not None:
             check_training_data(run_dir, kind.training_data(config, data_dir))
         return json.loads((run_dir / "metrics.json").read_text()), False
+    launcher = launcher_from_env()
+    if launcher is not None:
+        return train_launched(launcher, config, run_dir, data_dir), True
     return kind.train(config, run_dir, data_dir, progress=progress), True
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.runs.distributed import barrier, is_main
 from tsdtp.runs.eval_files import EVAL_FOLDER
 from tsdtp.runs.io import atomic_write_json, remove_temporaries
 from tsdtp.runs.lock import exclusive_lock
@@ -42,11 +43,16 @@ def open_run(run_dir: str | Path, config: dict[str, Any], leftovers: Sequence[st
 
     Call it once the run's inputs are validated. A run directory holding another config is refused
     before anything is written; so is a config with a non-finite number (JSON has none). `leftovers`
-    names staging folders of the caller's own (removed too).
+    names staging folders of the caller's own (removed too). In a distributed run rank 0 opens the
+    directory while the other ranks wait at a barrier.
     """
     run_dir = Path(run_dir)
     _check_finite(config)
     _check_same_config(run_dir, config)
+    if not is_main():
+        barrier()
+        yield run_dir
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(run_dir / TRAIN_LOCK, f"run directory {run_dir}"):
         _check_same_config(run_dir, config)
@@ -54,6 +60,7 @@ def open_run(run_dir: str | Path, config: dict[str, Any], leftovers: Sequence[st
         for name in leftovers:
             shutil.rmtree(run_dir / name, ignore_errors=True)
         atomic_write_json(run_dir / CONFIG_FILE, config)
+        barrier()
         yield run_dir
 
 

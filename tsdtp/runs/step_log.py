@@ -34,13 +34,18 @@ def read_step_log(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 class StepLog:
-    """Averages the loss parts of each interval of `every` steps and appends them to the run's log."""
+    """Averages the loss parts of each interval of `every` steps and appends them to the run's log.
 
-    def __init__(self, run_dir: Path, total_steps: int, resumed_step: int) -> None:
+    `write` False (a distributed run's ranks other than 0) keeps the averages but writes nothing.
+    """
+
+    def __init__(self, run_dir: Path, total_steps: int, resumed_step: int, write: bool = True) -> None:
         self.path = Path(run_dir) / LOG_FILE
         self.every = max(1, total_steps // LINES_PER_RUN)
-        kept = [line for line in read_step_log(run_dir) if line["step"] <= resumed_step]
-        self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        self.write = write
+        if write:
+            kept = [line for line in read_step_log(run_dir) if line["step"] <= resumed_step]
+            self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
         self.sums: dict[str, float] = defaultdict(float)
         self.count = 0
 
@@ -49,9 +54,11 @@ class StepLog:
         for name, value in parts.items():
             self.sums[name] += value
         self.count += 1
-        if step % self.every == 0:
+        if step % self.every:
+            return
+        if self.write:
             line = {"step": step, **{name: round(total / self.count, 5) for name, total in self.sums.items()}}
             with self.path.open("a") as handle:
                 handle.write(json.dumps(line) + "\n")
-            self.sums.clear()
-            self.count = 0
+        self.sums.clear()
+        self.count = 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
+from tsdtp.runs.distributed import is_main
 from tsdtp.runs.io import atomic_write_json
 
 DATA_RECORD = "data.json"
@@ -50,6 +51,9 @@ def check_training_data(run_dir: Path, source: DataSource) -> None:
 
 
 def record_training_data(run_dir: Path, source: DataSource) -> None:
-    """Write `data.json` for a run that starts training now (no progress yet); a run with progress keeps its own."""
-    if not has_progress(run_dir):
+    """Write `data.json` for a run that starts training now (no progress yet); a run with progress keeps its own.
+
+    In a distributed run, rank 0 writes it.
+    """
+    if is_main() and not has_progress(run_dir):
         atomic_write_json(Path(run_dir) / DATA_RECORD, source.to_dict())

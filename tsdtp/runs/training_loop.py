@@ -5,6 +5,11 @@ loop writes `state.pt` (model, optimizer, scheduler, step, history, seconds, tor
 `save_every` steps within an epoch and after each epoch's evaluation but the last, so an
 interrupted run resumes where it stopped. After each epoch the caller evaluates and saves its
 model; the loop then writes `metrics.json`. A finished run keeps no state.pt unless asked to.
+
+Under `torchrun` (`tsdtp.runs.distributed.process_group` joined) every rank runs the loop over the same
+plan, each on its part of every global batch (`tsdtp.runs.data_parallel`); rank 0 alone writes files and
+shows the progress bar while the others wait at a barrier. state.pt holds the unwrapped model, so a run
+resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -25,15 +30,14 @@ from transformers import get_linear_schedule_with_warmup
 
 from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import CheckpointError
+from tsdtp.runs.data_parallel import DataParallelStep, LossWeight, StepLoss, rank_rng_states, separate_rng_streams
+from tsdtp.runs.distributed import barrier, is_main, mark, ranks, same_on_every_rank
 from tsdtp.runs.io import atomic_torch_save, atomic_write_json
 from tsdtp.runs.run_dir import METRICS_FILE, STATE_FILE, finish_run, read_metrics
 from tsdtp.runs.step_log import StepLog
 
 Batches = list[list[int]]
 """The example indices of each batch of one epoch."""
-
-StepLoss = Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]]
-"""Loss of one batch (given by its indices) and its parts as floats."""
 
 EpochRecord = Callable[[int, int, dict[str, float]], dict[str, Any]]
 """(epoch, step, last loss parts) -> the history entry of that epoch, after evaluating."""
@@ -99,25 +103,29 @@ def linear_schedule(optimizer: torch.optim.Optimizer, plan: list[Batches], warmu
 class RunHooks:
     """What a task gives the loop: a batch's loss, an epoch's record, saving the model, and telling a run done.
 
+    step_loss(forward, indices): the batch's loss, the model run through `forward`.
     finished(metrics): whether the run directory, whose metrics.json holds `metrics`, has its model saved
     at the last step (the task's `run_complete`).
+    loss_weight(indices): how many units the batch's task loss averages over (examples by default), which
+    weighs the parts of a batch split over processes.
     """
 
     step_loss: StepLoss
     epoch_record: EpochRecord
     save_run: SaveRun
     finished: Callable[[dict[str, Any]], bool]
+    loss_weight: LossWeight = len
 
 
 def train_with_adamw(run_dir: Path, wrapper: PrunedModel, plan: list[Batches], settings: OptimiserSettings,
                      hooks: RunHooks, *, description: str, progress: bool, keep_state: bool = False,
-                     betas: tuple[float, float] = (0.9, 0.999)) -> dict[str, Any]:
+                     betas: tuple[float, float] = (0.9, 0.999), grad_accum: int = 1) -> dict[str, Any]:
     """`run_training_loop` through `plan` with `build_optimizer`'s AdamW and `linear_schedule`, as `settings` say."""
     optimizer = build_optimizer(wrapper, settings.lr, settings.scorer_lr, settings.weight_decay, betas=betas)
     scheduler = linear_schedule(optimizer, plan, settings.warmup_ratio)
     return run_training_loop(run_dir, wrapper, optimizer, scheduler, plan, hooks, save_every=settings.save_every,
                              description=description, progress=progress, hard_ratio=settings.hard_ratio,
-                             keep_state=keep_state)
+                             keep_state=keep_state, grad_accum=grad_accum)
 
 
 @dataclass
@@ -146,40 +154,55 @@ class _Loop:
     hooks: RunHooks
     save_every: int
     keep_state: bool
+    grad_accum: int = 1
 
     def save_state(self, done: Progress) -> None:
-        """Write `state.pt`: everything `_resume` needs to continue after `done.step`."""
-        atomic_torch_save(self.run_dir / STATE_FILE, {
-            "model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "step": done.step, "history": done.history,
-            "train_seconds": done.seconds, "torch_rng": torch.get_rng_state()})
+        """Write `state.pt`: everything `_resume` needs to continue after `done.step` (each rank's RNG too)."""
+        distributed = {"torch_rng_ranks": rank_rng_states()} if ranks().world_size > 1 else {}
+        if is_main():
+            atomic_torch_save(self.run_dir / STATE_FILE, {
+                "model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": done.step, "history": done.history,
+                "train_seconds": done.seconds, "torch_rng": torch.get_rng_state(), **distributed})
+        barrier()
 
     def save_run(self, done: Progress) -> None:
-        """Save the model (the task's `save_run`), then metrics.json."""
-        atomic_write_json(self.run_dir / METRICS_FILE, self.hooks.save_run(done.step, done.seconds, done.history))
+        """Save the model (the task's `save_run`), then metrics.json; with several processes, the layout too."""
+        if is_main():
+            metrics = self.hooks.save_run(done.step, done.seconds, done.history)
+            if ranks().world_size > 1 or self.grad_accum > 1:
+                metrics["data_parallel"] = {"processes": ranks().world_size, "grad_accum": self.grad_accum}
+            atomic_write_json(self.run_dir / METRICS_FILE, metrics)
+        barrier()
 
 
 def run_training_loop(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimizer,
                       scheduler: LRScheduler, plan: list[Batches], hooks: RunHooks, *, save_every: int,
-                      description: str, progress: bool, hard_ratio: float = 0.0, keep_state: bool = False
-                      ) -> dict[str, Any]:
+                      description: str, progress: bool, hard_ratio: float = 0.0, keep_state: bool = False,
+                      grad_accum: int = 1) -> dict[str, Any]:
     """Train through `plan` (the batches of every epoch), resuming from `run_dir/state.pt`; returns the metrics.
 
-    Each step clips the gradient norm to 1 and fails on a non-finite loss. The last `hard_ratio` of the
-    steps run with `wrapper.straight_through` set (hard keep decisions forward). A finished run
+    Each step clips the gradient norm to 1 and fails on a non-finite loss; its global batch runs in
+    `grad_accum` accumulation steps, split over the processes of a distributed run. The last `hard_ratio`
+    of the steps run with `wrapper.straight_through` set (hard keep decisions forward). A finished run
     (`hooks.finished`) returns its metrics.json without training; a run whose state is at its last step
     but whose model is gone saves the model again from that state. At the end state.pt is removed
     unless `keep_state`.
     """
-    loop = _Loop(run_dir, wrapper, optimizer, scheduler, hooks, save_every, keep_state)
+    loop = _Loop(run_dir, wrapper, optimizer, scheduler, hooks, save_every, keep_state, grad_accum)
     metrics = read_metrics(run_dir)
-    if metrics is None or not hooks.finished(metrics):
+    finished = metrics is not None and hooks.finished(metrics)
+    same_on_every_rank(finished, "run finished")
+    if not finished:
         done = _resume(run_dir, wrapper, optimizer, scheduler)
+        same_on_every_rank(done.step, "state.pt step")
         if done.step >= sum(len(epoch) for epoch in plan):
             loop.save_run(done)
         else:
             _train_epochs(loop, plan, done, description, progress, hard_ratio)
-    finish_run(run_dir, keep_state)
+    if is_main():
+        finish_run(run_dir, keep_state)
+    barrier()
     return read_metrics(run_dir) or {}
 
 
@@ -189,9 +212,10 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
     starts = [sum(len(epoch) for epoch in plan[:e]) for e in range(len(plan))]
     total_steps = sum(len(epoch) for epoch in plan)
     hard_from = total_steps - round(hard_ratio * total_steps)
-    bar = tqdm(total=total_steps, initial=done.step, desc=description, disable=not progress)
-    log = StepLog(loop.run_dir, total_steps, done.step)
+    bar = tqdm(total=total_steps, initial=done.step, desc=description, disable=not progress or not is_main())
+    log = StepLog(loop.run_dir, total_steps, done.step, write=is_main())
     parts: dict[str, float] = {}
+    parallel = DataParallelStep(loop.wrapper, loop.hooks.step_loss, loop.hooks.loss_weight, loop.grad_accum)
     while done.step < total_steps:
         epoch = max(e for e, start in enumerate(starts) if start <= done.step)
         bar.set_description(f"{description} epoch {epoch + 1}/{len(plan)}", refresh=False)
@@ -200,10 +224,12 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
         for indices in plan[epoch][done.step - starts[epoch]:]:
             loop.wrapper.straight_through = done.step >= hard_from
             loop.wrapper.training_progress = done.step / total_steps
-            loss, parts = loop.hooks.step_loss(indices)
+            mark(f"step {done.step + 1}")
+            loop.optimizer.zero_grad(set_to_none=True)
+            loss, parts = parallel.backward(indices)
             _optimizer_step(loop.wrapper, loop.optimizer, loop.scheduler, loss, done.step)
             done.step += 1
-            log.add(done.step, {"loss": loss.item(), **parts})
+            log.add(done.step, {"loss": loss, **parts})
             bar.update(1)
             bar.set_postfix({key: f"{value:.3f}" for key, value in parts.items()})
             if done.step % loop.save_every == 0 and done.step < starts[epoch] + len(plan[epoch]):
@@ -212,6 +238,7 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
         done.clock(started)
         loop.wrapper.straight_through = False
         loop.wrapper.training_progress = 1.0
+        mark(f"evaluation after step {done.step}")
         done.history.append(loop.hooks.epoch_record(epoch, done.step, parts))
         loop.save_run(done)
         if done.step < total_steps or loop.keep_state:
@@ -220,12 +247,10 @@ def _train_epochs(loop: _Loop, plan: list[Batches], done: Progress, description:
 
 
 def _optimizer_step(wrapper: PrunedModel, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
-                    loss: torch.Tensor, step: int) -> None:
-    """One update from `loss`: refuse a non-finite loss, clip the gradient norm to 1, step the schedule."""
-    if not math.isfinite(loss.item()):
-        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the data")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+                    loss: float, step: int) -> None:
+    """One update from the gradient of `loss`: refuse a non-finite loss, clip the norm to 1, step the schedule."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr or check the data")
     torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
     optimizer.step()
     scheduler.step()
@@ -236,11 +261,13 @@ def _resume(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimize
     """Restore model, optimizer, schedule and torch RNG from `state.pt`; the progress it records (none: a new run)."""
     state = load_trainer_state(run_dir)
     if state is None:
+        separate_rng_streams(None)
         return Progress()
     wrapper.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    separate_rng_streams(state.get("torch_rng_ranks"))
     return Progress(state["step"], state["history"], state["train_seconds"])
 
 

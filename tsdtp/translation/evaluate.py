@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.core.engine import EngineOutput
 from tsdtp.core.flops import encoder_shape, method_flops
+from tsdtp.runs.distributed import gather_in_order, is_main, share
 from tsdtp.translation.encoding import collate_sources, sentence_batches
 from tsdtp.translation.model import PrunedTranslator
 
@@ -56,40 +57,54 @@ def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, 
               progress: bool = True) -> Translations:
     """Translate every source with hard pruning (real removal), batched by length; results in input order.
 
-    `trace_samples`: keep traces for the first that many sentences (None: all; 0: none).
+    `trace_samples`: keep traces for the first that many sentences (None: all; 0: none). In a distributed
+    run each rank translates its share of the batches and every rank gets all the results (the `random`
+    method, whose draws follow the batch order, runs every batch on every rank).
     """
     was_training = translator.training
     translator.eval()
     generator = torch.Generator().manual_seed(translator.pruning.seed)
-    layers = translator.adapter.num_layers
     n = len(source_ids)
     hypotheses = [""] * n
-    per_layer = torch.zeros(n, layers, dtype=torch.long)
+    per_layer = torch.zeros(n, translator.adapter.num_layers, dtype=torch.long)
     kept = torch.zeros(n, dtype=torch.long)
     limit = n if trace_samples is None else min(trace_samples, n)
-    frames = []
     started = time.perf_counter()
     batches = length_sorted(source_ids, batch_size)
-    for indices in tqdm(batches, desc=f"translate {translator.pruning.method}", disable=not progress, leave=False):
-        batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
-        budget = generation_budget([len(source_ids[i]) for i in indices], max_target_length)
-        record = any(i < limit for i in indices)
-        sequences, engine = translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget,
-                                                record_trace=record, generator=generator)
-        texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
-        rows = torch.tensor(indices)
-        per_layer[rows] = engine.tokens_per_layer.cpu()
-        kept[rows] = engine.valid.sum(dim=-1).cpu()
-        for row, index in enumerate(indices):
-            hypotheses[index] = texts[row]
-        if record:
-            frames.append(_trace_frame(tokenizer, source_ids, indices, engine, limit))
+    sharded = not translator.pruning.spec.random_scores
+    mine = tqdm(share(batches) if sharded else batches, desc=f"translate {translator.pruning.method}",
+                disable=not progress or not is_main(), leave=False)
+    outcomes = [_translate_batch(translator, tokenizer, source_ids, indices, num_beams, max_target_length, limit,
+                                 generator) for indices in mine]
     seconds = time.perf_counter() - started
     translator.train(was_training)
+    frames = []
+    for indices, texts, layers, survivors, frame in (gather_in_order(outcomes) if sharded else outcomes):
+        rows = torch.tensor(indices)
+        per_layer[rows], kept[rows] = layers, survivors
+        for row, index in enumerate(indices):
+            hypotheses[index] = texts[row]
+        if frame is not None:
+            frames.append(frame)
     source_tokens = torch.tensor([len(ids) for ids in source_ids])
     traces = pd.concat(frames, ignore_index=True).sort_values(["example", "layer", "position"]) if frames else None
     return Translations(hypotheses, per_layer, kept, source_tokens,
                         traces.reset_index(drop=True) if traces is not None else None, seconds)
+
+
+def _translate_batch(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase,
+                     source_ids: Sequence[Sequence[int]], indices: list[int], num_beams: int, max_target_length: int,
+                     limit: int, generator: torch.Generator
+                     ) -> tuple[list[int], list[str], torch.Tensor, torch.Tensor, pd.DataFrame | None]:
+    """One batch's indices, hypotheses, live tokens per layer, tokens kept, and keep trace (for indices < `limit`)."""
+    batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
+    budget = generation_budget([len(source_ids[i]) for i in indices], max_target_length)
+    record = any(i < limit for i in indices)
+    sequences, engine = translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget,
+                                            record_trace=record, generator=generator)
+    frame = _trace_frame(tokenizer, source_ids, indices, engine, limit) if record else None
+    return (indices, tokenizer.batch_decode(sequences, skip_special_tokens=True), engine.tokens_per_layer.cpu(),
+            engine.valid.sum(dim=-1).cpu(), frame)
 
 
 def _trace_frame(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequence[int]], indices: list[int],

@@ -22,7 +22,10 @@ from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import DataSource
+from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_pretrained, load_tokenizer, short_model_name
+from tsdtp.runs.data_parallel import Forward
+from tsdtp.runs.distributed import barrier, is_main, share, sum_over_ranks
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
@@ -118,16 +121,18 @@ def epoch_plan(pairs: EncodedPairs, config: MTConfig) -> list[list[list[int]]]:
 @torch.no_grad()
 def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: MTConfig, pad_id: int,
                     start_id: int) -> float:
-    """Mean token cross-entropy (no smoothing) with hard pruning, as at inference."""
+    """Mean token cross-entropy (no smoothing) with hard pruning, as at inference (batches shared over ranks)."""
     was_training = translator.training
     translator.eval()
     total, count = 0.0, 0
-    for indices in token_batches(pairs.source_lengths(), pairs.target_lengths(), config.max_tokens, shuffle=False):
+    for indices in share(token_batches(pairs.source_lengths(), pairs.target_lengths(), config.max_tokens,
+                                       shuffle=False)):
         batch = collate_pairs(pairs, indices, pad_id, start_id)
         tokens = int((batch["labels"] != -100).sum())
         loss, _ = translator.loss(translator(batch), batch["labels"])
         total, count = total + float(loss) * tokens, count + tokens
     translator.train(was_training)
+    total, count = sum_over_ranks([total, count])
     return total / max(count, 1)
 
 
@@ -138,14 +143,15 @@ def run_complete(run_dir: Path, config: MTConfig, metrics: dict[str, Any]) -> bo
 
 
 def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
-                      keep_state: bool = False) -> dict[str, Any]:
+                      keep_state: bool = False, grad_accum: int = 1) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics.
 
     Everything is validated (corpora, model or tokenizer, pruning layers) before the run directory is
     opened, so a bad input leaves nothing behind. A finished run returns its metrics; one whose model is
     gone is saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the
     end unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
-    is refused.
+    is refused. Each batch runs in `grad_accum` accumulation steps; under torchrun it is split over the
+    processes, weighted by target tokens (`tsdtp.runs.distributed.process_group`).
     """
     run_dir = Path(run_dir)
     source = training_data(config, data_dir)
@@ -157,14 +163,26 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
         with open_run(run_dir, config.to_dict(), leftovers=STAGING_FOLDERS):
             record_training_data(run_dir, source)
             if any(Path(staging).iterdir()):
-                tokenizer = install_tokenizer(Path(staging), run_dir / TOKENIZER_FOLDER)
+                tokenizer = _shared_tokenizer(Path(staging), run_dir / TOKENIZER_FOLDER, tokenizer)
             return _train_prepared(config, run_dir, translator, tokenizer, label, train_corpus, val_corpus,
-                                   progress, keep_state)
+                                   progress, keep_state, grad_accum)
+
+
+def _shared_tokenizer(staged: Path, folder: Path, trained: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Install the tokenizer this run trained (rank 0 does, in a distributed run, where every rank trained the
+    same one); a rank whose own differs from rank 0's is an error, as its model's vocabulary would be."""
+    tokenizer = install_tokenizer(staged, folder) if is_main() else trained
+    barrier()
+    if not is_main() and load_tokenizer(str(folder)).get_vocab() != trained.get_vocab():
+        raise CheckpointError(f"this process trained another tokenizer than rank 0 saved in {folder}; train the "
+                              "scratch run's first epoch in one process, then resume it under torchrun")
+    return tokenizer
 
 
 def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslator,
                     tokenizer: PreTrainedTokenizerBase, label: str, train_corpus: ParallelCorpus,
-                    val_corpus: ParallelCorpus, progress: bool, keep_state: bool) -> dict[str, Any]:
+                    val_corpus: ParallelCorpus, progress: bool, keep_state: bool, grad_accum: int
+                    ) -> dict[str, Any]:
     """Encode the corpora and run the training loop in the opened `run_dir`."""
     train_pairs = encode_corpus(tokenizer, train_corpus, config.max_source_length, config.max_target_length)
     val_pairs = (encode_corpus(tokenizer, val_corpus.head(config.val_samples), config.max_source_length,
@@ -173,9 +191,12 @@ def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslato
     plan = epoch_plan(train_pairs, config)
     total_steps = sum(len(epoch) for epoch in plan)
 
-    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate_pairs(train_pairs, indices, pad_id, start_id)
-        return translator.loss(translator(batch), batch["labels"], config.label_smoothing)
+        return translator.loss(forward(batch), batch["labels"], config.label_smoothing)
+
+    def target_tokens(indices: list[int]) -> int:
+        return sum(len(train_pairs.target_ids[i]) for i in indices)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         return {"epoch": epoch + 1, "step": step, "train_ce": parts.get("ce"),
@@ -188,9 +209,9 @@ def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslato
                 "total_steps": total_steps, "train_seconds": round(seconds, 1),
                 "threads": torch.get_num_threads(), "history": history, "final": history[-1]}
 
-    hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config))
+    hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config), target_tokens)
     return train_with_adamw(run_dir, translator, plan, config, hooks, description=f"mt-train {config.pruning.method}",
-                            progress=progress, keep_state=keep_state, betas=(0.9, 0.98))
+                            progress=progress, keep_state=keep_state, betas=(0.9, 0.98), grad_accum=grad_accum)
 
 
 def _validate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, pairs: EncodedPairs | None,
