@@ -26,6 +26,7 @@ from tsdtp.core.engine_common import (
     start_positions,
 )
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
+from tsdtp.core.scoring import LayerRequest
 
 
 @dataclass
@@ -105,11 +106,11 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
         layer_input = hidden
-        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored)
-        if probs is not None:
+        hidden, received = adapter.layer(index, hidden, LayerRequest(key_bias, index in plan.scored, weight))
+        if received is not None:
             source = features if features is not None else layer_input
-            masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
-                                                    source, key_bias)
+            masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, received,
+                                                    weight, source, key_bias)
         if index in plan.prune_layers:
             masks.prune(config, special, weight)
     importance = None

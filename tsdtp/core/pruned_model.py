@@ -88,12 +88,17 @@ class PrunedModel(nn.Module):
         return EngineMode.PACKED
 
     def run_engine(self, embeddings: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   record_trace: bool = False, generator: torch.Generator | None = None) -> EngineOutput:
-        """Run every layer on `embeddings`, pruning as `pruning` says, in the mode `engine_mode` gives."""
+                   record_trace: bool = False, generator: torch.Generator | None = None,
+                   cls_only_last_layer: bool = False) -> EngineOutput:
+        """Run every layer on `embeddings`, pruning as `pruning` says, in the mode `engine_mode` gives.
+
+        `cls_only_last_layer`: in inference, the last layer runs for the first token of each row alone.
+        """
         valid = attention_mask.bool()
         special = self.adapter.special_mask(input_ids)
         return run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special,
-                          mode=self.engine_mode(), record_trace=record_trace, generator=generator)
+                          mode=self.engine_mode(), record_trace=record_trace, generator=generator,
+                          cls_only_last_layer=cls_only_last_layer)
 
     def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
                             ) -> tuple[torch.Tensor, dict[str, float]]:
