@@ -124,9 +124,10 @@ def base_model(tokenizer) -> PrunedClassifier:
 
 @pytest.fixture()
 def model(base_model: PrunedClassifier) -> PrunedClassifier:
-    """The session model, reset to no pruning, packed inference and eval mode for each test."""
+    """The session model, reset to no pruning, packed inference, a full last layer and eval mode for each test."""
     base_model.pruning = PruningConfig()
     base_model.packed_inference = True
+    base_model.cls_only_last_layer = False
     base_model.straight_through = False
     base_model.zero_grad(set_to_none=True)
     return base_model.eval()

@@ -18,7 +18,14 @@ from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.speed import measured_speedup
 from tsdtp.core.config import PruningConfig
-from tsdtp.core.flops import computed_flops, counted_flops, encoder_shape, method_flops, method_layers
+from tsdtp.core.flops import (
+    computed_flops,
+    counted_flops,
+    encoder_flops,
+    encoder_shape,
+    method_flops,
+    method_layers,
+)
 from tsdtp.errors import ConfigError
 from tsdtp.measure.bench import DEFAULT_METHODS, BenchResult, BenchSettings, run_benchmark, with_baselines
 from tsdtp.measure.bench_columns import BENCH_COLUMNS
@@ -272,3 +279,26 @@ def test_running_peak_and_measured_cpu_activation_memory():
 
     peak = peak_activation_bytes(forward, torch.device("cpu"))
     assert 2 * 2**20 <= peak < 3 * 2**20
+
+
+def test_pruned_and_engine_peak_memory_is_at_or_below_the_library_forward(bench_rows):
+    for _, rows in bench_rows.groupby(["batch_size", "order"]):
+        peaks = rows.set_index("label")["peak_memory_mb"]
+        assert peaks["ts-dtp k=0 g=0.5"] <= peaks["dense"] and peaks["none"] <= peaks["dense"]
+
+
+def test_a_cls_only_bench_runs_every_method_and_counts_the_flops_of_its_last_layer(base_model, split, tokenizer):
+    specs = _specs(base_model)[:3]
+    data = BenchData("sst2", MODEL, "sst2 dev", split, tokenizer.pad_token_id)
+    settings = BenchSettings(batch_sizes=(8,), repeats=1, warmup=0, threads=1, orders=(DATASET_ORDER,),
+                             cls_only_last_layer=True)
+    rows = run_benchmark(specs, data, settings).rows
+    assert rows["label"].tolist() == ["dense +cls-only", "none +cls-only", "ts-dtp k=0 g=0.5 +cls-only"]
+    assert rows["cls_only_last_layer"].all() and not base_model.cls_only_last_layer
+    assert rows["flops_counted_ratio"].between(0.95, 1.05).all()
+    assert (rows.loc[rows["label"] == "dense +cls-only", "flops_ratio"] == 1.0).all()
+    full = encoder_flops(torch.full((1, 6), 10), encoder_shape(base_model), ())
+    last = encoder_flops(torch.full((1, 6), 10), encoder_shape(base_model), (), cls_only_last_layer=True)
+    assert last.dense < full.dense and last.layers < full.layers
+    with pytest.raises(ConfigError, match="does not apply to reference-masking"):
+        run_benchmark(_specs(base_model), data, settings)

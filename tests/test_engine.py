@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tsdtp.adapters.attention import biased_self_attention
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.engine import EngineMode, run_layers, scored_layers
 from tsdtp.core.flops import encoder_flops, encoder_shape
+from tsdtp.core.scoring import LayerRequest, attention_received
+from tsdtp.errors import ConfigError
 
 
 def test_pruning_off_reproduces_library_dense_forward(model, batch):
@@ -38,7 +41,7 @@ def test_gather_removal_equals_masking_the_same_tokens(model, batch, method):
         hidden = model.adapter.embed(batch)
         for layer in range(model.adapter.num_layers):
             bias = torch.where(trace[:, layer], 0.0, torch.finfo(hidden.dtype).min)
-            hidden, _ = model.adapter.layer(layer, hidden, bias, need_probs=False)
+            hidden, _ = model.adapter.layer(layer, hidden, LayerRequest(bias))
         masked = model.adapter.classify(hidden)
     assert torch.allclose(output.logits, masked, atol=1e-4)
 
@@ -163,5 +166,97 @@ def test_training_modes_refuse_methods_without_a_training_form(model, batch, met
         run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(batch), valid, special, mode=mode)
     model.train()
     model.straight_through = mode is EngineMode.STRAIGHT_THROUGH
-    with pytest.raises(ValueError, match="has no differentiable"):
+    if model.pruning.spec.trained:  # top-k trains with its hard rule: the forward removes tokens as at inference
+        assert model.engine_mode() is EngineMode.PADDED
+        assert (model(batch).engine.tokens_per_layer[:, -1] < batch["attention_mask"].sum(-1)).all()
+    else:
+        with pytest.raises(ValueError, match="has no differentiable"):
+            model(batch)
+
+
+def _probabilities_reference(query, key, value, bias, heads):
+    """The attention recomputed the way the engine did before issue 14: full probabilities, then their column sums."""
+    split = [x.view(*x.shape[:2], heads, -1).transpose(1, 2) for x in (query, key, value)]
+    logits = split[0] @ split[1].transpose(-1, -2) * split[0].shape[-1] ** -0.5 + bias[:, None, None, :]
+    probs = logits.softmax(dim=-1)
+    return (probs @ split[2]).transpose(1, 2).reshape(query.shape), probs
+
+
+@pytest.mark.parametrize("length", [5, 20], ids=["one chunk", "three chunks"])
+def test_attention_received_inside_the_attention_equals_the_column_sums_of_the_probabilities(length):
+    generator = torch.Generator().manual_seed(0)
+    heads, batch = 2, 3
+    query, key, value = (torch.randn(batch, length, 8, generator=generator) for _ in range(3))
+    valid = torch.arange(length)[None, :] < torch.tensor([[length], [length - 2], [3]])
+    bias = torch.where(valid, 0.0, torch.finfo(torch.float32).min)
+    soft = valid.float() * torch.rand(batch, length, generator=generator)
+    context, probs = _probabilities_reference(query, key, value, bias, heads)
+    for weight in (valid.float(), soft):
+        out, received = biased_self_attention(query, key, value, LayerRequest(bias, True, weight), heads, 0.0, False)
+        assert torch.allclose(received, attention_received(probs, weight), atol=1e-6)
+        assert torch.allclose(out, context, atol=1e-5)
+    full = torch.zeros(batch, length)
+    _, probs = _probabilities_reference(query, key, value, full, heads)
+    _, uniform = biased_self_attention(query, key, value, LayerRequest(None, True, None), heads, 0.0, False)
+    assert torch.allclose(uniform, attention_received(probs, torch.ones(batch, length)), atol=1e-6)
+    unscored, none = biased_self_attention(query, key, value, LayerRequest(bias), heads, 0.0, False)
+    assert none is None and torch.allclose(unscored, context, atol=1e-5)
+
+
+def test_the_task_scorer_without_padding_equals_the_scorer_with_an_all_live_mask(model, batch):
+    scorer = model.scorers[0]
+    features = model.adapter.embed(batch)[:1]
+    with torch.no_grad():
+        masked = scorer(features, torch.zeros(1, features.shape[1]), torch.ones(1, features.shape[1]))
+        assert torch.allclose(scorer(features, None, None), masked, atol=1e-7)
+
+
+CLS_CONFIGS = [PruningConfig(), PruningConfig(method="ts-dtp", k=0.0), PruningConfig(method="topk", gamma=0.0),
+               PruningConfig(method="general-dtp-posthoc", k=0.0, gamma=0.0)]
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+@pytest.mark.parametrize("config", CLS_CONFIGS, ids=lambda c: c.method)
+def test_a_cls_only_last_layer_gives_the_logits_of_the_full_last_layer(model, batch, config, packed):
+    model.pruning, model.packed_inference = config, packed
+    with torch.no_grad():
+        full = model(batch, record_trace=True)
+        model.cls_only_last_layer = True
+        first = model(batch, record_trace=True)
+    assert torch.allclose(first.logits, full.logits, atol=1e-5)
+    assert torch.equal(first.engine.keep_trace, full.engine.keep_trace)
+    assert first.engine.hidden.shape == (8, 1, model.adapter.hidden_size)
+
+
+def test_the_library_forward_with_a_cls_only_last_layer_gives_its_logits(model, batch):
+    with torch.no_grad():
+        assert torch.allclose(model.adapter.dense_logits(batch, cls_only_last_layer=True),
+                              model.adapter.dense_logits(batch), atol=1e-5)
+
+
+def test_a_cls_only_last_layer_refuses_a_scored_last_layer(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0, prune_layers=(1, 5))
+    model.cls_only_last_layer = True
+    with pytest.raises(ConfigError, match=r"the last layer \(5\) is scored"), torch.no_grad():
         model(batch)
+
+
+@pytest.mark.parametrize("config", CLS_CONFIGS[1:] + [PruningConfig(method="random", gamma=0.0)],
+                         ids=lambda c: c.method)
+def test_the_batch_one_fast_path_equals_the_general_path(model, batch, config):
+    model.pruning = config
+    with torch.no_grad():
+        together = model(batch, record_trace=True, generator=torch.Generator().manual_seed(0))
+        for row in range(batch["input_ids"].shape[0]):
+            length = int(batch["attention_mask"][row].sum())
+            alone = {name: value[row:row + 1, :length] for name, value in batch.items() if value.dim() == 2}
+            model.packed_inference = True
+            fast = model(alone, record_trace=True, generator=torch.Generator().manual_seed(row))
+            model.packed_inference = False
+            general = model(alone, record_trace=True, generator=torch.Generator().manual_seed(row))
+            assert torch.equal(fast.engine.keep_trace, general.engine.keep_trace)
+            assert torch.allclose(fast.logits, general.logits, atol=1e-5)
+            if config.method != "random":
+                assert torch.equal(fast.engine.keep_trace[0], together.engine.keep_trace[row, :, :length])
+                assert torch.allclose(fast.logits[0], together.logits[row], atol=1e-4)
+    assert (together.engine.tokens_per_layer[:, -1] < together.engine.tokens_per_layer[:, 0]).any()

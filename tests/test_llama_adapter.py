@@ -16,7 +16,7 @@ from tsdtp.adapters.llama import LlamaAdapter, last_valid_token
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode, EngineOutput, run_layers
 from tsdtp.core.packing import TokenLayout
-from tsdtp.core.scoring import TaskScorer
+from tsdtp.core.scoring import LayerRequest, TaskScorer
 from tsdtp.gguf_models import DEFAULT_LLM, converted_dir
 from tsdtp.hub import load_causal_lm
 
@@ -127,13 +127,13 @@ def test_survivors_keep_their_positions_and_see_only_earlier_survivors(causal_lm
 
     def layer(hidden: torch.Tensor) -> torch.Tensor:
         inputs = layout.pack(hidden) if layout is not None else hidden
-        output, _ = adapter.layer(1, inputs, torch.zeros(2, 5), need_probs=False, layout=layout, positions=kept)
+        output, _ = adapter.layer(1, inputs, LayerRequest(torch.zeros(2, 5)), layout=layout, positions=kept)
         return layout.pad(output) if layout is not None else output
 
     with torch.no_grad():
         removed = layer(survivors)
         masked_bias = torch.full((2, 10), torch.finfo(full.dtype).min).scatter_(1, kept, 0.0)
-        masked, _ = adapter.layer(1, full, masked_bias, need_probs=False)
+        masked, _ = adapter.layer(1, full, LayerRequest(masked_bias))
         perturbed = survivors.clone()
         perturbed[:, 3:] += 1.0
         later_changed = layer(perturbed)
@@ -169,7 +169,7 @@ def test_removal_equals_masking_the_same_tokens(classifier: LlamaForSequenceClas
         hidden = adapter.embed(batch["input_ids"])
         for layer in range(adapter.num_layers):
             bias = torch.where(trace[:, layer], 0.0, torch.finfo(hidden.dtype).min)
-            hidden, _ = adapter.layer(layer, hidden, bias, need_probs=False)
+            hidden, _ = adapter.layer(layer, hidden, LayerRequest(bias))
         masked = adapter.classify(hidden, batch["attention_mask"].bool())
         removed = adapter.classify(packed.hidden, packed.valid)
     assert torch.equal(padded.keep_trace, trace)

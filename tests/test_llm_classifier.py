@@ -18,6 +18,7 @@ from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
 from tsdtp.core.flops import counted_flops, layer_flops
+from tsdtp.core.scoring import LayerRequest
 from tsdtp.errors import ConfigError, DataError
 from tsdtp.hub import load_tokenizer
 from tsdtp.llm.classifier_checkpoint import load_checkpoint
@@ -156,5 +157,5 @@ def test_analytic_flops_of_a_llama_layer_match_the_flop_counter(tiny_llama: Path
     model = PrunedLlamaClassifier(sequence_classifier(causal, [5, 6]), [101, 102], PruningConfig())
     hidden = torch.randn(1, length, model.adapter.hidden_size)
     with torch.no_grad():
-        counted = counted_flops(lambda: model.eval().adapter.layer(0, hidden, torch.zeros(1, length), False))
+        counted = counted_flops(lambda: model.eval().adapter.layer(0, hidden, LayerRequest(torch.zeros(1, length))))
     assert counted == layer_flops(torch.tensor([length]), llama_shape(model)).item()

@@ -28,8 +28,11 @@ from tsdtp.core.regions import (
     LAYERNORM,
     PACKING,
     QKV,
+    SCORER,
     region,
 )
+from tsdtp.core.scoring import LayerRequest, attention_received
+from tsdtp.errors import ConfigError
 
 LlamaModelWithHead = LlamaForCausalLM | LlamaForSequenceClassification
 
@@ -81,32 +84,42 @@ class LlamaAdapter:
         special[torch.arange(input_ids.shape[0], device=input_ids.device), last] = True
         return special
 
-    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run decoder layer `index` with an additive key bias [B, n], causal over the original `positions`.
+    def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
+              positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run decoder layer `index` as `request` says (key bias, scoring), causal over the original `positions`.
 
         `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit (norms,
         projections and MLP then run on the live tokens only). `positions` [B, n]: the original position of
         each slot (None: 0..n-1, every token in place). Returns the layer output in the layout of `hidden`
-        and, when `need_probs`, the attention probabilities [B, H, n, n] (otherwise SDPA runs, None returned).
+        and, when `request.scored`, the attention each token receives [B, n] (otherwise SDPA runs, None
+        returned). `request.cls_only` is refused: a decoder reads its label at the last token, not the first.
         """
+        if request.cls_only:
+            raise ConfigError("cls_only_last_layer needs a [CLS] classifier; a Llama model reads the last token")
         block: LlamaDecoderLayer = self.body.layers[index]
-        batch, length = key_bias.shape
+        batch, length = (hidden.shape[:2] if layout is None else layout.valid.shape)
+        key_bias = request.key_bias
+        if key_bias is None:
+            key_bias = torch.zeros(batch, length, device=hidden.device)
         if positions is None:
-            positions = torch.arange(length, device=key_bias.device).expand(batch, length)
+            positions = torch.arange(length, device=hidden.device).expand(batch, length)
         with region(LAYERNORM, index):
             normed = block.input_layernorm(hidden)
         with region(QKV, index):
             query, key, value = self._rotated_projections(block, normed, positions, layout)
         context, probs = self._attend(block, query, key, value, causal_bias(key_bias, positions, hidden.dtype),
-                                      need_probs, layout, index)
+                                      request.scored, layout, index)
         with region(ATTENTION_OUTPUT, index):
             hidden = hidden + block.self_attn.o_proj(context)
         with region(LAYERNORM, index):
             normed = block.post_attention_layernorm(hidden)
         with region(FFN, index):
-            return hidden + block.mlp(normed), probs
+            output = hidden + block.mlp(normed)
+        if probs is None:
+            return output, None
+        weight = request.query_weight if request.query_weight is not None else torch.ones(batch, length)
+        with region(SCORER, index):
+            return output, attention_received(probs, weight.to(probs.device))
 
     def _rotated_projections(self, block: LlamaDecoderLayer, normed: torch.Tensor, positions: torch.Tensor,
                              layout: TokenLayout | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

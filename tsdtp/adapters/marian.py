@@ -3,7 +3,7 @@
 It reuses the library modules' own weights: the scaled token embedding plus the sinusoidal
 positions of the original token order, and in every layer the projections, the post-norm
 layer norms and the feed-forward. Only self-attention is recomputed, so the engine can add a
-per-key bias and read the attention probabilities. Positions are added before the first
+per-key bias and learn the attention each token receives. Positions are added before the first
 layer, so removing tokens later never changes where the survivors are.
 """
 
@@ -15,9 +15,10 @@ from transformers import MarianMTModel
 from transformers.activations import ACT2FN
 from transformers.models.marian.modeling_marian import MarianEncoderLayer
 
-from tsdtp.adapters.attention import biased_self_attention
+from tsdtp.adapters.attention import biased_self_attention, projected
 from tsdtp.core.packing import TokenLayout
-from tsdtp.core.regions import ATTENTION_OUTPUT, EMBEDDINGS, FFN, QKV, region
+from tsdtp.core.regions import ATTENTION_OUTPUT, EMBEDDINGS, FFN, region
+from tsdtp.core.scoring import LayerRequest
 
 
 class MarianAdapter:
@@ -46,32 +47,31 @@ class MarianAdapter:
         """True where the token is special (`</s>`) and must survive."""
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
 
-    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run encoder layer `index` with an additive key bias [B, n].
+    def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
+              positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run encoder layer `index` as `request` says (`tsdtp.core.scoring.LayerRequest`; not `cls_only`).
 
         `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit
         (projections, norms and feed-forward then run on the live tokens only). Returns the
-        layer output in the layout of `hidden` and, when `need_probs`, the attention
-        probabilities [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
-        The parts run in the same profiler regions as the BERT adapter's (`tsdtp.core.regions`). `positions` is
-        unused: the sinusoidal positions were added at embedding.
+        layer output in the layout of `hidden` and, when `request.scored`, the attention each
+        token receives [B, n] (otherwise the fused SDPA kernel runs and None is returned).
+        The parts run in the same profiler regions as the BERT adapter's (`tsdtp.core.regions`). `positions`
+        is unused: the sinusoidal positions were added at embedding.
         """
         block: MarianEncoderLayer = self.encoder.layers[index]
         attention = block.self_attn
         training = self.model.training
-        with region(QKV, index):
-            query, key, value = attention.q_proj(hidden), attention.k_proj(hidden), attention.v_proj(hidden)
-        context, probs = biased_self_attention(query, key, value, key_bias, self.num_heads, attention.dropout,
-                                               training, need_probs, layout, scaling=attention.scaling, index=index)
+        context, received = biased_self_attention(
+            projected(attention.q_proj, hidden, index), projected(attention.k_proj, hidden, index),
+            projected(attention.v_proj, hidden, index), request, self.num_heads, attention.dropout, training, layout,
+            scaling=attention.scaling, index=index)
         with region(ATTENTION_OUTPUT, index):
             attended = F.dropout(attention.out_proj(context), block.dropout, training)
             hidden = block.self_attn_layer_norm(hidden + attended)
         with region(FFN, index):
             inner = F.dropout(self.activation(block.fc1(hidden)), block.activation_dropout, training)
             output = F.dropout(block.fc2(inner), block.dropout, training)
-            return block.final_layer_norm(hidden + output), probs
+            return block.final_layer_norm(hidden + output), received
 
     def dense_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The library's own dense encoder output [B, N, d]: the reference for equivalence."""

@@ -28,13 +28,18 @@ class ClassifierOutput:
 
 
 class PrunedClassifier(PrunedModel):
-    """Sequence classifier on [CLS] whose encoder prunes tokens as `pruning` says."""
+    """Sequence classifier on [CLS] whose encoder prunes tokens as `pruning` says.
+
+    `cls_only_last_layer` (off by default): in inference, the last layer runs [CLS] as its only
+    query, all the head reads; the logits are those of the full last layer.
+    """
 
     model: BertForSequenceClassification
     adapter: BertAdapter
 
     def __init__(self, model: BertForSequenceClassification, special_ids: list[int], pruning: PruningConfig) -> None:
         super().__init__(model, BertAdapter(model, special_ids), special_ids, pruning)
+        self.cls_only_last_layer = False
 
     @classmethod
     def from_pretrained(cls, model_id: str, num_labels: int, special_ids: list[int],
@@ -51,7 +56,8 @@ class PrunedClassifier(PrunedModel):
                 generator: torch.Generator | None = None) -> ClassifierOutput:
         """Classify a padded batch; in training mode with a pruning method, masks are soft."""
         output = self.run_engine(self.adapter.embed(batch), batch["input_ids"], batch["attention_mask"],
-                                 record_trace=record_trace, generator=generator)
+                                 record_trace=record_trace, generator=generator,
+                                 cls_only_last_layer=self.cls_only_last_layer and not self.training)
         return ClassifierOutput(self.adapter.classify(output.hidden), output)
 
     def loss(self, output: ClassifierOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

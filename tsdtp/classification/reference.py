@@ -16,7 +16,7 @@ import torch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.core.pruning import hard_keep_dynamic
 from tsdtp.core.regions import KEEP, SCORER, region
-from tsdtp.core.scoring import attention_received
+from tsdtp.core.scoring import LayerRequest, attention_received
 
 
 def reference_masking_forward(model: PrunedClassifier, batch: dict[str, torch.Tensor]
@@ -37,16 +37,16 @@ def reference_masking_forward(model: PrunedClassifier, batch: dict[str, torch.Te
     importance = torch.zeros_like(weight)
     hidden = embeddings
     for index in range(adapter.num_layers):
-        hidden, probs = adapter.layer(index, hidden, bias, need_probs=True)
+        hidden, received = adapter.layer(index, hidden, LayerRequest(bias, scored=True, query_weight=weight))
         with region(SCORER, index):
-            importance = importance + attention_received(probs, weight) + config.gamma * task_attention
+            importance = importance + received + config.gamma * task_attention
     with region(KEEP):
         keep = hard_keep_dynamic(importance, valid & ~special, valid, config.k)
 
     hidden = embeddings
     masked_bias = torch.where(keep, 0.0, neg)
     for index in range(adapter.num_layers):
-        hidden, _ = adapter.layer(index, hidden, masked_bias, need_probs=False)
+        hidden, _ = adapter.layer(index, hidden, LayerRequest(masked_bias))
     tokens = valid.sum(dim=-1, keepdim=True).expand(-1, adapter.num_layers)
     trace = keep[:, None, :].expand(-1, adapter.num_layers, -1)
     return adapter.classify(hidden), tokens, trace

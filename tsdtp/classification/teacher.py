@@ -22,7 +22,7 @@ from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.core.scoring import attention_received
+from tsdtp.core.scoring import LayerRequest
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.cache import read_run_config, run_finished
 from tsdtp.runs.io import atomic_torch_save, load_torch_payload
@@ -66,11 +66,13 @@ def dense_outputs(model: PrunedClassifier, batch: dict[str, torch.Tensor]) -> tu
     valid = batch["attention_mask"].bool()
     hidden = adapter.embed(batch)
     key_bias = torch.where(valid, 0.0, torch.finfo(hidden.dtype).min)
-    probs = None
+    received = None
     for index in range(adapter.num_layers):
-        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index == adapter.num_layers - 1)
-    assert probs is not None
-    return adapter.classify(hidden), attention_received(probs, valid.float())
+        scored = index == adapter.num_layers - 1
+        request = LayerRequest(key_bias, scored, valid.float() if scored else None)
+        hidden, received = adapter.layer(index, hidden, request)
+    assert received is not None
+    return adapter.classify(hidden), received
 
 
 def teacher_pass(model: PrunedClassifier, split: EncodedSplit, pad_id: int, progress: bool = False

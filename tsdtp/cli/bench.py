@@ -48,6 +48,9 @@ def add_bench_command(subparsers: argparse._SubParsersAction) -> argparse.Argume
     bench.add_argument("--no-results", action="store_true", help="write bench.csv only")
     bench.add_argument("--no-memory", action="store_true", help="skip the profiled peak-memory pass")
     bench.add_argument("--no-flops-check", action="store_true", help="skip the FlopCounterMode cross-check")
+    bench.add_argument("--cls-only-last-layer", action="store_true",
+                       help="every method, the dense baselines included, runs its last layer for [CLS] alone (labels "
+                            "end in ' +cls-only'; bench.csv only)")
     bench.set_defaults(handler=run_bench_command)
     return bench
 
@@ -58,7 +61,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     for dtype in [d.strip() for d in args.dtype.split(",") if d.strip()]:
         settings = BenchSettings(tuple(args.batch_sizes), args.repeats, args.warmup, args.bench_threads, args.device,
                                  dtype, args.orders, not args.no_memory, not args.no_flops_check,
-                                 progress=True)
+                                 progress=True, cls_only_last_layer=args.cls_only_last_layer)
         result = record_bench(workload, settings, args.tables_dir, None if args.no_results else args.results_batch_size)
         print(bench_summary(result, settings))
     return 0

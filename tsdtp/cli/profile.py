@@ -43,6 +43,8 @@ def add_profile_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--tables-dir", default="reports/data", help="where profile.csv and profile_layers.csv go")
     parser.add_argument("--trace-dir", default=None, help="also write a Chrome trace per method and batch size here")
+    parser.add_argument("--cls-only-last-layer", action="store_true",
+                        help="every method, dense included, runs its last layer for [CLS] alone")
     parser.set_defaults(handler=run_profile_command)
     return parser
 
@@ -50,7 +52,8 @@ def add_profile_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
 def run_profile_command(args: argparse.Namespace) -> int:
     """Run `tsdtp profile` from parsed arguments; prints the shares, writes the tables."""
     settings = ProfileSettings(tuple(args.batch_sizes), args.warmup, args.profile_threads, args.device, args.dtype,
-                               args.sort_by_length, args.trace_dir, progress=True)
+                               args.sort_by_length, args.trace_dir, progress=True,
+                               cls_only_last_layer=args.cls_only_last_layer)
     workload = load_workload(args.run_dir, args.methods, args.data_dir, args.max_eval_samples)
     print(profile_summary(record_profile(workload, settings, args.tables_dir), settings))
     return 0

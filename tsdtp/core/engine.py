@@ -45,16 +45,17 @@ class EngineMode(Enum):
 
 def run_layers(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningConfig, embeddings: torch.Tensor,
                valid: torch.Tensor, special: torch.Tensor, *, mode: EngineMode, record_trace: bool = False,
-               generator: torch.Generator | None = None) -> EngineOutput:
+               generator: torch.Generator | None = None, cls_only_last_layer: bool = False) -> EngineOutput:
     """Run every layer with the pruning of `config` in `mode` and return the surviving tokens.
 
     embeddings: [B, N, d]; valid: [B, N] (False for padding); special: [B, N] never pruned.
-    `generator` draws the `random` baseline's scores (inference only). A training mode
+    `generator` draws the `random` baseline's scores (inference only). `cls_only_last_layer`
+    (inference only) runs the last layer for [CLS] alone (`run_inference`). A training mode
     refuses a method without a differentiable form with ValueError.
     """
     if not mode.trains:
         return run_inference(adapter, scorers, config, embeddings, valid, special, packed=mode is EngineMode.PACKED,
-                             record_trace=record_trace, generator=generator)
+                             record_trace=record_trace, generator=generator, cls_only_last_layer=cls_only_last_layer)
     if not config.spec.differentiable:
         raise ValueError(f"method {config.method!r} has no differentiable (training) form")
     return run_training(adapter, scorers, config, embeddings, valid, special,

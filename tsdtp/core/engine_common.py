@@ -1,7 +1,8 @@
 """What the inference and training paths of the engine share.
 
-The adapter protocol, the output of a pass, which layers are scored and pruned, what is
-recorded at each layer's input, and how one layer's importance is added.
+The adapter protocol (each layer call takes a `LayerRequest`), the output of a pass, which
+layers are scored and pruned, what is recorded at each layer's input, and how one layer's
+importance is added.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.regions import SCORER, region
-from tsdtp.core.scoring import attention_received
+from tsdtp.core.scoring import LayerRequest
 
 
 class LayerAdapter(Protocol):
@@ -26,8 +27,8 @@ class LayerAdapter(Protocol):
 
     num_layers: int
 
-    def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
+    def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
+              positions: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
@@ -120,15 +121,15 @@ def start_positions(valid: torch.Tensor) -> torch.Tensor:
 
 
 def add_layer_importance(importance: torch.Tensor, config: PruningConfig, scorer: nn.Module, index: int,
-                         probs: torch.Tensor, weight: torch.Tensor, source: torch.Tensor, key_bias: torch.Tensor,
-                         layout: TokenLayout | None = None) -> torch.Tensor:
-    """`importance` plus layer `index`'s hybrid score: attention received, plus gamma times the
-    task scorer's attention over `source` (the layer input, or the embeddings) when it is used."""
+                         received: torch.Tensor, weight: torch.Tensor | None, source: torch.Tensor,
+                         key_bias: torch.Tensor | None, layout: TokenLayout | None = None) -> torch.Tensor:
+    """`importance` plus layer `index`'s hybrid score: the attention received the layer returned, plus
+    gamma times the task scorer's attention over `source` (the layer input, or the embeddings) when
+    it is used. `weight` and `key_bias` are None when every token is live (`LayerRequest`)."""
     with region(SCORER, index):
-        score = attention_received(probs, weight)
         if config.uses_scorer:
-            score = score + config.gamma * scorer(source, key_bias, weight, layout=layout)
-        return importance + score
+            received = received + config.gamma * scorer(source, key_bias, weight, layout=layout)
+        return importance + received
 
 
 def mean_importance(importance: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,8 @@ from tsdtp.core.fusion import fuse_pruned
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule
 from tsdtp.core.regions import KEEP, PACKING, region
+from tsdtp.core.scoring import LayerRequest
+from tsdtp.errors import ConfigError
 
 
 @dataclass
@@ -70,10 +72,25 @@ class LiveTokens:
         self.special = self.special | self.fused
         return keep
 
+    @property
+    def full(self) -> bool:
+        """Packed with no padding slot (always so at batch size 1): no key bias, no query weights, no re-padding."""
+        return self.layout is not None and self.layout.full
+
+    def request(self, scored: bool, cls_only: bool = False) -> LayerRequest:
+        """What the next layer call needs: the key bias and query weights, none of them when nothing is padding."""
+        if self.full:
+            return LayerRequest(None, scored, None, cls_only)
+        key_bias = torch.where(self.valid, 0.0, torch.finfo(self.hidden.dtype).min)
+        return LayerRequest(key_bias, scored, self.valid.float() if scored else None, cls_only)
+
     def remove(self, keep: torch.Tensor) -> None:
         """Keep only the tokens `keep` [B, n], each row's survivors moved to the front."""
         if self.fused is not None:
             _, (self.fused,) = gather_kept(keep, self.fused)
+        if self.full and keep.shape[0] == 1:
+            self._remove_from_one_row(keep[0])
+            return
         if self.layout is not None:
             self.valid, (self.special, self.positions, self.importance) = gather_kept(
                 keep, self.special, self.positions, self.importance)
@@ -86,6 +103,14 @@ class LiveTokens:
         self.hidden, self.special, self.positions, self.importance = gathered[:4]
         self.features = gathered[4] if self.features is not None else None
 
+    def _remove_from_one_row(self, kept: torch.Tensor) -> None:
+        """Batch size 1: select the survivors `kept` [n] in order; the row stays full, so nothing is re-padded."""
+        self.hidden = self.hidden[kept]
+        self.features = self.features[kept] if self.features is not None else None
+        self.valid, self.special, self.positions, self.importance = (
+            x[:, kept] for x in (self.valid, self.special, self.positions, self.importance))
+        self.layout = TokenLayout(self.valid)
+
     def padded_hidden(self) -> torch.Tensor:
         """The hidden states as a `[B, n, d]` block."""
         if self.layout is None:
@@ -96,33 +121,41 @@ class LiveTokens:
 
 def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningConfig, embeddings: torch.Tensor,
                   valid: torch.Tensor, special: torch.Tensor, *, packed: bool, record_trace: bool = False,
-                  generator: torch.Generator | None = None) -> EngineOutput:
-    """Run every layer, removing the tokens the hard rule of `config` prunes; see `tsdtp.core.engine.run_layers`."""
+                  generator: torch.Generator | None = None, cls_only_last_layer: bool = False) -> EngineOutput:
+    """Run every layer, removing the tokens the hard rule of `config` prunes; see `tsdtp.core.engine.run_layers`.
+
+    `cls_only_last_layer`: the last layer runs [CLS] (each row's first token) as its only query,
+    and the output holds that token only: all a [CLS] classifier reads (ConfigError when the last
+    layer is scored, as its importance needs every query).
+    """
     plan = LayerPlan.of(config, adapter.num_layers)
+    last = plan.num_layers - 1
+    if cls_only_last_layer and last in plan.scored:
+        raise ConfigError(f"cls_only_last_layer: the last layer ({last}) is scored for pruning after it, which "
+                          "needs every token as a query; prune after earlier layers only")
     live = LiveTokens.start(config, embeddings, valid, special, packed)
     schedule = _keep_counts(config, plan.prune_layers, live.valid & ~live.special)
     record = LayerRecord.start(valid, plan.num_layers, record_trace)
-    neg = torch.finfo(live.hidden.dtype).min
     for index in range(plan.num_layers):
         record.add(index, live.positions, live.valid if live.fused is None else live.valid & ~live.fused, live.valid)
-        weight = live.valid.float()
-        key_bias = torch.where(live.valid, 0.0, neg)
+        request = live.request(index in plan.scored, cls_only_last_layer and index == last)
         layer_input = live.hidden
-        live.hidden, probs = adapter.layer(index, live.hidden, key_bias, need_probs=index in plan.scored,
-                                           layout=live.layout, positions=live.positions)
-        if probs is not None:
-            source = live.features if live.features is not None else layer_input
-            live.importance = add_layer_importance(live.importance, config, scorers[index], index, probs, weight,
-                                                   source, key_bias, live.layout)
+        live.hidden, received = adapter.layer(index, live.hidden, request, layout=live.layout,
+                                              positions=live.positions)
+        if received is not None:
+            live.importance = add_layer_importance(
+                live.importance, config, scorers[index], index, received, request.query_weight,
+                live.features if live.features is not None else layer_input, request.key_bias, live.layout)
         if index in plan.prune_layers:
-            candidates = live.valid & ~live.special
             with region(KEEP, index):
-                keep = _hard_keep(config, live.importance, candidates, live.valid, schedule,
+                keep = _hard_keep(config, live.importance, live.valid & ~live.special, live.valid, schedule,
                                   plan.prune_layers.index(index), generator)
                 live.remove(live.fuse(keep) if live.fused is not None else keep)
-    hidden = live.padded_hidden()
     importance = mean_importance(live.importance, (live.valid & ~live.special).float()) if plan.scored else None
-    return EngineOutput(hidden, live.valid, live.positions, record.tokens_per_layer(), record.trace,
+    if cls_only_last_layer:
+        return EngineOutput(live.hidden[:, None], live.valid[:, :1], live.positions[:, :1],
+                            record.tokens_per_layer(), record.trace, mean_importance=importance)
+    return EngineOutput(live.padded_hidden(), live.valid, live.positions, record.tokens_per_layer(), record.trace,
                         mean_importance=importance)
 
 

@@ -28,6 +28,7 @@ from tsdtp.core.engine_common import (
 )
 from tsdtp.core.fusion import FusionSlot
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
+from tsdtp.core.scoring import LayerRequest
 
 
 @dataclass
@@ -126,11 +127,12 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
         layer_input = hidden
-        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored, positions=positions)
-        if probs is not None:
+        hidden, received = adapter.layer(index, hidden, LayerRequest(key_bias, index in plan.scored, weight),
+                                         positions=positions)
+        if received is not None:
             source = features if features is not None else layer_input
-            masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
-                                                    source, key_bias)
+            masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, received,
+                                                    weight, source, key_bias)
         if index in plan.prune_layers:
             prune_scores.append(masks.importance[:, :length])
             prune_candidates.append((masks.alive & ~special)[:, :length])

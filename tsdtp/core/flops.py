@@ -5,6 +5,8 @@ Per layer with n live tokens, hidden d and FFN width f:
     feed-forward              4 n d f          (24 n d^2 in total when f = 4d; 6 n d f for a gated MLP's 3 matrices)
     attention scores + mix    4 n^2 d          (counted in full, as the masked attention kernel computes it)
 The task scorer adds 4 n d d_task + 2 n^2 d_task on every layer it scores.
+A last layer that runs [CLS] as its only query (`cls_only_last_layer`) costs 4 n d^2 (keys and values
+of every token) + 4 d^2 + 4 d f (query, output and feed-forward of one token) + 4 n d (its attention).
 Embedding lookups, the pooler and the head are the same for every method and left out.
 
 `encoder_flops` counts live tokens only (the work the method needs); `computed_flops` also
@@ -63,6 +65,31 @@ def layer_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
     return linear_flops(n, shape) + attention_flops(n, shape)
 
 
+def cls_linear_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of the projections and feed-forward of a layer that runs [CLS] as its only query over `n` tokens."""
+    d = shape.hidden
+    return 4 * n.double() * d * d + 4 * d * d + 4 * d * shape.intermediate
+
+
+def cls_attention_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of the attention of [CLS] alone over `n` tokens."""
+    return 4 * n.double() * shape.hidden
+
+
+def cls_layer_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
+    """FLOPs of a layer that runs [CLS] as its only query over `n` tokens (elementwise)."""
+    return cls_linear_flops(n, shape) + cls_attention_flops(n, shape)
+
+
+def layer_costs(tokens_per_layer: torch.Tensor, shape: EncoderShape, cls_only_last_layer: bool = False
+                ) -> torch.Tensor:
+    """FLOPs of each layer of each example, [B, L], from the live tokens it processed."""
+    costs = layer_flops(tokens_per_layer, shape)
+    if cls_only_last_layer:
+        costs[:, -1] = cls_layer_flops(tokens_per_layer[:, -1], shape)
+    return costs
+
+
 def scorer_projection_flops(n: torch.Tensor, shape: EncoderShape) -> torch.Tensor:
     """FLOPs of the scorer's two projections (W and phi) of `n` tokens."""
     return 4 * n.double() * shape.hidden * shape.d_task
@@ -104,14 +131,16 @@ class FlopsReport:
 
 
 def encoder_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored_layers: tuple[int, ...],
-                  passes: int = 1) -> FlopsReport:
+                  passes: int = 1, cls_only_last_layer: bool = False) -> FlopsReport:
     """FLOPs for examples whose layer l processed `tokens_per_layer[b, l]` live tokens.
 
-    The dense reference runs every layer on the tokens of layer 0. `passes` multiplies the
-    layer cost (2 for the reference notebook's run-twice masking).
+    The dense reference runs every layer on the tokens of layer 0, its last for [CLS] alone too
+    when `cls_only_last_layer`. `passes` multiplies the layer cost (2 for the reference
+    notebook's run-twice masking).
     """
-    dense = float(layer_flops(tokens_per_layer[:, 0], shape).sum() * shape.num_layers)
-    layers = float(layer_flops(tokens_per_layer, shape).sum()) * passes
+    unpruned = tokens_per_layer[:, :1].expand_as(tokens_per_layer)
+    dense = float(layer_costs(unpruned, shape, cls_only_last_layer).sum())
+    layers = float(layer_costs(tokens_per_layer, shape, cls_only_last_layer).sum()) * passes
     scorer = float(sum(scorer_flops(tokens_per_layer[:, l], shape).sum() for l in scored_layers))
     return FlopsReport(dense, layers, scorer)
 
@@ -123,24 +152,31 @@ def method_layers(pruning: PruningConfig, num_layers: int) -> tuple[tuple[int, .
     return (scored_layers(pruning, num_layers) if pruning.uses_scorer else ()), 1
 
 
-def method_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, pruning: PruningConfig) -> FlopsReport:
+def method_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, pruning: PruningConfig,
+                 cls_only_last_layer: bool = False) -> FlopsReport:
     """`encoder_flops` with the scorer layers and passes of `pruning`'s method."""
     layers, passes = method_layers(pruning, shape.num_layers)
-    return encoder_flops(tokens_per_layer, shape, layers, passes=passes)
+    return encoder_flops(tokens_per_layer, shape, layers, passes=passes, cls_only_last_layer=cls_only_last_layer)
 
 
 def computed_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored: tuple[int, ...], passes: int = 1,
-                   packed: bool = False) -> float:
+                   packed: bool = False, cls_only_last_layer: bool = False) -> float:
     """FLOPs one batch really costs, padding included; `tokens_per_layer` is that batch's [B, L].
 
     Padded layouts run every row of layer l at the batch's widest live row. Packed layouts
     (`tsdtp.core.packing`) run the projections, feed-forward and scorer projections on live
-    tokens only; attention and the scorer's attention still see the padded block.
+    tokens only; attention and the scorer's attention still see the padded block. A [CLS]-only
+    last layer projects keys and values of the same tokens and runs the rest for one per row.
     """
     rows = tokens_per_layer.shape[0]
     width = tokens_per_layer.max(dim=0).values
     projected = tokens_per_layer if packed else width.expand_as(tokens_per_layer)
-    total = float(linear_flops(projected, shape).sum() + rows * attention_flops(width, shape).sum()) * passes
+    linear = linear_flops(projected, shape)
+    attention = rows * attention_flops(width, shape)
+    if cls_only_last_layer:
+        linear[:, -1] = cls_linear_flops(projected[:, -1], shape)
+        attention[-1] = rows * cls_attention_flops(width[-1], shape)
+    total = float(linear.sum() + attention.sum()) * passes
     for layer in scored:
         total += float(scorer_projection_flops(projected[:, layer], shape).sum())
         total += float(rows * scorer_attention_flops(width[layer], shape))

@@ -79,24 +79,31 @@ class PrunedModel(nn.Module):
     def engine_mode(self) -> EngineMode:
         """The engine mode of the next forward.
 
-        Training with a differentiable pruning method: soft masks, or straight-through with
-        `straight_through` set (the training forward then keeps exactly the tokens inference keeps).
-        Training without one (dense fine-tuning, or top-k's hard rule): the padded batch, pruned as
-        at inference. Inference: packed, or padded when `packed_inference` is off.
+        Training with a pruning method: soft masks, or straight-through with `straight_through`
+        set (the training forward then keeps exactly the tokens inference keeps); a trained method
+        without a differentiable form (top-k) trains on the padded batch, pruned as at inference.
+        Training without one (dense fine-tuning): the padded batch. Inference: packed, or padded
+        when `packed_inference` is off.
         """
-        if self.training and self.pruning.prunes and self.pruning.spec.differentiable:
+        spec = self.pruning.spec
+        if self.training and self.pruning.prunes and (spec.differentiable or not spec.trained):
             return EngineMode.STRAIGHT_THROUGH if self.straight_through else EngineMode.SOFT
         if self.training or not self.packed_inference:
             return EngineMode.PADDED
         return EngineMode.PACKED
 
     def run_engine(self, embeddings: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   record_trace: bool = False, generator: torch.Generator | None = None) -> EngineOutput:
-        """Run every layer on `embeddings`, pruning as `pruning` says, in the mode `engine_mode` gives."""
+                   record_trace: bool = False, generator: torch.Generator | None = None,
+                   cls_only_last_layer: bool = False) -> EngineOutput:
+        """Run every layer on `embeddings`, pruning as `pruning` says, in the mode `engine_mode` gives.
+
+        `cls_only_last_layer`: in inference, the last layer runs for the first token of each row alone.
+        """
         valid = attention_mask.bool()
         special = self.adapter.special_mask(input_ids)
         return run_layers(self.adapter, self.scorers, self.pruning, embeddings, valid, special,
-                          mode=self.engine_mode(), record_trace=record_trace, generator=generator)
+                          mode=self.engine_mode(), record_trace=record_trace, generator=generator,
+                          cls_only_last_layer=cls_only_last_layer)
 
     def add_pruning_penalty(self, task_loss: torch.Tensor, engine: EngineOutput
                             ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -24,6 +24,7 @@ from tsdtp.llm.classifier_evaluate import evaluate_classifier
 from tsdtp.llm.classifier_model import PrunedLlamaClassifier
 from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
 from tsdtp.runs.batches import batch_indices
+from tsdtp.runs.data_parallel import Forward
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
@@ -86,9 +87,9 @@ def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None 
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
 
-    def step_loss(indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+    def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate(train_split, indices, pad_id)
-        return model.loss(model(batch), batch["labels"])
+        return model.loss(forward(batch), batch["labels"])
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         scores = evaluate_classifier(model, eval_split, config.eval_batch_size, pad_id, progress=progress)

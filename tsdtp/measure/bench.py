@@ -62,7 +62,7 @@ def with_baselines(methods: str) -> str:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """How to measure."""
+    """How to measure (`cls_only_last_layer`: every method, dense included, runs its last layer for [CLS] alone)."""
 
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
     repeats: int = 5
@@ -74,6 +74,7 @@ class BenchSettings:
     measure_memory: bool = True
     check_flops: bool = True
     progress: bool = False
+    cls_only_last_layer: bool = False
 
     def __post_init__(self) -> None:
         check_measure_settings(self.batch_sizes, self.warmup, self.threads, self.dtype)

@@ -16,7 +16,8 @@ from tsdtp.runs.speedups import SPEEDUP_COLUMNS, speedup_columns
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "task", "model", "eval_split", "n_eval", "label", "method", "k", "gamma", "impl", "run_dir",
-    "device", "device_name", "threads", "dtype", "sorted_by_length", "order", "batch_size", "n_batches", "repeats",
+    "device", "device_name", "threads", "dtype", "sorted_by_length", "order", "cls_only_last_layer", "batch_size",
+    "n_batches", "repeats",
     "warmup",
     "time_s", "time_s_min", "time_s_max", "sentences_per_s", "sentences_per_s_min", "sentences_per_s_max",
     "tokens_per_s", "latency_ms", "latency_ms_min", "latency_ms_max", "noisy",
@@ -30,6 +31,8 @@ BENCH_COLUMNS: tuple[str, ...] = (
 
 order: the batch order of the row's timing (`dataset` or `length-sorted`; sorted_by_length says
     the same as a flag).
+cls_only_last_layer: every method of the run, dense baselines included, ran its last layer for
+    [CLS] alone (labels end in ` +cls-only`); FLOPs count that last layer, dense's too.
 
 time_s: seconds for one pass over the evaluation set (median over repeats; _min/_max).
 latency_ms: per forward call (one batch); at batch size 1 this is the per-sentence latency.
@@ -96,10 +99,11 @@ def flops_columns(method: BoundMethod, record: Record, speedup: float, speedup_v
     pruning = method.flops_pruning
     shape = encoder_shape(method.model)
     per_layer = torch.cat(record.tokens)
-    report: FlopsReport = method_flops(per_layer, shape, pruning)
+    cls_only = method.cls_only_last_layer
+    report: FlopsReport = method_flops(per_layer, shape, pruning, cls_only)
     layers, passes = method_layers(pruning, shape.num_layers)
     packed = method.impl == "tsdtp packed"
-    computed = sum(computed_flops(t, shape, layers, passes, packed=packed) for t in record.tokens)
+    computed = sum(computed_flops(t, shape, layers, passes, packed, cls_only) for t in record.tokens)
     slots = sum(int(t.max(dim=0).values.sum()) * t.shape[0] for t in record.tokens)
     layer_keep = per_layer.double().sum(0) / per_layer[:, 0].double().sum()
     flops_speedup = 1.0 / report.ratio
@@ -125,6 +129,7 @@ def probe_columns(method: BoundMethod, batch: dict[str, torch.Tensor], device: t
         _, tokens = method(batch)
         shape = encoder_shape(method.model)
         layers, passes = method_layers(method.flops_pruning, shape.num_layers)
-        analytic = computed_flops(tokens.cpu(), shape, layers, passes, packed=method.impl == "tsdtp packed")
+        analytic = computed_flops(tokens.cpu(), shape, layers, passes, method.impl == "tsdtp packed",
+                                  method.cls_only_last_layer)
         columns["flops_counted_ratio"] = counted_flops(lambda: method(batch)) / analytic
     return columns

@@ -128,13 +128,17 @@ def spec_label(pruning: PruningConfig | None) -> str:
 
 @dataclass
 class BoundMethod:
-    """A spec bound to its loaded model: call it on a batch for (logits, tokens per layer)."""
+    """A spec bound to its loaded model: call it on a batch for (logits, tokens per layer).
+
+    cls_only_last_layer: the last layer runs [CLS] as its only query (dense included).
+    """
 
     label: str
     pruning: PruningConfig | None
     model: PrunedClassifier
     run_dir: str
     generator: torch.Generator
+    cls_only_last_layer: bool = False
 
     @property
     def method(self) -> str:
@@ -158,26 +162,39 @@ class BoundMethod:
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, C] and live tokens at each layer's input [B, L] of one forward on `batch`."""
         if self.pruning is None:
-            logits = self.model.adapter.dense_logits(batch)
+            logits = self.model.adapter.dense_logits(batch, self.cls_only_last_layer)
             tokens = batch["attention_mask"].sum(dim=-1, keepdim=True).expand(-1, self.model.adapter.num_layers)
             return logits, tokens
         self.model.pruning = self.pruning
+        self.model.cls_only_last_layer = self.cls_only_last_layer
         logits, tokens, _ = predict_batch(self.model, batch, generator=self.generator)
         return logits, tokens
 
 
-def bind_specs(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype) -> list[BoundMethod]:
-    """Load each distinct source once, on the device and in the dtype, and label the specs."""
+CLS_ONLY_SUFFIX = " +cls-only"
+"""Added to the label of every method measured with a [CLS]-only last layer, so its rows stay apart."""
+
+
+def bind_specs(specs: Sequence[BenchSpec], device: torch.device, dtype: torch.dtype,
+               cls_only_last_layer: bool = False) -> list[BoundMethod]:
+    """Load each distinct source once, on the device and in the dtype, and label the specs.
+
+    `cls_only_last_layer` runs every method's last layer for [CLS] alone (ConfigError for
+    reference-masking, whose two full passes have no such option).
+    """
     models: dict[object, PrunedClassifier] = {}
     methods = []
     for spec in specs:
+        if cls_only_last_layer and spec.pruning is not None and spec.pruning.spec.masks:
+            raise ConfigError(f"cls_only_last_layer does not apply to {spec.pruning.method}: drop it from the methods")
         key = id(spec.source) if isinstance(spec.source, PrunedClassifier) else str(Path(spec.source).resolve())
         if key not in models:
             models[key] = _placed(spec.source, device, dtype)
         run_dir = spec.run_dir or ("" if isinstance(spec.source, PrunedClassifier) else str(spec.source))
         seed = spec.pruning.seed if spec.pruning is not None else 0
-        methods.append(BoundMethod(spec.label or spec_label(spec.pruning), spec.pruning, models[key], run_dir,
-                                   torch.Generator(device=device).manual_seed(seed)))
+        label = (spec.label or spec_label(spec.pruning)) + (CLS_ONLY_SUFFIX if cls_only_last_layer else "")
+        methods.append(BoundMethod(label, spec.pruning, models[key], run_dir,
+                                   torch.Generator(device=device).manual_seed(seed), cls_only_last_layer))
     labels = [m.label for m in methods]
     for method in methods:
         if labels.count(method.label) > 1:

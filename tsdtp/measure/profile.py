@@ -191,7 +191,7 @@ def _run_pass(forward: Callable[[dict[str, torch.Tensor]], object], batches: Seq
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """How to profile: batch sizes, warm-up passes, threads, device, dtype, traces."""
+    """How to profile: batch sizes, warm-up passes, threads, device, dtype, traces, [CLS]-only last layer."""
 
     batch_sizes: tuple[int, ...] = DEFAULT_PROFILE_BATCH_SIZES
     warmup: int = 1
@@ -201,6 +201,7 @@ class ProfileSettings:
     sort_by_length: bool = False
     trace_dir: str | Path | None = None
     progress: bool = False
+    cls_only_last_layer: bool = False
 
     def __post_init__(self) -> None:
         check_measure_settings(self.batch_sizes, self.warmup, self.threads, self.dtype)

@@ -78,12 +78,13 @@ def record_bench(workload: Workload, settings: BenchSettings, tables_dir: str | 
     """Benchmark the workload and upsert bench.csv in `tables_dir`.
 
     results.csv there gets the rows at `results_batch_size` too, when it is one of the measured
-    batch sizes (None: bench.csv only).
+    batch sizes (None: bench.csv only), unless the last layer ran for [CLS] alone: results.csv
+    holds the full forward only.
     """
     tables = Path(tables_dir)
     result = run_benchmark(workload.specs, workload.data, settings)
     upsert_csv(tables / "bench.csv", result.rows, BENCH_KEY_COLUMNS)
-    if results_batch_size is not None and results_batch_size in settings.batch_sizes:
+    if results_batch_size in settings.batch_sizes and not settings.cls_only_last_layer:
         upsert_results(tables / "results.csv", results_rows(result, workload.specs, workload.runs,
                                                             results_batch_size))
     return result

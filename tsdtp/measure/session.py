@@ -2,8 +2,9 @@
 
 `load_workload` turns a run directory and a `--methods` list into specs on loaded models and
 the run's encoded evaluation split. `measuring` is the setup and teardown around a measurement:
-it resolves the device and dtype, binds the specs to their models there, fixes the torch CPU
-threads and inference mode, and afterwards restores the threads and every model's own pruning.
+it resolves the device and dtype, binds the specs to their models there (with a [CLS]-only last
+layer when the settings ask), fixes the torch CPU threads and inference mode, and afterwards
+restores the threads and every model's own pruning and last-layer setting.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tsdtp.measure.methods import BenchSpec, BoundMethod, MethodRequest, bind_sp
 
 RUN_COLUMNS: tuple[str, ...] = ("task", "model", "eval_split", "n_eval", "label", "method", "impl", "run_dir",
                                 "device", "device_name", "threads", "dtype", "sorted_by_length", "batch_size",
-                                "n_batches")
+                                "n_batches", "cls_only_last_layer")
 """The columns saying what was measured and how, shared by bench.csv and profile.csv (`Session.run_columns`)."""
 
 
@@ -143,6 +144,7 @@ class SessionSettings(Protocol):
     threads: int
     device: str
     dtype: str
+    cls_only_last_layer: bool
 
 
 @dataclass
@@ -167,7 +169,7 @@ class Session:
             "label": method.label, "method": method.method, "impl": method.impl, "run_dir": method.run_dir,
             "device": self.device.type, "device_name": device_name(self.device), "threads": settings.threads,
             "dtype": settings.dtype, "sorted_by_length": sort_by_length, "batch_size": batch_size,
-            "n_batches": n_batches,
+            "n_batches": n_batches, "cls_only_last_layer": method.cls_only_last_layer,
         }
 
 
@@ -179,11 +181,12 @@ def measuring(specs: Sequence[BenchSpec], data: BenchData, settings: SessionSett
     """
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    methods = bind_specs(specs, device, dtype)
-    trained = {id(m.model): (m.model, m.model.pruning) for m in methods}
+    methods = bind_specs(specs, device, dtype, settings.cls_only_last_layer)
+    trained = {id(m.model): (m.model, m.model.pruning, m.model.cls_only_last_layer) for m in methods}
     try:
         with fixed_threads(settings.threads), torch.inference_mode():
             yield Session(data, settings, device, methods)
     finally:
-        for model, pruning in trained.values():
+        for model, pruning, cls_only in trained.values():
             model.pruning = pruning
+            model.cls_only_last_layer = cls_only
