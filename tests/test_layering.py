@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("adapters",),
     ("runs",),
-    ("classification", "translation"),
+    ("classification", "translation", "llm"),
     ("measure",),
     ("analysis",),
     ("explorer",),

@@ -1,0 +1,171 @@
+"""Prefill pruning for generation (issue 15, item 3) on a tiny random Llama: dense equivalence, the pruned cache
+against a full-length masking reference, causality, protected tokens, FLOPs, and bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
+
+from tsdtp.core.flops import counted_flops
+from tsdtp.errors import ConfigError
+from tsdtp.llm.prefill import prefill
+from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
+from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
+from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
+from tsdtp.llm.prefill_scorers import make_scorers
+
+SPECIAL = 1
+PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=48, intermediate_size=96, num_hidden_layers=4,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=96,
+                         attn_implementation="sdpa")
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def prompt() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, 64, (40,), generator=generator)
+    ids[[0, 7, 19]] = SPECIAL
+    return ids
+
+
+def masked_reference(model: LlamaForCausalLM, ids: torch.Tensor, alive: list[torch.Tensor]) -> torch.Tensor:
+    """Logits [N, vocab] of the full sequence `ids` when layer l's keys are only the prompt tokens in `alive[l]`
+    and every token after the prompt: every layer runs on all positions, pruning done by masking alone."""
+    total, inner = len(ids), model.model
+    positions = torch.arange(total)
+    prompt = len(alive[0])
+    hidden = inner.embed_tokens(ids[None])
+    rotary = inner.rotary_emb(hidden, positions[None])
+    for layer, kept in zip(inner.layers, alive):
+        visible = torch.zeros(total, dtype=torch.bool)
+        visible[kept] = True
+        visible[prompt:] = True
+        mask = (visible[None, :] & (positions[None, :] <= positions[:, None])) | torch.eye(total, dtype=torch.bool)
+        hidden = layer(hidden, attention_mask=mask[None, None], position_embeddings=rotary)
+    return model.lm_head(inner.norm(hidden))[0]
+
+
+def test_without_pruning_generation_matches_transformers_generate(model, prompt):
+    result = prefill(model, prompt)
+    with torch.inference_mode():
+        dense = model.generate(prompt[None], max_new_tokens=12, do_sample=False, eos_token_id=None,
+                               pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    assert torch.equal(greedy_tokens(model, result, 12), dense.sequences[0, len(prompt):])
+    torch.testing.assert_close(result.logits, dense.logits[0][0])
+    assert result.keep_counts() == [len(prompt)] * 4 and result.ranked_layers == []
+
+
+def test_without_pruning_continuation_logits_match_the_full_forward(model, prompt):
+    continuation = torch.randint(2, 64, (9,), generator=torch.Generator().manual_seed(2))
+    logits = continuation_logits(model, prefill(model, prompt), continuation)
+    with torch.inference_mode():
+        full = model(torch.cat([prompt, continuation])[None]).logits[0, len(prompt) - 1:-1]
+    torch.testing.assert_close(logits, full, rtol=1e-4, atol=1e-5)
+
+
+def test_pruned_cache_equals_masking_the_pruned_tokens(model, prompt):
+    result = prefill(model, prompt, PRUNING, {SPECIAL})
+    assert result.keep_counts() == [40, 20, 20, 10] and result.ranked_layers == [0, 2]
+    assert result.cache.lengths() == result.keep_counts()
+    generated = greedy_tokens(model, result, 6)
+    with torch.inference_mode():
+        reference = masked_reference(model, torch.cat([prompt, generated]), result.cache.positions)
+        teacher_forced = continuation_logits(model, result, generated)
+    torch.testing.assert_close(teacher_forced, reference[len(prompt) - 1:-1], rtol=1e-4, atol=1e-5)
+    assert torch.equal(generated, reference[len(prompt) - 1:-1].argmax(dim=-1))
+    assert not torch.allclose(teacher_forced, continuation_logits(model, prefill(model, prompt), generated))
+
+
+def test_decoding_continues_the_original_positions_in_every_layer(model, prompt):
+    result = prefill(model, prompt, PRUNING, {SPECIAL})
+    cache = result.cache.fork()
+    decode(model, cache, torch.tensor([5]))
+    decode(model, cache, torch.tensor([6, 7]))
+    cache.check()
+    assert cache.lengths() == [n + 3 for n in result.keep_counts()]
+    assert all(positions[-3:].tolist() == [40, 41, 42] for positions in cache.positions)
+    assert result.cache.lengths() == result.keep_counts()  # the fork left the prefill's cache alone
+
+
+def test_the_last_token_and_special_tokens_survive_every_layer(model, prompt):
+    tiny = PrefillPruning(prune_layers=(0, 1), keep_ratios=(0.1, 0.01))
+    result = prefill(model, prompt, tiny, {SPECIAL})
+    for positions in result.cache.positions:
+        assert {0, 7, 19, 39} <= set(positions.tolist())
+    assert result.cache.positions[-1].tolist() == [0, 7, 19, 39]  # 1 % of 40 rounds up to 1; the protected stay
+
+
+def test_a_kept_token_does_not_depend_on_later_tokens(model, prompt):
+    """With survivors fixed by protection, changing tokens after position 20 leaves the cache before it alone."""
+    forced = PrefillPruning(prune_layers=(0,), keep_ratios=(0.01,))
+    later = prompt.clone()
+    later[21:-1] = (prompt[21:-1] + 5) % 62 + 2  # never SPECIAL (1): the survivors stay the same
+    first, second = prefill(model, prompt, forced, {SPECIAL}), prefill(model, later, forced, {SPECIAL})
+    assert all(torch.equal(a, b) for a, b in zip(first.cache.positions, second.cache.positions))
+    for a, b, positions in zip(first.cache.cache.layers, second.cache.cache.layers, first.cache.positions):
+        early = int((positions <= 20).sum())
+        assert torch.equal(a.keys[..., :early, :], b.keys[..., :early, :])
+        assert torch.equal(a.values[..., :early, :], b.values[..., :early, :])
+    assert not torch.equal(first.logits, second.logits)
+
+
+@pytest.mark.parametrize("pruning", [PrefillPruning(), PRUNING, PRUNING.replace(gamma=0.5, d_task=8)])
+def test_flops_are_exact_against_the_flop_counter(model, prompt, pruning):
+    scorers = make_scorers(pruning, model.config.hidden_size) if pruning.gamma else None
+    result = prefill(model, prompt, pruning, {SPECIAL}, scorers)
+    flops = prefill_flops(DecoderShape.of(model.config), result.keep_counts(), result.ranked_layers, pruning)
+    assert flops.pruned == counted_flops(lambda: prefill(model, prompt, pruning, {SPECIAL}, scorers))
+    assert (flops.ratio < 1.0) == pruning.prunes
+
+
+def test_the_task_scorer_changes_the_ranking_only_through_gamma(model, prompt):
+    hybrid = PRUNING.replace(gamma=1000.0, d_task=8)
+    scorers = make_scorers(hybrid, model.config.hidden_size)
+    plain, mixed = prefill(model, prompt, PRUNING, {SPECIAL}), prefill(model, prompt, hybrid, {SPECIAL}, scorers)
+    assert plain.keep_counts() == mixed.keep_counts()
+    assert not all(torch.equal(a, b) for a, b in zip(plain.cache.positions, mixed.cache.positions))
+    with pytest.raises(ConfigError, match="needs a trained task scorer"):
+        prefill(model, prompt, hybrid)
+
+
+def test_bad_inputs_are_clear_errors(model, prompt):
+    with pytest.raises(ConfigError, match="the prompt is empty"):
+        prefill(model, torch.tensor([], dtype=torch.long))
+    with pytest.raises(ConfigError, match="over the model's context limit of 96"):
+        prefill(model, torch.ones(97, dtype=torch.long))
+    with pytest.raises(ConfigError, match="one prompt"):
+        prefill(model, prompt.repeat(2, 1))
+    with pytest.raises(ConfigError, match="prune layer 4 does not exist"):
+        prefill(model, prompt, PrefillPruning(prune_layers=(4,), keep_ratios=(0.5,)))
+    with pytest.raises(ConfigError, match="past the model's context limit"):
+        decode(model, prefill(model, torch.ones(95, dtype=torch.long)).cache, torch.tensor([1, 2]))
+    bert = BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32))
+    with pytest.raises(ConfigError, match="needs a Llama-architecture causal LM"):
+        prefill(bert, prompt)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prune_layers": (1, 2), "keep_ratios": (0.5,)}, "the same length"),
+    ({"prune_layers": (2, 1), "keep_ratios": (0.5, 0.4)}, "strictly increasing"),
+    ({"prune_layers": (1, 2), "keep_ratios": (0.4, 0.5)}, "never rise"),
+    ({"prune_layers": (1,), "keep_ratios": (0.0,)}, "keep_ratios must hold values in"),
+    ({"last_queries": 0}, "last_queries must be"),
+])
+def test_bad_schedules_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        PrefillPruning(**fields)
+
+
+def test_the_progressive_schedule_spreads_layers_and_falls_to_the_final_keep():
+    schedule = progressive_schedule(30, 0.25)
+    assert schedule.prune_layers == (4, 10, 16, 22)
+    assert schedule.keep_ratios[-1] == pytest.approx(0.25) and schedule.prunes

@@ -1,0 +1,1 @@
+"""Decoder-only language models (Llama architecture): classification and long-prompt prefill pruning."""
