@@ -18,6 +18,7 @@ from tsdtp.classification.model import PrunedClassifier  # noqa: E402
 from tsdtp.core.config import PruningConfig  # noqa: E402
 from tsdtp.core.pruned_model import special_token_ids  # noqa: E402
 from tsdtp.data_files import DATA_DIR_VARIABLE  # noqa: E402
+from tsdtp.gguf_models import DEFAULT_LLM, ensure_converted  # noqa: E402
 from tsdtp.hub import load_tokenizer  # noqa: E402
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -138,3 +139,11 @@ def batch(tokenizer) -> dict[str, torch.Tensor]:
     ids, types = encode_texts(tokenizer, texts, 128)
     split = EncodedSplit(ids, types, [label for _, label in SST2_ROWS], texts)
     return collate(split, list(range(len(texts))), tokenizer.pad_token_id)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache root holding SmolLM2-135M-Instruct converted from its packaged GGUF (about 40 s, once a session)."""
+    root = tmp_path_factory.mktemp("cache")
+    ensure_converted(DEFAULT_LLM, root=root, log=lambda _: None)
+    return root

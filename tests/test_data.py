@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import write_lines
 
-from tsdtp.classification.data import DEV_SPLIT_EVAL_FRACTION, data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -18,9 +17,9 @@ from tsdtp.classification.encoding import (
     encode_split,
     encode_texts,
 )
-from tsdtp.classification.tasks import get_task
 from tsdtp.data_files import HUB, DataSource, SourceTag, tag_of_label
 from tsdtp.errors import DataError
+from tsdtp.glue_tasks import DEV_SPLIT_EVAL_FRACTION, data_source, get_task, load_task_data
 from tsdtp.translation.data import load_corpus
 
 

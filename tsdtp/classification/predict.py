@@ -29,10 +29,10 @@ from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.prediction import Prediction
-from tsdtp.classification.tasks import TASKS, get_task
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.flops import encoder_shape, method_flops
 from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.glue_tasks import TASKS, get_task
 from tsdtp.hub import load_tokenizer
 
 DISPLAY_LABELS: dict[str, tuple[str, ...]] = {"sst2": ("negative", "positive")}

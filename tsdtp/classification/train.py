@@ -18,7 +18,6 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
-from tsdtp.classification.data import data_source, load_task_data
 from tsdtp.classification.encoding import (
     EncodedSplit,
     batch_indices,
@@ -27,10 +26,10 @@ from tsdtp.classification.encoding import (
 )
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
-from tsdtp.classification.tasks import get_task
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
+from tsdtp.glue_tasks import data_source, get_task, load_task_data
 from tsdtp.hub import load_tokenizer
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data

@@ -7,10 +7,10 @@ import argparse
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
-from tsdtp.classification.tasks import TASKS
 from tsdtp.classification.train import train
 from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, flag_values
 from tsdtp.core.config import PruningConfig
+from tsdtp.glue_tasks import TASKS
 from tsdtp.runs.io import strict_json
 
 CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")

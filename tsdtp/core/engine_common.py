@@ -19,12 +19,16 @@ from tsdtp.core.scoring import attention_received
 
 
 class LayerAdapter(Protocol):
-    """What the engine needs from a model family (see `tsdtp.adapters`)."""
+    """What the engine needs from a model family (see `tsdtp.adapters`).
+
+    `layer` gets the original position of each live token [B, n] too (a decoder rotates and masks by it).
+    """
 
     num_layers: int
 
     def layer(self, index: int, hidden: torch.Tensor, key_bias: torch.Tensor, need_probs: bool,
-              layout: TokenLayout | None = None) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+              layout: TokenLayout | None = None, positions: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 @dataclass

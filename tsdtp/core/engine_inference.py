@@ -95,7 +95,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
         key_bias = torch.where(live.valid, 0.0, neg)
         layer_input = live.hidden
         live.hidden, probs = adapter.layer(index, live.hidden, key_bias, need_probs=index in plan.scored,
-                                           layout=live.layout)
+                                           layout=live.layout, positions=live.positions)
         if probs is not None:
             source = live.features if live.features is not None else layer_input
             live.importance = add_layer_importance(live.importance, config, scorers[index], index, probs, weight,

@@ -105,7 +105,7 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
         layer_input = hidden
-        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored)
+        hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored, positions=positions)
         if probs is not None:
             source = features if features is not None else layer_input
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,

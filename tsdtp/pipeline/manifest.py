@@ -1,7 +1,7 @@
 """Provenance of a reproduced profile: `manifest.json` with versions, git commit, parameters, data checksums and times.
 
 The pipeline does not know where a task's data lives: each task package names the files it
-reads (`tsdtp.classification.data.data_files`, `tsdtp.translation.data.data_files`).
+reads (`tsdtp.glue_tasks.data_files`, `tsdtp.translation.data.data_files`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tsdtp.classification import data as classification_data
-from tsdtp.classification.tasks import get_task
+from tsdtp import glue_tasks
 from tsdtp.data_files import file_sha256
+from tsdtp.glue_tasks import get_task
 from tsdtp.pipeline.plan import Plan, display_path
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.translation import data as translation_data
@@ -65,7 +65,7 @@ def data_checksums(plan: Plan) -> dict[str, Any]:
 def _task_files(task: str, plan: Plan, data_dir: Path) -> list[Path]:
     """The files the plan's runs of `task` read, as the task's own package names them."""
     if task != MTConfig.task:
-        return classification_data.data_files(get_task(task), data_dir)
+        return glue_tasks.data_files(get_task(task), data_dir)
     corpora = [name for step in plan.steps if isinstance(step.config, MTConfig) for name in step.config.train_corpora]
     return translation_data.data_files(data_dir, corpora)
 

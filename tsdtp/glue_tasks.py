@@ -1,4 +1,6 @@
-"""The data of a GLUE classification task (`tsdtp.classification.tasks`): a local GLUE-layout folder or the hub.
+"""The GLUE classification tasks (`GlueTask`, `TASKS`, `get_task`) and their data: a local GLUE-layout folder
+or the hub. Every task package that classifies GLUE text (the encoders' `classification`, the decoders' `llm`)
+reads it from here.
 
 A local .tsv is read with Python's csv module (tab-separated, quotes kept as written, a UTF-8
 byte-order mark dropped, blank lines skipped) into a `datasets.Dataset`; a malformed file is a
@@ -17,7 +19,6 @@ from pathlib import Path
 
 from datasets import Dataset, Features, Value, load_dataset
 
-from tsdtp.classification.tasks import TASKS, GlueTask
 from tsdtp.data_files import (
     HUB,
     DataSource,
@@ -28,6 +29,41 @@ from tsdtp.data_files import (
     source_tag,
 )
 from tsdtp.errors import DataError
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    """A GLUE sentence or sentence-pair classification task."""
+
+    name: str
+    folder: str
+    hub_config: str
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...]
+    max_length: int
+    metric_name: str = "accuracy"
+    dev_split_fallback: bool = False
+    """Without a train.tsv, train on a seeded split of dev (`load_task_data`); else it is an error."""
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
+
+TASKS: dict[str, GlueTask] = {
+    "sst2": GlueTask("sst2", "SST-2", "sst2", ("sentence",), ("0", "1"), max_length=128),
+    "qnli": GlueTask("qnli", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"),
+                     max_length=256, dev_split_fallback=True),
+}
+
+
+def get_task(name: str) -> GlueTask:
+    """The task called `name`; raises DataError naming the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise DataError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
 
 DEV_SPLIT_SEED = 0
 """Seed of the documented QNLI dev split used when no train.tsv exists."""
