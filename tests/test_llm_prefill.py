@@ -3,20 +3,29 @@ against a full-length masking reference, causality, protected tokens, FLOPs, and
 
 from __future__ import annotations
 
+import shutil
+
+import pandas as pd
 import pytest
 import torch
-from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
-from tsdtp.errors import ConfigError
+from tsdtp.errors import ConfigError, DataError
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prefill_scorers import make_scorers
+from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
 
 SPECIAL = 1
 PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
+PRUNED_TITLE = progressive_schedule(4, 0.5).title()
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +178,70 @@ def test_the_progressive_schedule_spreads_layers_and_falls_to_the_final_keep():
     schedule = progressive_schedule(30, 0.25)
     assert schedule.prune_layers == (4, 10, 16, 22)
     assert schedule.keep_ratios[-1] == pytest.approx(0.25) and schedule.prunes
+
+
+def word_tokenizer(words: set[str]) -> PreTrainedTokenizerFast:
+    """A whitespace-and-punctuation word tokenizer over `words`, with a ChatML chat template."""
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    vocab = {word: index for index, word in enumerate(specials + sorted(words))}
+    model = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    model.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="<unk>", bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>")
+    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def words(glue_dir) -> set[str]:
+    texts = [line for path in glue_dir.rglob("*.tsv") for line in path.read_text().splitlines()]
+    texts += (glue_dir / "wmt16_en_de" / "newstest" / "newstest2016.en").read_text().splitlines()
+    texts += [INSTRUCTION, "Review: Sentiment: positive negative user assistant system"]
+    return {word for text in texts for word in Whitespace().pre_tokenize_str(text) for word in [word[0]]}
+
+
+def test_few_shot_prompts_fill_their_budget_and_end_with_the_assistant_turn(glue_dir, words):
+    tokenizer = word_tokenizer(words)
+    prompts = few_shot_prompts(tokenizer, glue_dir, 120, 3)
+    assert [p.label for p in prompts] == [1, 0, 0]  # the first dev rows
+    for prompt in prompts:
+        assert 120 - 25 < len(prompt.input_ids) <= 120 and prompt.demonstrations >= 2
+        text = tokenizer.decode(prompt.input_ids[prompt.query_start:])
+        assert text.startswith("Review :") and text.endswith("<|im_start|> assistant")
+    assert label_token_ids(tokenizer) == tuple(tokenizer.convert_tokens_to_ids(list(LABEL_WORDS)))
+    with pytest.raises(DataError, match="fits no demonstration"):
+        few_shot_prompts(tokenizer, glue_dir, 20, 1)
+
+
+def test_passages_are_consecutive_news_cut_at_the_prompt_length(glue_dir, words):
+    tokenizer = word_tokenizer(words)
+    (passage,) = passages(tokenizer, glue_dir, 12, 4, 1)
+    news = " ".join((glue_dir / "wmt16_en_de" / "newstest" / "newstest2016.en").read_text().split("\n"))
+    expected = tokenizer.encode(news, add_special_tokens=False)[:16]
+    assert passage.input_ids.tolist() == expected[:12] and passage.continuation.tolist() == expected[12:]
+    with pytest.raises(DataError, match="holds only"):
+        passages(tokenizer, glue_dir, 40, 4, 3)
+
+
+def test_the_prefill_command_writes_quality_and_speed_tables(glue_dir, words, tmp_path, capsys):
+    tokenizer = word_tokenizer(words)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    data = shutil.copytree(glue_dir, tmp_path / "data")
+    news = data / "wmt16_en_de" / "newstest" / "newstest2016.en"
+    news.write_text(news.read_text() * 4)
+    status = main(["prefill", "--model", str(tmp_path / "tiny"), "--lengths", "80", "--few-shot", "2",
+                   "--passages", "1", "--steps", "4", "--speed-repeats", "1", "--final-keep", "0.5",
+                   "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
+    assert status == 0, capsys.readouterr().err
+    quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
+    speed = pd.read_csv(tmp_path / "tables" / "llm_prefill_speed.csv")
+    assert sorted(set(quality["kind"])) == ["few-shot sst2", "passages newstest2016"]
+    dense = quality[quality["setting"] == "dense"]
+    assert (dense["flops_ratio"] == 1.0).all() and (dense.filter(like="agreement").stack().dropna() == 1.0).all()
+    assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE} and (speed["repeats"] == 1).all()
+    assert (quality[quality["setting"] == PRUNED_TITLE]["flops_ratio"] < 1.0).all()

@@ -57,10 +57,10 @@ class PrefillPruning(Settings):
         return max(1, math.ceil(self.keep_ratios[self.prune_layers.index(layer)] * prompt_length))
 
     def title(self) -> str:
-        """A short label for tables: `dense`, or the layers and ratios, e.g. `L4:0.6,L10:0.4 q1`."""
+        """A short label for tables: `dense`, or the layers and ratios, e.g. `L4:0.707,L10:0.5 q1`."""
         if not self.prunes:
             return "dense"
-        steps = ",".join(f"L{layer}:{ratio:g}" for layer, ratio in zip(self.prune_layers, self.keep_ratios))
+        steps = ",".join(f"L{layer}:{ratio:.3g}" for layer, ratio in zip(self.prune_layers, self.keep_ratios))
         return f"{steps} q{self.last_queries}" + (f" g{self.gamma:g}" if self.gamma else "")
 
 
