@@ -4,6 +4,7 @@ against a full-length masking reference, causality, protected tokens, FLOPs, and
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,12 +16,13 @@ from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausa
 
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
-from tsdtp.errors import ConfigError, DataError
+from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
-from tsdtp.llm.prefill_scorers import make_scorers
+from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
+from tsdtp.llm.prefill_train import scorer_targets, train_scorers
 from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
 
 SPECIAL = 1
@@ -208,7 +210,7 @@ def test_few_shot_prompts_fill_their_budget_and_end_with_the_assistant_turn(glue
     for prompt in prompts:
         assert 120 - 25 < len(prompt.input_ids) <= 120 and prompt.demonstrations >= 2
         text = tokenizer.decode(prompt.input_ids[prompt.query_start:])
-        assert text.startswith("Review :") and text.endswith("<|im_start|> assistant")
+        assert text.startswith("Review :") and text.endswith("<|im_start|> assistant Sentiment :")
     assert label_token_ids(tokenizer) == tuple(tokenizer.convert_tokens_to_ids(list(LABEL_WORDS)))
     with pytest.raises(DataError, match="fits no demonstration"):
         few_shot_prompts(tokenizer, glue_dir, 20, 1)
@@ -224,17 +226,25 @@ def test_passages_are_consecutive_news_cut_at_the_prompt_length(glue_dir, words)
         passages(tokenizer, glue_dir, 40, 4, 3)
 
 
-def test_the_prefill_command_writes_quality_and_speed_tables(glue_dir, words, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory, glue_dir, words) -> tuple[Path, Path]:
+    """A saved tiny random Llama with the word tokenizer, and a copy of the data with longer news."""
+    root = tmp_path_factory.mktemp("tiny-llm")
     tokenizer = word_tokenizer(words)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    data = shutil.copytree(glue_dir, tmp_path / "data")
+    LlamaForCausalLM(config).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    data = shutil.copytree(glue_dir, root / "data")
     news = data / "wmt16_en_de" / "newstest" / "newstest2016.en"
     news.write_text(news.read_text() * 4)
-    status = main(["prefill", "--model", str(tmp_path / "tiny"), "--lengths", "80", "--few-shot", "2",
+    return root / "model", data
+
+
+def test_the_prefill_command_writes_quality_and_speed_tables(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    status = main(["prefill", "--model", str(model), "--lengths", "80", "--few-shot", "2",
                    "--passages", "1", "--steps", "4", "--speed-repeats", "1", "--final-keep", "0.5",
                    "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
     assert status == 0, capsys.readouterr().err
@@ -245,3 +255,37 @@ def test_the_prefill_command_writes_quality_and_speed_tables(glue_dir, words, tm
     assert (dense["flops_ratio"] == 1.0).all() and (dense.filter(like="agreement").stack().dropna() == 1.0).all()
     assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE} and (speed["repeats"] == 1).all()
     assert (quality[quality["setting"] == PRUNED_TITLE]["flops_ratio"] < 1.0).all()
+
+
+def test_scorers_learn_the_later_layers_attention_and_survive_a_round_trip(model, prompt, tmp_path):
+    hybrid = PRUNING.replace(gamma=1.0, d_task=8)
+    example = scorer_targets(model, prompt, hybrid)
+    assert sorted(example) == [0, 2]
+    for features, target in example.values():
+        assert features.shape == (1, 40, 48) and torch.allclose(target.sum(), torch.tensor(1.0))
+    scorers = make_scorers(hybrid, model.config.hidden_size)
+    losses = train_scorers(scorers, [example], hybrid.last_queries, epochs=8, lr=1e-2, log=lambda _: None)
+    assert losses[-1] < losses[0]
+    save_scorers(scorers, hybrid, tmp_path / "scorers.pt")
+    loaded, schedule = load_scorers(tmp_path / "scorers.pt", model.config.hidden_size)
+    assert schedule == hybrid
+    first, second = (prefill(model, prompt, hybrid, {SPECIAL}, s) for s in (scorers, loaded))
+    assert all(torch.equal(a, b) for a, b in zip(first.cache.positions, second.cache.positions))
+    with pytest.raises(CheckpointError, match="no prefill scorers"):
+        load_scorers(tmp_path / "missing.pt", 48)
+    with pytest.raises(CheckpointError, match="do not fit a model of hidden size 32"):
+        load_scorers(tmp_path / "scorers.pt", 32)
+
+
+def test_trained_scorers_join_the_prefill_command_beside_their_schedule_without_them(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    args = ["--model", str(model), "--data-dir", str(data)]
+    assert main(["prefill-train", *args, "--length", "80", "--prompts", "2", "--epochs", "2", "--d-task", "8",
+                 "--final-keep", "0.5", "--out", str(tmp_path / "scorers.pt")]) == 0, capsys.readouterr().err
+    assert main(["prefill", *args, "--scorers", str(tmp_path / "scorers.pt"), "--gamma", "0.7", "--lengths", "80",
+                 "--few-shot", "2", "--passages", "0", "--speed-repeats", "0",
+                 "--tables-dir", str(tmp_path)]) == 0, capsys.readouterr().err
+    settings = pd.read_csv(tmp_path / "llm_prefill_quality.csv")["setting"].tolist()
+    assert settings == ["dense", PRUNED_TITLE, f"{PRUNED_TITLE} g0.7"]
+    assert main(["prefill", *args, "--scorers", str(tmp_path / "none.pt")]) == 2
+    assert "no prefill scorers" in capsys.readouterr().err

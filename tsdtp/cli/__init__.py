@@ -1,8 +1,8 @@
 """The `tsdtp` command: builds the parser from the command groups, dispatches, and reports user errors in one line.
 
 Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `bench`, `profile`, and
-`reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text), `prefill` (pruned prefill of
-long prompts in a Llama model: quality and speed).
+`reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text), `prefill` and `prefill-train`
+(pruned prefill of long prompts in a Llama model: quality and speed; its task scorers).
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from tsdtp.cli.classification import (
 )
 from tsdtp.cli.flags import at_least
 from tsdtp.cli.predict import add_predict_command, run_predict_command
-from tsdtp.cli.prefill import add_prefill_command, run_prefill_command
+from tsdtp.cli.prefill import (
+    add_prefill_command,
+    add_prefill_train_command,
+    run_prefill_command,
+    run_prefill_train_command,
+)
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.cli.translation import TRANSLATION_COMMANDS, add_translation_commands, run_translation_command
@@ -36,6 +41,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "profile": run_profile_command,
     "predict": run_predict_command,
     "prefill": run_prefill_command,
+    "prefill-train": run_prefill_train_command,
 }
 """The function that runs each subcommand; it returns the exit status."""
 
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_command(commands)
     add_predict_command(commands)
     add_prefill_command(commands)
+    add_prefill_train_command(commands)
     return parser
 
 

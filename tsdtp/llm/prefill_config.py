@@ -66,12 +66,12 @@ class PrefillPruning(Settings):
 
 def progressive_schedule(num_layers: int, final_keep: float, steps: int = 4, first: float = 0.15,
                          **options: float) -> PrefillPruning:
-    """`steps` pruning layers evenly from `first` of the depth to the last quarter, the ratio falling
-    geometrically to `final_keep` (e.g. 30 layers, 0.25, 4 steps: after layers 4, 10, 16, 22 keep 0.71, 0.5,
-    0.35, 0.25). `options` are further `PrefillPruning` fields."""
+    """`steps` pruning layers evenly from `first` of the depth to the last quarter (never the last layer, where
+    pruning saves nothing), the ratio falling geometrically to `final_keep` (e.g. 30 layers, 0.25, 4 steps: after
+    layers 4, 10, 16, 22 keep 0.71, 0.5, 0.35, 0.25). `options` are further `PrefillPruning` fields."""
     if not 0.0 < final_keep <= 1.0 or steps < 1:
         raise ConfigError(f"final_keep must be in (0, 1] and steps >= 1 (got {final_keep}, {steps})")
-    start, stop = round(first * num_layers), round(0.75 * num_layers)
+    start, stop = round(first * num_layers), max(0, min(round(0.75 * num_layers), num_layers - 2))
     layers = sorted({min(num_layers - 1, start + round(i * (stop - start) / max(1, steps - 1)))
                      for i in range(steps)})
     ratios = tuple(final_keep ** ((i + 1) / len(layers)) for i in range(len(layers)))

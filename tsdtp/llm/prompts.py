@@ -2,7 +2,10 @@
 
 Few-shot prompts put demonstrations from SST-2 `train.tsv` (balanced, seeded, at least `MIN_DEMO_WORDS` words)
 and one `dev.tsv` review into one user turn of the chat template, as many demonstrations as fit the budget;
-the answer is read at the last token (the assistant's turn opens), comparing the logits of the label words.
+the assistant's turn opens with `ANSWER_PREFIX`, and the answer is read at that last token, comparing the
+logits of the label words (with their leading space). On 24 dev reviews at ~300 tokens, SmolLM2-135M-Instruct
+scored 67% this way, 71% with plain text and no chat template, and 46% when the assistant's turn opened bare
+(it answers "The review ..." rather than a label word).
 Passages are consecutive newstest2016 English segments joined by spaces, cut into a prompt of a given length
 and the continuation after it.
 """
@@ -24,6 +27,8 @@ LABEL_WORDS = ("negative", "positive")
 """SST-2 label 0 and 1 as the model should answer them."""
 
 INSTRUCTION = "Classify the sentiment of each movie review as positive or negative."
+ANSWER_PREFIX = "Sentiment:"
+"""What the assistant's turn starts with, so that its next word is the label."""
 MIN_DEMO_WORDS = 6
 """Shorter training rows (SST-2 train holds phrases too) are not used as demonstrations."""
 
@@ -55,8 +60,9 @@ def read_sst2(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, in
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
-    """The first token of each label word as the assistant's answer begins (no leading space)."""
-    return tuple(tokenizer.encode(word, add_special_tokens=False)[0] for word in LABEL_WORDS)  # type: ignore[return-value]
+    """The first token of each label word as it follows `ANSWER_PREFIX` (with a leading space)."""
+    return tuple(tokenizer.encode(f" {word}", add_special_tokens=False)[0]  # type: ignore[return-value]
+                 for word in LABEL_WORDS)
 
 
 def chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
@@ -65,9 +71,9 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
                                          tokenize=False)
 
 
-def chat_ids(tokenizer: PreTrainedTokenizerBase, content: str) -> list[int]:
-    """Token ids of `chat_text` (the template's special tokens included)."""
-    return tokenizer.encode(chat_text(tokenizer, content), add_special_tokens=False)
+def few_shot_ids(tokenizer: PreTrainedTokenizerBase, content: str) -> list[int]:
+    """Token ids of `chat_text` and `ANSWER_PREFIX` (the template's special tokens included)."""
+    return tokenizer.encode(chat_text(tokenizer, content) + ANSWER_PREFIX, add_special_tokens=False)
 
 
 def _demo(sentence: str, label: int) -> str:
@@ -78,28 +84,30 @@ def few_shot_prompt(tokenizer: PreTrainedTokenizerBase, pool: list[tuple[str, in
                     budget: int, rng: random.Random) -> FewShotPrompt:
     """As many balanced demonstrations from `pool` as fit `budget` tokens before the query, in random order."""
     by_label = [[row for row in pool if row[1] == label] for label in (0, 1)]
-    head, tail = f"{INSTRUCTION}\n\n", f"Review: {query[0]}\nSentiment:"
+    head, tail = f"{INSTRUCTION}\n\n", f"Review: {query[0]}"
     demos: list[str] = []
     for index in range(len(pool)):
         candidate = _demo(*rng.choice(by_label[index % 2]))
-        if len(chat_ids(tokenizer, head + "".join(demos) + candidate + tail)) > budget:
+        if len(few_shot_ids(tokenizer, head + "".join(demos) + candidate + tail)) > budget:
             break
         demos.append(candidate)
     if not demos:
         raise DataError(f"a budget of {budget} tokens fits no demonstration before the query review")
     rng.shuffle(demos)
-    text = chat_text(tokenizer, head + "".join(demos) + tail)
+    text = chat_text(tokenizer, head + "".join(demos) + tail) + ANSWER_PREFIX
     ids = tokenizer.encode(text, add_special_tokens=False)
     query_start = len(ids) - len(tokenizer.encode(text[text.rindex(tail):], add_special_tokens=False))
     return FewShotPrompt(torch.tensor(ids), query[1], len(demos), query_start)
 
 
 def few_shot_prompts(tokenizer: PreTrainedTokenizerBase, data_dir: Path, budget: int, count: int,
-                     seed: int = 0) -> list[FewShotPrompt]:
-    """`count` few-shot prompts of at most `budget` tokens for the first `count` dev reviews."""
+                     seed: int = 0, queries_from: str = "dev") -> list[FewShotPrompt]:
+    """`count` few-shot prompts of at most `budget` tokens for the first `count` dev reviews (`queries_from`
+    "dev"), or for the last `count` training rows ("train": prompts to train on)."""
     train, dev = read_sst2(data_dir)
-    pool, queries = [row for row in train if len(row[0].split()) >= MIN_DEMO_WORDS], dev[:count]
-    return [few_shot_prompt(tokenizer, pool, query, budget, random.Random(f"{seed}-{budget}-{index}"))
+    pool = [row for row in train if len(row[0].split()) >= MIN_DEMO_WORDS]
+    queries = dev[:count] if queries_from == "dev" else pool[-count:]
+    return [few_shot_prompt(tokenizer, pool, query, budget, random.Random(f"{seed}-{budget}-{queries_from}{index}"))
             for index, query in enumerate(queries)]
 
 
