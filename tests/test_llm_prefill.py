@@ -289,3 +289,11 @@ def test_trained_scorers_join_the_prefill_command_beside_their_schedule_without_
     assert settings == ["dense", PRUNED_TITLE, f"{PRUNED_TITLE} g0.7"]
     assert main(["prefill", *args, "--scorers", str(tmp_path / "none.pt")]) == 2
     assert "no prefill scorers" in capsys.readouterr().err
+
+
+def test_the_prefill_command_names_an_unknown_model_and_missing_data(tiny_llm, capsys, monkeypatch):
+    assert main(["prefill", "--model", "nobody/no-such-model", "--data-dir", str(tiny_llm[1])]) == 2
+    assert "cannot load model 'nobody/no-such-model'" in capsys.readouterr().err
+    monkeypatch.delenv("TSDTP_DATA_DIR")
+    assert main(["prefill", "--model", str(tiny_llm[0])]) == 2
+    assert "give --data-dir or set TSDTP_DATA_DIR" in capsys.readouterr().err

