@@ -2,7 +2,8 @@
 
 Groups: `classification` (train, eval), `translation` (mt-train, mt-eval), `llm` (llm-train, llm-eval),
 `bench`, `profile`, and `reproduce` (`tsdtp.pipeline.runner`), `predict` (labels for one's own text),
-`train-config` (the run a config.json describes).
+`train-config` (the run a config.json describes), `prefill` and `prefill-train` (pruned prefill of long
+prompts in a Llama model: quality and speed; its task scorers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from tsdtp.cli.classification import (
 from tsdtp.cli.flags import at_least
 from tsdtp.cli.llm import LLM_COMMANDS, add_llm_commands, run_llm_command
 from tsdtp.cli.predict import add_predict_command, run_predict_command
+from tsdtp.cli.prefill import (
+    add_prefill_command,
+    add_prefill_train_command,
+    run_prefill_command,
+    run_prefill_train_command,
+)
 from tsdtp.cli.profile import add_profile_command, run_profile_command
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.cli.train_config import add_train_config_command, run_train_config_command
@@ -39,6 +46,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "profile": run_profile_command,
     "predict": run_predict_command,
     "train-config": run_train_config_command,
+    "prefill": run_prefill_command,
+    "prefill-train": run_prefill_train_command,
 }
 """The function that runs each subcommand; it returns the exit status."""
 
@@ -77,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_command(commands)
     add_predict_command(commands)
     add_train_config_command(commands)
+    add_prefill_command(commands)
+    add_prefill_train_command(commands)
     return parser
 
 

@@ -1,0 +1,299 @@
+"""Prefill pruning for generation (issue 15, item 3) on a tiny random Llama: dense equivalence, the pruned cache
+against a full-length masking reference, causality, protected tokens, FLOPs, and bad inputs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from tsdtp.cli import main
+from tsdtp.core.flops import counted_flops
+from tsdtp.errors import CheckpointError, ConfigError, DataError
+from tsdtp.llm.prefill import prefill
+from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
+from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
+from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
+from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
+from tsdtp.llm.prefill_train import scorer_targets, train_scorers
+from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
+
+SPECIAL = 1
+PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
+PRUNED_TITLE = progressive_schedule(4, 0.5).title()
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=48, intermediate_size=96, num_hidden_layers=4,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=96,
+                         attn_implementation="sdpa")
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def prompt() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, 64, (40,), generator=generator)
+    ids[[0, 7, 19]] = SPECIAL
+    return ids
+
+
+def masked_reference(model: LlamaForCausalLM, ids: torch.Tensor, alive: list[torch.Tensor]) -> torch.Tensor:
+    """Logits [N, vocab] of the full sequence `ids` when layer l's keys are only the prompt tokens in `alive[l]`
+    and every token after the prompt: every layer runs on all positions, pruning done by masking alone."""
+    total, inner = len(ids), model.model
+    positions = torch.arange(total)
+    prompt = len(alive[0])
+    hidden = inner.embed_tokens(ids[None])
+    rotary = inner.rotary_emb(hidden, positions[None])
+    for layer, kept in zip(inner.layers, alive):
+        visible = torch.zeros(total, dtype=torch.bool)
+        visible[kept] = True
+        visible[prompt:] = True
+        mask = (visible[None, :] & (positions[None, :] <= positions[:, None])) | torch.eye(total, dtype=torch.bool)
+        hidden = layer(hidden, attention_mask=mask[None, None], position_embeddings=rotary)
+    return model.lm_head(inner.norm(hidden))[0]
+
+
+def test_without_pruning_generation_matches_transformers_generate(model, prompt):
+    result = prefill(model, prompt)
+    with torch.inference_mode():
+        dense = model.generate(prompt[None], max_new_tokens=12, do_sample=False, eos_token_id=None,
+                               pad_token_id=0, output_logits=True, return_dict_in_generate=True)
+    assert torch.equal(greedy_tokens(model, result, 12), dense.sequences[0, len(prompt):])
+    torch.testing.assert_close(result.logits, dense.logits[0][0])
+    assert result.keep_counts() == [len(prompt)] * 4 and result.ranked_layers == []
+
+
+def test_without_pruning_continuation_logits_match_the_full_forward(model, prompt):
+    continuation = torch.randint(2, 64, (9,), generator=torch.Generator().manual_seed(2))
+    logits = continuation_logits(model, prefill(model, prompt), continuation)
+    with torch.inference_mode():
+        full = model(torch.cat([prompt, continuation])[None]).logits[0, len(prompt) - 1:-1]
+    torch.testing.assert_close(logits, full, rtol=1e-4, atol=1e-5)
+
+
+def test_pruned_cache_equals_masking_the_pruned_tokens(model, prompt):
+    result = prefill(model, prompt, PRUNING, {SPECIAL})
+    assert result.keep_counts() == [40, 20, 20, 10] and result.ranked_layers == [0, 2]
+    assert result.cache.lengths() == result.keep_counts()
+    generated = greedy_tokens(model, result, 6)
+    with torch.inference_mode():
+        reference = masked_reference(model, torch.cat([prompt, generated]), result.cache.positions)
+        teacher_forced = continuation_logits(model, result, generated)
+    torch.testing.assert_close(teacher_forced, reference[len(prompt) - 1:-1], rtol=1e-4, atol=1e-5)
+    assert torch.equal(generated, reference[len(prompt) - 1:-1].argmax(dim=-1))
+    assert not torch.allclose(teacher_forced, continuation_logits(model, prefill(model, prompt), generated))
+
+
+def test_decoding_continues_the_original_positions_in_every_layer(model, prompt):
+    result = prefill(model, prompt, PRUNING, {SPECIAL})
+    cache = result.cache.fork()
+    decode(model, cache, torch.tensor([5]))
+    decode(model, cache, torch.tensor([6, 7]))
+    cache.check()
+    assert cache.lengths() == [n + 3 for n in result.keep_counts()]
+    assert all(positions[-3:].tolist() == [40, 41, 42] for positions in cache.positions)
+    assert result.cache.lengths() == result.keep_counts()  # the fork left the prefill's cache alone
+
+
+def test_the_last_token_and_special_tokens_survive_every_layer(model, prompt):
+    tiny = PrefillPruning(prune_layers=(0, 1), keep_ratios=(0.1, 0.01))
+    result = prefill(model, prompt, tiny, {SPECIAL})
+    for positions in result.cache.positions:
+        assert {0, 7, 19, 39} <= set(positions.tolist())
+    assert result.cache.positions[-1].tolist() == [0, 7, 19, 39]  # 1 % of 40 rounds up to 1; the protected stay
+
+
+def test_a_kept_token_does_not_depend_on_later_tokens(model, prompt):
+    """With survivors fixed by protection, changing tokens after position 20 leaves the cache before it alone."""
+    forced = PrefillPruning(prune_layers=(0,), keep_ratios=(0.01,))
+    later = prompt.clone()
+    later[21:-1] = (prompt[21:-1] + 5) % 62 + 2  # never SPECIAL (1): the survivors stay the same
+    first, second = prefill(model, prompt, forced, {SPECIAL}), prefill(model, later, forced, {SPECIAL})
+    assert all(torch.equal(a, b) for a, b in zip(first.cache.positions, second.cache.positions))
+    for a, b, positions in zip(first.cache.cache.layers, second.cache.cache.layers, first.cache.positions):
+        early = int((positions <= 20).sum())
+        assert torch.equal(a.keys[..., :early, :], b.keys[..., :early, :])
+        assert torch.equal(a.values[..., :early, :], b.values[..., :early, :])
+    assert not torch.equal(first.logits, second.logits)
+
+
+@pytest.mark.parametrize("pruning", [PrefillPruning(), PRUNING, PRUNING.replace(gamma=0.5, d_task=8)])
+def test_flops_are_exact_against_the_flop_counter(model, prompt, pruning):
+    scorers = make_scorers(pruning, model.config.hidden_size) if pruning.gamma else None
+    result = prefill(model, prompt, pruning, {SPECIAL}, scorers)
+    flops = prefill_flops(DecoderShape.of(model.config), result.keep_counts(), result.ranked_layers, pruning)
+    assert flops.pruned == counted_flops(lambda: prefill(model, prompt, pruning, {SPECIAL}, scorers))
+    assert (flops.ratio < 1.0) == pruning.prunes
+
+
+def test_the_task_scorer_changes_the_ranking_only_through_gamma(model, prompt):
+    hybrid = PRUNING.replace(gamma=1000.0, d_task=8)
+    scorers = make_scorers(hybrid, model.config.hidden_size)
+    plain, mixed = prefill(model, prompt, PRUNING, {SPECIAL}), prefill(model, prompt, hybrid, {SPECIAL}, scorers)
+    assert plain.keep_counts() == mixed.keep_counts()
+    assert not all(torch.equal(a, b) for a, b in zip(plain.cache.positions, mixed.cache.positions))
+    with pytest.raises(ConfigError, match="needs a trained task scorer"):
+        prefill(model, prompt, hybrid)
+
+
+def test_bad_inputs_are_clear_errors(model, prompt):
+    with pytest.raises(ConfigError, match="the prompt is empty"):
+        prefill(model, torch.tensor([], dtype=torch.long))
+    with pytest.raises(ConfigError, match="over the model's context limit of 96"):
+        prefill(model, torch.ones(97, dtype=torch.long))
+    with pytest.raises(ConfigError, match="one prompt"):
+        prefill(model, prompt.repeat(2, 1))
+    with pytest.raises(ConfigError, match="prune layer 4 does not exist"):
+        prefill(model, prompt, PrefillPruning(prune_layers=(4,), keep_ratios=(0.5,)))
+    with pytest.raises(ConfigError, match="past the model's context limit"):
+        decode(model, prefill(model, torch.ones(95, dtype=torch.long)).cache, torch.tensor([1, 2]))
+    bert = BertForMaskedLM(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32))
+    with pytest.raises(ConfigError, match="needs a Llama-architecture causal LM"):
+        prefill(bert, prompt)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"prune_layers": (1, 2), "keep_ratios": (0.5,)}, "the same length"),
+    ({"prune_layers": (2, 1), "keep_ratios": (0.5, 0.4)}, "strictly increasing"),
+    ({"prune_layers": (1, 2), "keep_ratios": (0.4, 0.5)}, "never rise"),
+    ({"prune_layers": (1,), "keep_ratios": (0.0,)}, "keep_ratios must hold values in"),
+    ({"last_queries": 0}, "last_queries must be"),
+])
+def test_bad_schedules_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        PrefillPruning(**fields)
+
+
+def test_the_progressive_schedule_spreads_layers_and_falls_to_the_final_keep():
+    schedule = progressive_schedule(30, 0.25)
+    assert schedule.prune_layers == (4, 10, 16, 22)
+    assert schedule.keep_ratios[-1] == pytest.approx(0.25) and schedule.prunes
+
+
+def word_tokenizer(words: set[str]) -> PreTrainedTokenizerFast:
+    """A whitespace-and-punctuation word tokenizer over `words`, with a ChatML chat template."""
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    vocab = {word: index for index, word in enumerate(specials + sorted(words))}
+    model = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    model.pre_tokenizer = Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="<unk>", bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>")
+    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def words(glue_dir) -> set[str]:
+    texts = [line for path in glue_dir.rglob("*.tsv") for line in path.read_text().splitlines()]
+    texts += (glue_dir / "wmt16_en_de" / "newstest" / "newstest2016.en").read_text().splitlines()
+    texts += [INSTRUCTION, "Review: Sentiment: positive negative user assistant system"]
+    return {word for text in texts for word in Whitespace().pre_tokenize_str(text) for word in [word[0]]}
+
+
+def test_few_shot_prompts_fill_their_budget_and_end_with_the_assistant_turn(glue_dir, words):
+    tokenizer = word_tokenizer(words)
+    prompts = few_shot_prompts(tokenizer, glue_dir, 120, 3)
+    assert [p.label for p in prompts] == [1, 0, 0]  # the first dev rows
+    for prompt in prompts:
+        assert 120 - 25 < len(prompt.input_ids) <= 120 and prompt.demonstrations >= 2
+        text = tokenizer.decode(prompt.input_ids[prompt.query_start:])
+        assert text.startswith("Review :") and text.endswith("<|im_start|> assistant Sentiment :")
+    assert label_token_ids(tokenizer) == tuple(tokenizer.convert_tokens_to_ids(list(LABEL_WORDS)))
+    with pytest.raises(DataError, match="fits no demonstration"):
+        few_shot_prompts(tokenizer, glue_dir, 20, 1)
+
+
+def test_passages_are_consecutive_news_cut_at_the_prompt_length(glue_dir, words):
+    tokenizer = word_tokenizer(words)
+    (passage,) = passages(tokenizer, glue_dir, 12, 4, 1)
+    news = " ".join((glue_dir / "wmt16_en_de" / "newstest" / "newstest2016.en").read_text().split("\n"))
+    expected = tokenizer.encode(news, add_special_tokens=False)[:16]
+    assert passage.input_ids.tolist() == expected[:12] and passage.continuation.tolist() == expected[12:]
+    with pytest.raises(DataError, match="holds only"):
+        passages(tokenizer, glue_dir, 40, 4, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory, glue_dir, words) -> tuple[Path, Path]:
+    """A saved tiny random Llama with the word tokenizer, and a copy of the data with longer news."""
+    root = tmp_path_factory.mktemp("tiny-llm")
+    tokenizer = word_tokenizer(words)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    data = shutil.copytree(glue_dir, root / "data")
+    news = data / "wmt16_en_de" / "newstest" / "newstest2016.en"
+    news.write_text(news.read_text() * 4)
+    return root / "model", data
+
+
+def test_the_prefill_command_writes_quality_and_speed_tables(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    status = main(["prefill", "--model", str(model), "--lengths", "80", "--few-shot", "2",
+                   "--passages", "1", "--steps", "4", "--speed-repeats", "1", "--final-keep", "0.5",
+                   "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
+    assert status == 0, capsys.readouterr().err
+    quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
+    speed = pd.read_csv(tmp_path / "tables" / "llm_prefill_speed.csv")
+    assert sorted(set(quality["kind"])) == ["few-shot sst2", "passages newstest2016"]
+    dense = quality[quality["setting"] == "dense"]
+    assert (dense["flops_ratio"] == 1.0).all() and (dense.filter(like="agreement").stack().dropna() == 1.0).all()
+    assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE} and (speed["repeats"] == 1).all()
+    assert (quality[quality["setting"] == PRUNED_TITLE]["flops_ratio"] < 1.0).all()
+
+
+def test_scorers_learn_the_later_layers_attention_and_survive_a_round_trip(model, prompt, tmp_path):
+    hybrid = PRUNING.replace(gamma=1.0, d_task=8)
+    example = scorer_targets(model, prompt, hybrid)
+    assert sorted(example) == [0, 2]
+    for features, target in example.values():
+        assert features.shape == (1, 40, 48) and torch.allclose(target.sum(), torch.tensor(1.0))
+    scorers = make_scorers(hybrid, model.config.hidden_size)
+    losses = train_scorers(scorers, [example], hybrid.last_queries, epochs=8, lr=1e-2, log=lambda _: None)
+    assert losses[-1] < losses[0]
+    save_scorers(scorers, hybrid, tmp_path / "scorers.pt")
+    loaded, schedule = load_scorers(tmp_path / "scorers.pt", model.config.hidden_size)
+    assert schedule == hybrid
+    first, second = (prefill(model, prompt, hybrid, {SPECIAL}, s) for s in (scorers, loaded))
+    assert all(torch.equal(a, b) for a, b in zip(first.cache.positions, second.cache.positions))
+    with pytest.raises(CheckpointError, match="no prefill scorers"):
+        load_scorers(tmp_path / "missing.pt", 48)
+    with pytest.raises(CheckpointError, match="do not fit a model of hidden size 32"):
+        load_scorers(tmp_path / "scorers.pt", 32)
+
+
+def test_trained_scorers_join_the_prefill_command_beside_their_schedule_without_them(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    args = ["--model", str(model), "--data-dir", str(data)]
+    assert main(["prefill-train", *args, "--length", "80", "--prompts", "2", "--epochs", "2", "--d-task", "8",
+                 "--final-keep", "0.5", "--out", str(tmp_path / "scorers.pt")]) == 0, capsys.readouterr().err
+    assert main(["prefill", *args, "--scorers", str(tmp_path / "scorers.pt"), "--gamma", "0.7", "--lengths", "80",
+                 "--few-shot", "2", "--passages", "0", "--speed-repeats", "0",
+                 "--tables-dir", str(tmp_path)]) == 0, capsys.readouterr().err
+    settings = pd.read_csv(tmp_path / "llm_prefill_quality.csv")["setting"].tolist()
+    assert settings == ["dense", PRUNED_TITLE, f"{PRUNED_TITLE} g0.7"]
+    assert main(["prefill", *args, "--scorers", str(tmp_path / "none.pt")]) == 2
+    assert "no prefill scorers" in capsys.readouterr().err
+
+
+def test_the_prefill_command_names_an_unknown_model_and_missing_data(tiny_llm, capsys, monkeypatch):
+    assert main(["prefill", "--model", "nobody/no-such-model", "--data-dir", str(tiny_llm[1])]) == 2
+    assert "cannot load model 'nobody/no-such-model'" in capsys.readouterr().err
+    monkeypatch.delenv("TSDTP_DATA_DIR")
+    assert main(["prefill", "--model", str(tiny_llm[0])]) == 2
+    assert "give --data-dir or set TSDTP_DATA_DIR" in capsys.readouterr().err

@@ -1,0 +1,129 @@
+"""`tsdtp prefill`: quality and speed of pruned prefill at several prompt lengths, written as two tables.
+
+`llm_prefill_quality.csv`: one row per prompt length, setting and kind (`few-shot` SST-2 accuracy, `passages`
+greedy agreement and perplexity), with mean FLOPs and keep ratios. `llm_prefill_speed.csv`: one row per prompt
+length and engine (`tsdtp.measure.ttft`), with the TTFT speedup over transformers' `generate()`, the
+FLOPs-implied speedup of the same prompt and the realization (measured / implied). Rows are upserted by
+model, length, kind or engine, and setting.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from tsdtp.llm.prefill import prefill
+from tsdtp.llm.prefill_config import PrefillPruning
+from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
+from tsdtp.llm.prefill_quality import few_shot_quality, passage_quality
+from tsdtp.llm.prompts import few_shot_prompts, label_token_ids, passages
+from tsdtp.measure.ttft import Engine, hf_generate_engine, llama_cpp_engine, prefill_engine, time_engines
+from tsdtp.runs.tables import upsert_csv
+
+QUALITY_TABLE, SPEED_TABLE = "llm_prefill_quality.csv", "llm_prefill_speed.csv"
+HF_ENGINE = "hf-generate"
+
+
+@dataclass(frozen=True)
+class PrefillReportSettings:
+    """How much to measure: prompt lengths, examples per length, repeats, threads and where tables go."""
+
+    lengths: tuple[int, ...] = (512, 1024, 2048)
+    few_shot: int = 50
+    passages: int = 5
+    steps: int = 32
+    speed_repeats: int = 3
+    threads: int = 2
+    gguf: Path | None = None
+    tables_dir: Path = Path("reports/data")
+
+
+@dataclass(frozen=True)
+class PrefillWorkload:
+    """The model, its tokenizer and label, the settings to compare (the first is the reference, usually
+    dense), the protected token ids and the optional task scorers."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    label: str
+    settings: Mapping[str, PrefillPruning]
+    scorers: nn.ModuleDict | None = None
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """The tokenizer's special tokens (the chat template's): never pruned."""
+        return frozenset(self.tokenizer.all_special_ids)
+
+
+def quality_rows(work: PrefillWorkload, settings: PrefillReportSettings, data_dir: Path) -> list[dict[str, Any]]:
+    """Few-shot and passage quality of every setting at every length (a line on standard error per length)."""
+    rows, started = [], time.perf_counter()
+    for length in settings.lengths:
+        print(f"quality: {length} tokens, {settings.few_shot} few-shot prompts and {settings.passages} passages "
+              f"({time.perf_counter() - started:.0f} s so far)", file=sys.stderr)
+        if settings.few_shot:
+            prompts = few_shot_prompts(work.tokenizer, data_dir, length, settings.few_shot)
+            found = few_shot_quality(work.model, prompts, work.settings, work.special_ids,
+                                     label_token_ids(work.tokenizer), work.scorers)
+            rows += [{"kind": "few-shot sst2", "length": length, "setting": name, **values}
+                     for name, values in found.items()]
+        if settings.passages:
+            texts = passages(work.tokenizer, data_dir, length, settings.steps, settings.passages)
+            found = passage_quality(work.model, texts, work.settings, work.special_ids, settings.steps, work.scorers)
+            rows += [{"kind": "passages newstest2016", "length": length, "setting": name, **values}
+                     for name, values in found.items()]
+    return [{"model": work.label, **row} for row in rows]
+
+
+def _engines(work: PrefillWorkload, settings: PrefillReportSettings, context: int) -> dict[str, Engine]:
+    engines = {HF_ENGINE: hf_generate_engine(work.model)}
+    for name, pruning in work.settings.items():
+        engines[name] = prefill_engine(work.model, pruning, work.special_ids, work.scorers)
+    llama = llama_cpp_engine(settings.gguf, settings.threads, context) if settings.gguf else None
+    if llama is not None:
+        engines["llama.cpp"] = llama
+    return engines
+
+
+def speed_rows(work: PrefillWorkload, settings: PrefillReportSettings, data_dir: Path) -> list[dict[str, Any]]:
+    """TTFT and decode rate of every engine at every length, on the first passage of that length."""
+    torch.set_num_threads(settings.threads)
+    engines = _engines(work, settings, max(settings.lengths) + settings.steps + 8)
+    shape, rows = DecoderShape.of(work.model.config), []
+    for length in settings.lengths:
+        ids = passages(work.tokenizer, data_dir, length, settings.steps, 1)[0].input_ids
+        timings = time_engines(engines, ids, settings.steps + 1, settings.speed_repeats)
+        reference = timings[HF_ENGINE].summary()["ttft_s"]
+        for name, times in timings.items():
+            pruning = work.settings.get(name)
+            implied = float("nan")
+            if pruning is not None:
+                result = prefill(work.model, ids, pruning, work.special_ids, work.scorers)
+                implied = prefill_flops(shape, result.keep_counts(), result.ranked_layers, pruning).implied_speedup
+            summary = times.summary()
+            speedup = reference / summary["ttft_s"]
+            rows.append({"model": work.label, "length": length, "engine": name, **summary,
+                         "ttft_speedup_vs_hf": speedup, "flops_implied_speedup": implied,
+                         "realization": speedup / implied, "threads": settings.threads,
+                         "new_tokens": settings.steps + 1})
+    return rows
+
+
+def record_prefill_report(work: PrefillWorkload, settings: PrefillReportSettings,
+                          data_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Measure quality (when examples are asked for) and speed (when repeats are), upsert both tables."""
+    quality = quality_rows(work, settings, data_dir) if settings.few_shot or settings.passages else []
+    speed = speed_rows(work, settings, data_dir) if settings.speed_repeats else []
+    if quality:
+        upsert_csv(settings.tables_dir / QUALITY_TABLE, quality, ["model", "kind", "length", "setting"])
+    if speed:
+        upsert_csv(settings.tables_dir / SPEED_TABLE, speed, ["model", "length", "engine"])
+    return quality, speed
