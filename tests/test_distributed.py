@@ -9,6 +9,7 @@ the updates themselves.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -19,11 +20,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import SST2_ROWS
 from transformers import BertConfig, BertModel
 
 import tsdtp.classification.train as train_module
 from tsdtp.classification.checkpoint import load_checkpoint
 from tsdtp.classification.config import TrainConfig
+from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.train import build_model, prepare_data, train
 from tsdtp.cli import main
@@ -32,7 +35,7 @@ from tsdtp.errors import ConfigError
 from tsdtp.hub import load_tokenizer, resolve_model
 from tsdtp.pipeline.plan import make_plan
 from tsdtp.runs.cache import ensure_trained, run_finished
-from tsdtp.runs.data_parallel import split_batch
+from tsdtp.runs.data_parallel import DataParallelStep, split_batch
 from tsdtp.runs.launch import LAUNCHER_VARIABLE, launcher_environment, launcher_words
 from tsdtp.runs.training_loop import seed_everything
 
@@ -221,3 +224,32 @@ def test_commands_that_run_in_one_process_refuse_a_launch(monkeypatch, capsys, t
     assert main(["eval", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == ("tsdtp eval: error: runs in one process; of the launched processes, only "
                                        "train, mt-train, train-config share the work (start it without torchrun)\n")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_accumulation_steps_give_the_gradient_of_the_whole_batch(base_model, tokenizer, method):
+    model = copy.deepcopy(base_model)
+    model.pruning = METHODS[method]
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.train()
+    texts = [(text,) for text, _ in SST2_ROWS]
+    ids, types = encode_texts(tokenizer, texts, 128)
+    split = EncodedSplit(ids, types, [label for _, label in SST2_ROWS], texts)
+
+    def gradient(grad_accum: int) -> tuple[torch.Tensor, float, dict[str, float]]:
+        def step_loss(forward, indices):
+            batch = collate(split, indices, tokenizer.pad_token_id)
+            return model.loss(forward(batch), batch["labels"])
+
+        model.zero_grad(set_to_none=True)
+        loss, parts = DataParallelStep(model, step_loss, len, grad_accum).backward(list(range(7)))
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), loss, parts
+
+    whole, loss, parts = gradient(1)
+    for grad_accum in (3, 9):
+        accumulated, accumulated_loss, accumulated_parts = gradient(grad_accum)
+        assert (accumulated - whole).norm() < 1e-4 * whole.norm()
+        assert accumulated_loss == pytest.approx(loss, rel=1e-6)
+        assert accumulated_parts == pytest.approx(parts, rel=1e-5)

@@ -32,7 +32,7 @@ from transformers.utils import logging as transformers_logging
 from tsdtp.errors import ConfigError, TsdtpError, first_line
 
 DEFAULT_TIMEOUT_S = 600.0
-"""Seconds a collective waits for the other ranks before the job stops (`tsdtp --dist-timeout`)."""
+"""Seconds a collective waits for the other ranks before the job stops (`tsdtp train --dist-timeout`)."""
 
 REPORT_WAIT_S = 10.0
 """Seconds a rank that lost its peers waits for them to report what happened, before naming the silent ones."""
@@ -148,7 +148,8 @@ def _named_failure(group: _Group, exc: BaseException) -> BaseException:
     `DistributedError` naming the rank that failed, or the ranks that went silent."""
     me, world_size = group.ranks.rank, group.ranks.world_size
     if not _lost_contact(exc):
-        _store_set(group, "report", json.dumps({"failed": f"{type(exc).__name__}: {first_line(exc)}"}))
+        described = f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
+        _store_set(group, "report", json.dumps({"failed": described}))
         return exc
     _store_set(group, "report", json.dumps({"lost": first_line(exc)}))
     reports = _wait_for_reports(group)
@@ -160,9 +161,10 @@ def _named_failure(group: _Group, exc: BaseException) -> BaseException:
     silent = [rank for rank in range(world_size) if rank != me and rank not in reports]
     if silent:
         named = ", ".join(f"rank {rank} (last at {_where(group, rank)})" for rank in silent)
-        return DistributedError(f"{named} of {world_size} stopped responding: rank {me} lost it at {group.where} "
-                                f"({first_line(exc)}); a rank that hangs, is killed or runs far slower than the "
-                                "others stops the job after the process group timeout (tsdtp --dist-timeout)")
+        return DistributedError(f"{named} of {world_size} stopped responding: rank {me} lost "
+                                f"{'it' if len(silent) == 1 else 'them'} at {group.where} ({first_line(exc)}); a rank "
+                                "that hangs, is killed or runs far slower than the others stops the job after the "
+                                "process group timeout (--dist-timeout)")
     return DistributedError(f"rank {me} of {world_size} lost the other ranks at {group.where}: {first_line(exc)}")
 
 
@@ -188,6 +190,7 @@ def _wait_for_reports(group: _Group) -> dict[int, dict[str, str]]:
 
 
 def _where(group: _Group, rank: int) -> str:
+    """Where rank `rank` last said it was (`mark`)."""
     return _store_get(group, "at", rank) or "start-up"
 
 
