@@ -79,12 +79,14 @@ class PrunedModel(nn.Module):
     def engine_mode(self) -> EngineMode:
         """The engine mode of the next forward.
 
-        Training with a differentiable pruning method: soft masks, or straight-through with
-        `straight_through` set (the training forward then keeps exactly the tokens inference keeps).
-        Training without one (dense fine-tuning, or top-k's hard rule): the padded batch, pruned as
-        at inference. Inference: packed, or padded when `packed_inference` is off.
+        Training with a pruning method: soft masks, or straight-through with `straight_through`
+        set (the training forward then keeps exactly the tokens inference keeps); a trained method
+        without a differentiable form (top-k) trains on the padded batch, pruned as at inference.
+        Training without one (dense fine-tuning): the padded batch. Inference: packed, or padded
+        when `packed_inference` is off.
         """
-        if self.training and self.pruning.prunes and self.pruning.spec.differentiable:
+        spec = self.pruning.spec
+        if self.training and self.pruning.prunes and (spec.differentiable or not spec.trained):
             return EngineMode.STRAIGHT_THROUGH if self.straight_through else EngineMode.SOFT
         if self.training or not self.packed_inference:
             return EngineMode.PADDED
