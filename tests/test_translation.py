@@ -312,7 +312,7 @@ def test_a_finished_run_keeps_no_state_and_the_advice_for_corrupt_scorers_works(
     run_dir, config = tmp_path / "run", tiny_config(epochs=1.0)
     metrics = train_translation(config, run_dir, str(wmt_dir), progress=False)
     assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "data.json", "metrics.json", "model",
-                                                               "scorers.pt", "tokenizer"]
+                                                               "scorers.pt", "tokenizer", "train_log.jsonl"]
     assert run_finished(run_dir)
     with monkeypatch.context() as patch:
         refuse_training(patch)
