@@ -130,7 +130,7 @@ def test_the_corrected_command_trains_and_a_finished_run_keeps_no_state(tmp_path
     assert main(train_args(run_dir, glue_dir, "--method", "ts-dtp")) == 0
     final = json.loads(capsys.readouterr().out)
     assert sorted(path.name for path in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "data.json",
-                                                               "metrics.json"]
+                                                               "metrics.json", "train_log.jsonl"]
     assert run_finished(run_dir)
     no_training(monkeypatch)
     assert main(train_args(run_dir, glue_dir, "--method", "ts-dtp")) == 0
