@@ -6,7 +6,7 @@ second stage): the forward pass is exactly inference's, each layer keeps the tok
 rule keeps and masks the others out of attention (masking equals removal), while gradients
 flow through the soft mask of the kept tokens, so the model learns to work with the tokens
 inference will really give it. With `removal = "fuse"` the pruned amount of every token goes into one
-extra slot after the last token (`tsdtp.core.fusion.FusionSlot`); the outputs then have N + 1 columns.
+extra slot after the last token (`tsdtp.core.fusion.with_fusion_slot`); the outputs then have N + 1 columns.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
-from tsdtp.core.fusion import FusionSlot
+from tsdtp.core.fusion import fuse_into_slot, with_fusion_slot
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
 from tsdtp.core.scoring import LayerRequest
 
@@ -74,7 +74,7 @@ class SoftMasks:
 
     def fuse(self, hidden: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
         """Merge the amounts `removed` [B, N] into the fusion slot (the last column); returns the hidden states."""
-        hidden, self.importance, filled = FusionSlot.fuse(hidden, self.importance, self.valid[:, -1], removed)
+        hidden, self.importance, filled = fuse_into_slot(hidden, self.importance, self.valid[:, -1], removed)
         self.valid = torch.cat([self.valid[:, :-1], filled[:, None]], dim=1)
         self.alive = torch.cat([self.alive[:, :-1], filled[:, None]], dim=1)
         return hidden
@@ -114,7 +114,7 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
     special = special & valid
     fusing = config.fuses and bool(plan.prune_layers)
     if fusing:
-        embeddings, valid, special = FusionSlot.extend(embeddings, valid, special)
+        embeddings, valid, special = with_fusion_slot(embeddings, valid, special)
     masks = (StraightThroughMasks if straight_through else SoftMasks).start(valid)
     features = embeddings if config.task_features == "embeddings" else None
     positions = start_positions(valid)

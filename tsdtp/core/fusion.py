@@ -4,7 +4,8 @@ The fused token's hidden state is the importance-weighted mean of the tokens mer
 importance is their summed importance (its weight when later steps merge more tokens into it). It is
 never a pruning candidate, so after every pruning step an example keeps the tokens the rule keeps
 plus this one. Inference (`fuse_pruned`) turns the slot of the first token pruned into the fused token;
-training (`FusionSlot`) adds one slot after the last token, so masking still equals removal.
+training (`with_fusion_slot`, `fuse_into_slot`) adds one slot after the last token, so masking still
+equals removal.
 """
 
 from __future__ import annotations
@@ -51,35 +52,32 @@ def fuse_pruned(hidden: torch.Tensor, importance: torch.Tensor, valid: torch.Ten
     return hidden, importance, keep | slot, slot
 
 
-class FusionSlot:
-    """The training form: one extra slot after the last token, invalid until a pruning step fills it.
+def with_fusion_slot(embeddings: torch.Tensor, valid: torch.Tensor, special: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training's form: the inputs with one empty slot appended (embeddings [B, N+1, d], valid [B, N+1] with
+    the slot invalid until a pruning step fills it, special [B, N+1] with the slot special: never pruned)."""
+    batch = valid.shape[0]
+    slot = torch.zeros(batch, 1, embeddings.shape[-1], dtype=embeddings.dtype, device=embeddings.device)
+    column = torch.ones(batch, 1, dtype=torch.bool, device=valid.device)
+    return (torch.cat([embeddings, slot], dim=1), torch.cat([valid, ~column], dim=1),
+            torch.cat([special, column], dim=1))
 
-    Training removes nothing, so a step's pruned amount of token i is how much its keep mask fell
-    (`before - after`: the soft mask's drop, or 1 for a token the straight-through rule prunes); the
-    fused token is the mean weighted by that amount times importance, with its own summed weight.
+
+def fuse_into_slot(hidden: torch.Tensor, importance: torch.Tensor, present: torch.Tensor, removed: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training's fusion step: merge the amount `removed` [B, N+1] of each token, and the slot's own token where
+    `present` [B], into the last slot; returns hidden, importance and which rows now have a fused token [B].
+
+    Training removes nothing, so a token's pruned amount is how much its keep mask fell at this step (the
+    soft mask's drop, or 1 for a token the straight-through rule prunes); its weight is that amount times
+    its importance.
     """
-
-    @staticmethod
-    def extend(embeddings: torch.Tensor, valid: torch.Tensor, special: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The inputs with the empty slot appended: embeddings [B, N+1, d], valid [B, N+1], special [B, N+1]."""
-        batch = valid.shape[0]
-        slot = torch.zeros(batch, 1, embeddings.shape[-1], dtype=embeddings.dtype, device=embeddings.device)
-        column = torch.ones(batch, 1, dtype=torch.bool, device=valid.device)
-        return torch.cat([embeddings, slot], dim=1), torch.cat([valid, ~column], dim=1), torch.cat([special, column],
-                                                                                                  dim=1)
-
-    @staticmethod
-    def fuse(hidden: torch.Tensor, importance: torch.Tensor, present: torch.Tensor, removed: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Merge the amount `removed` [B, N+1] of each token, and the slot's own token where `present` [B], into
-        the last slot; returns hidden, importance and which rows now have a fused token [B]."""
-        amount = torch.cat([removed[:, :-1], present[:, None].to(removed.dtype)], dim=1)
-        merged = amount > 0
-        weight = merge_weights(importance, merged) * amount
-        filled = merged.any(dim=-1)
-        mean = (weight[..., None] * hidden).sum(dim=1) / weight.sum(dim=-1).clamp_min(1e-12)[:, None]
-        last = torch.where(filled[:, None], mean.to(hidden.dtype), hidden[:, -1])
-        mass = torch.where(filled, (amount * importance).sum(dim=-1), importance[:, -1])
-        return (torch.cat([hidden[:, :-1], last[:, None]], dim=1),
-                torch.cat([importance[:, :-1], mass[:, None]], dim=1), filled)
+    amount = torch.cat([removed[:, :-1], present[:, None].to(removed.dtype)], dim=1)
+    merged = amount > 0
+    weight = merge_weights(importance, merged) * amount
+    filled = merged.any(dim=-1)
+    mean = (weight[..., None] * hidden).sum(dim=1) / weight.sum(dim=-1).clamp_min(1e-12)[:, None]
+    last = torch.where(filled[:, None], mean.to(hidden.dtype), hidden[:, -1])
+    mass = torch.where(filled, (amount * importance).sum(dim=-1), importance[:, -1])
+    return (torch.cat([hidden[:, :-1], last[:, None]], dim=1),
+            torch.cat([importance[:, :-1], mass[:, None]], dim=1), filled)
