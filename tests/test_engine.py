@@ -260,3 +260,13 @@ def test_the_batch_one_fast_path_equals_the_general_path(model, batch, config):
                 assert torch.equal(fast.engine.keep_trace[0], together.engine.keep_trace[row, :, :length])
                 assert torch.allclose(fast.logits[0], together.logits[row], atol=1e-4)
     assert (together.engine.tokens_per_layer[:, -1] < together.engine.tokens_per_layer[:, 0]).any()
+
+
+def test_a_row_without_special_tokens_still_keeps_its_best_token(model, batch):
+    model.pruning = PruningConfig(method="ts-dtp", k=-3.0)
+    for rows in (batch, {name: value[:1] for name, value in batch.items()}):
+        valid = rows["attention_mask"].bool()
+        with torch.no_grad():
+            output = run_layers(model.adapter, model.scorers, model.pruning, model.adapter.embed(rows), valid,
+                                torch.zeros_like(valid), mode=EngineMode.PACKED)
+        assert (output.tokens_per_layer >= 1).all() and (output.tokens_per_layer[:, -1] == 1).any()

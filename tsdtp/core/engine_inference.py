@@ -40,6 +40,7 @@ class LiveTokens:
     valid, special, positions, importance: [B, n] (live slot, never pruned, original position,
         cumulative importance).
     features: the embeddings, in the layout of `hidden`, when the task scorer reads them.
+    anchored: every row has a live special token, so no keep decision can empty a row.
     fused: [B, n], each row's fused token (`removal = "fuse"`, `tsdtp.core.fusion`); None when dropping.
     """
 
@@ -50,6 +51,7 @@ class LiveTokens:
     importance: torch.Tensor
     features: torch.Tensor | None
     layout: TokenLayout | None
+    anchored: bool
     fused: torch.Tensor | None = None
 
     @classmethod
@@ -61,8 +63,10 @@ class LiveTokens:
             hidden = layout.pack(embeddings) if layout is not None else embeddings
         features = hidden if config.task_features == "embeddings" else None
         importance = torch.zeros(valid.shape, device=valid.device)
+        special = special & valid
         fused = torch.zeros_like(valid) if config.fuses else None
-        return cls(hidden, valid, special & valid, start_positions(valid), importance, features, layout, fused)
+        return cls(hidden, valid, special, start_positions(valid), importance, features, layout,
+                   bool(special.any(dim=-1).all()), fused)
 
     def fuse(self, keep: torch.Tensor) -> torch.Tensor:
         """Turn what `keep` [B, n] prunes into each row's fused token (`fuse_pruned`); the keep mask with it."""
@@ -83,6 +87,14 @@ class LiveTokens:
             return LayerRequest(None, scored, None, cls_only)
         key_bias = torch.where(self.valid, 0.0, torch.finfo(self.hidden.dtype).min)
         return LayerRequest(key_bias, scored, self.valid.float() if scored else None, cls_only)
+
+    def prune(self, config: PruningConfig, schedule: torch.Tensor | None, step: int,
+              generator: torch.Generator | None) -> None:
+        """Pruning step `step`, in one go: decide which candidates stay (`_hard_keep`) and remove the others."""
+        candidates = self.valid & ~self.special
+        keep = _hard_keep(config, self.importance, candidates, self.valid, schedule, step, generator,
+                          rescue=not self.anchored)
+        self.remove(self.fuse(keep) if self.fused is not None else keep)
 
     def remove(self, keep: torch.Tensor) -> None:
         """Keep only the tokens `keep` [B, n], each row's survivors moved to the front."""
@@ -105,10 +117,12 @@ class LiveTokens:
 
     def _remove_from_one_row(self, kept: torch.Tensor) -> None:
         """Batch size 1: select the survivors `kept` [n] in order; the row stays full, so nothing is re-padded."""
-        self.hidden = self.hidden[kept]
-        self.features = self.features[kept] if self.features is not None else None
-        self.valid, self.special, self.positions, self.importance = (
-            x[:, kept] for x in (self.valid, self.special, self.positions, self.importance))
+        index = kept.nonzero().squeeze(1)
+        self.hidden = self.hidden.index_select(0, index)
+        self.features = self.features.index_select(0, index) if self.features is not None else None
+        self.special, self.positions, self.importance = (
+            x.index_select(1, index) for x in (self.special, self.positions, self.importance))
+        self.valid = self.valid[:, :index.shape[0]]
         self.layout = TokenLayout(self.valid)
 
     def padded_hidden(self) -> torch.Tensor:
@@ -148,9 +162,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
                 live.features if live.features is not None else layer_input, request.key_bias, live.layout)
         if index in plan.prune_layers:
             with region(KEEP, index):
-                keep = _hard_keep(config, live.importance, live.valid & ~live.special, live.valid, schedule,
-                                  plan.prune_layers.index(index), generator)
-                live.remove(live.fuse(keep) if live.fused is not None else keep)
+                live.prune(config, schedule, plan.prune_layers.index(index), generator)
     importance = mean_importance(live.importance, (live.valid & ~live.special).float()) if plan.scored else None
     if cls_only_last_layer:
         return EngineOutput(live.hidden[:, None], live.valid[:, :1], live.positions[:, :1],
@@ -172,12 +184,13 @@ def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidate
 
 
 def _hard_keep(config: PruningConfig, importance: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor,
-               schedule: torch.Tensor | None, step: int, generator: torch.Generator | None) -> torch.Tensor:
+               schedule: torch.Tensor | None, step: int, generator: torch.Generator | None, rescue: bool
+               ) -> torch.Tensor:
     """The tokens to keep after pruning step `step`: the dynamic threshold, or the scheduled count."""
     if not config.spec.scheduled:
-        return hard_keep_dynamic(importance, candidates, valid, config.k)
+        return hard_keep_dynamic(importance, candidates, valid, config.k, rescue)
     assert schedule is not None
     scores = importance
     if config.spec.random_scores:
         scores = torch.rand(importance.shape, generator=generator, device=importance.device)
-    return hard_keep_count(scores, candidates, valid, schedule[step])
+    return hard_keep_count(scores, candidates, valid, schedule[step], rescue)

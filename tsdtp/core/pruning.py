@@ -24,10 +24,15 @@ def dynamic_threshold(scores: torch.Tensor, weight: torch.Tensor, k: float) -> t
     return mean - k * std, std
 
 
-def hard_keep_dynamic(scores: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor, k: float) -> torch.Tensor:
-    """Tokens to keep under the dynamic rule: everything live except candidates below tau."""
-    tau, _ = dynamic_threshold(scores, candidates.float(), k)
-    return ensure_one_kept(valid & ~(candidates & (scores < tau)), scores, valid)
+def hard_keep_dynamic(scores: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor, k: float,
+                      rescue: bool = True) -> torch.Tensor:
+    """Tokens to keep under the dynamic rule: everything live except candidates below tau.
+
+    `rescue=False` skips `ensure_one_kept`, for callers whose every row has a live non-candidate.
+    """
+    tau, _ = dynamic_threshold(scores, candidates.to(scores.dtype), k)
+    keep = valid & ~(candidates & (scores < tau))
+    return ensure_one_kept(keep, scores, valid) if rescue else keep
 
 
 def soft_log_keep(scores: torch.Tensor, weight: torch.Tensor, k: float, temperature: float) -> torch.Tensor:
@@ -41,14 +46,14 @@ def soft_log_keep(scores: torch.Tensor, weight: torch.Tensor, k: float, temperat
 
 
 def hard_keep_count(scores: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor,
-                    n_keep: torch.Tensor) -> torch.Tensor:
-    """Keep the `n_keep[b]` highest-scoring candidates of each row, plus every non-candidate."""
+                    n_keep: torch.Tensor, rescue: bool = True) -> torch.Tensor:
+    """Keep the `n_keep[b]` highest-scoring candidates of each row, plus every non-candidate (`rescue`: as above)."""
     ranked = scores.masked_fill(~candidates, float("-inf"))
     order = ranked.argsort(dim=-1, descending=True)
     ranks = torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous()
     rank = torch.empty_like(order).scatter_(1, order, ranks)
     keep = valid & (~candidates | (rank < n_keep[:, None]))
-    return ensure_one_kept(keep, scores, valid)
+    return ensure_one_kept(keep, scores, valid) if rescue else keep
 
 
 def ensure_one_kept(keep: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
