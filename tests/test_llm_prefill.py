@@ -17,6 +17,7 @@ from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausa
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
+from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
@@ -24,6 +25,7 @@ from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
 from tsdtp.llm.prefill_train import scorer_targets, train_scorers
 from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
+from tsdtp.measure.ttft import llama_cpp_engine, llama_cpp_problem
 
 SPECIAL = 1
 PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
@@ -297,3 +299,15 @@ def test_the_prefill_command_names_an_unknown_model_and_missing_data(tiny_llm, c
     monkeypatch.delenv("TSDTP_DATA_DIR")
     assert main(["prefill", "--model", str(tiny_llm[0])]) == 2
     assert "give --data-dir or set TSDTP_DATA_DIR" in capsys.readouterr().err
+
+
+def test_llama_cpp_is_timed_only_when_its_decode_works(tmp_path):
+    assert llama_cpp_problem(tmp_path / "missing.gguf") in (f"there is no GGUF file {tmp_path / 'missing.gguf'}",
+                                                            "the llama_cpp package (llama-cpp-python) is not installed")
+    gguf = packaged_gguf(DEFAULT_LLM)
+    if gguf is None or llama_cpp_problem(gguf) is not None:
+        pytest.skip(f"llama.cpp cannot run the packaged GGUF here: {gguf and llama_cpp_problem(gguf)}")
+    engine = llama_cpp_engine(gguf, threads=1, context=64)
+    stamps = [engine(torch.tensor([1, 9690, 198, 2683, 359, 253]), 3) for _ in range(2)]
+    assert [len(times) for times in stamps] == [4, 4]  # the start, then one stamp per token, every call
+    assert all(later[0] > earlier[0] for times in stamps for earlier, later in zip(times, times[1:]))

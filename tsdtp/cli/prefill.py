@@ -54,6 +54,7 @@ def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--passages", type=int, default=5, help="newstest2016 passages per length (0: skip)")
     parser.add_argument("--steps", type=int, default=32, help="greedy tokens compared after each passage")
     parser.add_argument("--speed-repeats", type=int, default=3, help="timed repeats per length (0: skip)")
+    parser.add_argument("--new-tokens", type=int, default=8, help="tokens generated per timed call")
     parser.add_argument("--threads", dest="prefill_threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--gguf", type=Path, default=None,
                         help="also time llama.cpp on this GGUF file (default: the model's packaged GGUF, if any)")
@@ -100,7 +101,7 @@ def run_prefill_command(args: argparse.Namespace) -> int:
     settings = _settings(args, model.config.num_hidden_layers, trained)
     work = PrefillWorkload(model, tokenizer, short_model_name(args.model), settings, scorers)
     report = PrefillReportSettings(args.lengths, args.few_shot, args.passages, args.steps, args.speed_repeats,
-                                   args.prefill_threads, _gguf(args), args.tables_dir)
+                                   args.prefill_threads, _gguf(args), args.tables_dir, args.new_tokens)
     quality, speed = record_prefill_report(work, report, data_dir)
     for row in quality + speed:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()})
