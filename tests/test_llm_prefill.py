@@ -17,17 +17,22 @@ from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausa
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
+from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
+from tsdtp.llm.prefill_rank import pool_scores
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
 from tsdtp.llm.prefill_train import scorer_targets, train_scorers
 from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
+from tsdtp.measure.ttft import llama_cpp_engine, llama_cpp_problem
 
 SPECIAL = 1
 PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
-PRUNED_TITLE = progressive_schedule(4, 0.5).title()
+RANKING = {"last_queries": 16, "keep_last": 16, "pool": 7}  # the CLI's defaults
+PRUNED_TITLE = progressive_schedule(4, 0.5, **RANKING).title()
+EXPLICIT_TITLE = PrefillPruning(prune_layers=(1, 2), keep_ratios=(0.6, 0.3), **RANKING).title()
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,16 @@ def test_the_last_token_and_special_tokens_survive_every_layer(model, prompt):
     assert result.cache.positions[-1].tolist() == [0, 7, 19, 39]  # 1 % of 40 rounds up to 1; the protected stay
 
 
+def test_the_observation_window_survives_and_pooling_keeps_neighbours(model, prompt):
+    windowed = PRUNING.replace(keep_last=12, pool=5)
+    result = prefill(model, prompt, windowed, {SPECIAL})
+    assert set(range(28, 40)) <= set(result.cache.positions[-1].tolist())
+    assert result.keep_counts() == [40, 20, 20, 15]  # 25 % is 10 tokens; the window (12) and 3 specials stay
+    scores = torch.tensor([0.0, 0.1, 5.0, 0.2, 0.0, 0.0, 0.3])
+    assert pool_scores(scores, 3).tolist() == pytest.approx([0.1, 5.0, 5.0, 5.0, 0.2, 0.3, 0.3])
+    assert torch.equal(pool_scores(scores, 1), scores)
+
+
 def test_a_kept_token_does_not_depend_on_later_tokens(model, prompt):
     """With survivors fixed by protection, changing tokens after position 20 leaves the cache before it alone."""
     forced = PrefillPruning(prune_layers=(0,), keep_ratios=(0.01,))
@@ -170,6 +185,7 @@ def test_bad_inputs_are_clear_errors(model, prompt):
     ({"prune_layers": (1, 2), "keep_ratios": (0.4, 0.5)}, "never rise"),
     ({"prune_layers": (1,), "keep_ratios": (0.0,)}, "keep_ratios must hold values in"),
     ({"last_queries": 0}, "last_queries must be"),
+    ({"pool": 4}, "pool must be odd"),
 ])
 def test_bad_schedules_are_refused(fields, message):
     with pytest.raises(ConfigError, match=message):
@@ -246,6 +262,7 @@ def test_the_prefill_command_writes_quality_and_speed_tables(tiny_llm, tmp_path,
     model, data = tiny_llm
     status = main(["prefill", "--model", str(model), "--lengths", "80", "--few-shot", "2",
                    "--passages", "1", "--steps", "4", "--speed-repeats", "1", "--final-keep", "0.5",
+                   "--schedule", "1:0.6,2:0.3",
                    "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
     assert status == 0, capsys.readouterr().err
     quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
@@ -253,8 +270,9 @@ def test_the_prefill_command_writes_quality_and_speed_tables(tiny_llm, tmp_path,
     assert sorted(set(quality["kind"])) == ["few-shot sst2", "passages newstest2016"]
     dense = quality[quality["setting"] == "dense"]
     assert (dense["flops_ratio"] == 1.0).all() and (dense.filter(like="agreement").stack().dropna() == 1.0).all()
-    assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE} and (speed["repeats"] == 1).all()
-    assert (quality[quality["setting"] == PRUNED_TITLE]["flops_ratio"] < 1.0).all()
+    assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE, EXPLICIT_TITLE}
+    assert (speed["repeats"] == 1).all()
+    assert (quality[quality["setting"].isin([PRUNED_TITLE, EXPLICIT_TITLE])]["flops_ratio"] < 1.0).all()
 
 
 def test_scorers_learn_the_later_layers_attention_and_survive_a_round_trip(model, prompt, tmp_path):
@@ -289,6 +307,8 @@ def test_trained_scorers_join_the_prefill_command_beside_their_schedule_without_
     assert settings == ["dense", PRUNED_TITLE, f"{PRUNED_TITLE} g0.7"]
     assert main(["prefill", *args, "--scorers", str(tmp_path / "none.pt")]) == 2
     assert "no prefill scorers" in capsys.readouterr().err
+    assert main(["prefill", *args, "--schedule", "6-0.5"]) == 2
+    assert "expected LAYER:RATIO" in capsys.readouterr().err
 
 
 def test_the_prefill_command_names_an_unknown_model_and_missing_data(tiny_llm, capsys, monkeypatch):
@@ -297,3 +317,15 @@ def test_the_prefill_command_names_an_unknown_model_and_missing_data(tiny_llm, c
     monkeypatch.delenv("TSDTP_DATA_DIR")
     assert main(["prefill", "--model", str(tiny_llm[0])]) == 2
     assert "give --data-dir or set TSDTP_DATA_DIR" in capsys.readouterr().err
+
+
+def test_llama_cpp_is_timed_only_when_its_decode_works(tmp_path):
+    assert llama_cpp_problem(tmp_path / "missing.gguf") in (f"there is no GGUF file {tmp_path / 'missing.gguf'}",
+                                                            "the llama_cpp package (llama-cpp-python) is not installed")
+    gguf = packaged_gguf(DEFAULT_LLM)
+    if gguf is None or llama_cpp_problem(gguf) is not None:
+        pytest.skip(f"llama.cpp cannot run the packaged GGUF here: {gguf and llama_cpp_problem(gguf)}")
+    engine = llama_cpp_engine(gguf, threads=1, context=64)
+    stamps = [engine(torch.tensor([1, 9690, 198, 2683, 359, 253]), 3) for _ in range(2)]
+    assert [len(times) for times in stamps] == [4, 4]  # the start, then one stamp per token, every call
+    assert all(later[0] > earlier[0] for times in stamps for earlier, later in zip(times, times[1:]))

@@ -2,7 +2,7 @@
 
 Settings compared: dense, then one progressive LazyLLM schedule per `--final-keep` (`progressive_schedule`:
 `--steps-prune` pruning layers from 15% to 75% of the depth, the kept fraction falling geometrically to the
-final keep), or the one schedule `--prune-layers` with `--keep-ratios` spell out. `--scorers` adds TS-DTP's
+final keep), then each `--schedule` (layers and ratios spelled out). `--scorers` adds TS-DTP's
 trained task scorers at `--gamma` (the schedule is then the one they were trained for).
 `tsdtp prefill-train` trains those scorers briefly on few-shot SST-2 prompts built from training rows
 (`tsdtp.llm.prefill_train`).
@@ -26,6 +26,9 @@ from tsdtp.llm.prefill_train import scorer_targets, train_scorers
 from tsdtp.llm.prompts import few_shot_prompts
 from tsdtp.measure.prefill_report import PrefillReportSettings, PrefillWorkload, record_prefill_report
 
+DEFAULT_SCHEDULE = ((6, 14), (0.5, 0.25))
+"""The schedule measured best for SmolLM2-135M at about 2.3x fewer prefill FLOPs (notes/llm-prefill.md)."""
+
 
 def _numbers(kind: type) -> object:
     def parse(text: str) -> tuple:
@@ -36,17 +39,38 @@ def _numbers(kind: type) -> object:
     return parse
 
 
+def _schedule(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """`6:0.5,14:0.25` as (layers, ratios)."""
+    try:
+        steps = [step.split(":") for step in text.split(",") if step.strip()]
+        return tuple(int(layer) for layer, _ in steps), tuple(float(ratio) for _, ratio in steps)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAYER:RATIO,... such as 6:0.5,14:0.25, got {text!r}") from None
+
+
+def _ranking_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of how tokens are ranked, shared by both commands (defaults: the setting measured best)."""
+    parser.add_argument("--last-queries", type=int, default=16, help="last prompt tokens whose attention ranks")
+    parser.add_argument("--keep-last", type=int, default=16, help="last prompt tokens never pruned")
+    parser.add_argument("--pool", type=int, default=7, help="odd width of the max-pooling of scores (1: none)")
+
+
+def _ranking(args: argparse.Namespace) -> dict[str, int]:
+    return {"last_queries": args.last_queries, "keep_last": args.keep_last, "pool": args.pool}
+
+
 def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `tsdtp prefill` to the CLI's subparsers; the handler is `run_prefill_command`."""
     parser = subparsers.add_parser("prefill", help="quality and speed of pruned prefill on long prompts")
     parser.add_argument("--model", default=DEFAULT_LLM, help="a Llama-architecture causal LM (default %(default)s)")
     parser.add_argument("--lengths", type=_numbers(int), default=(512, 1024, 2048), help="prompt lengths in tokens")
-    parser.add_argument("--final-keep", type=_numbers(float), default=(0.25,),
-                        help="one progressive schedule per value: the prompt fraction left after the last pruning")
+    parser.add_argument("--final-keep", type=_numbers(float), default=(0.5,),
+                        help="one progressive schedule per value: the prompt fraction left after the last pruning "
+                             "('' for none; default %(default)s)")
     parser.add_argument("--steps-prune", type=int, default=4, help="pruning layers of a progressive schedule")
-    parser.add_argument("--prune-layers", type=_numbers(int), default=None, help="an explicit schedule's layers")
-    parser.add_argument("--keep-ratios", type=_numbers(float), default=None, help="an explicit schedule's ratios")
-    parser.add_argument("--last-queries", type=int, default=1, help="last prompt tokens whose attention ranks")
+    parser.add_argument("--schedule", type=_schedule, action="append", default=None,
+                        help="an explicit schedule LAYER:RATIO,... (repeatable; default 6:0.5,14:0.25)")
+    _ranking_flags(parser)
     parser.add_argument("--scorers", type=Path, default=None,
                         help="trained task scorers (prefill-train): compare their schedule at gamma 0 and --gamma")
     parser.add_argument("--gamma", type=float, default=0.5, help="scorer weight when --scorers is given")
@@ -54,6 +78,7 @@ def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--passages", type=int, default=5, help="newstest2016 passages per length (0: skip)")
     parser.add_argument("--steps", type=int, default=32, help="greedy tokens compared after each passage")
     parser.add_argument("--speed-repeats", type=int, default=3, help="timed repeats per length (0: skip)")
+    parser.add_argument("--new-tokens", type=int, default=8, help="tokens generated per timed call")
     parser.add_argument("--threads", dest="prefill_threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--gguf", type=Path, default=None,
                         help="also time llama.cpp on this GGUF file (default: the model's packaged GGUF, if any)")
@@ -65,15 +90,16 @@ def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def _settings(args: argparse.Namespace, num_layers: int, trained: PrefillPruning | None) -> dict[str, PrefillPruning]:
-    """Dense first, then the schedules asked for; with trained scorers, their schedule without and with them."""
+    """Dense first, then the progressive schedules and the explicit ones; with trained scorers, their schedule
+    without and with them."""
     if trained is not None:
         schedules = [trained.replace(gamma=0.0), trained.replace(gamma=args.gamma)]
-    elif args.prune_layers is not None or args.keep_ratios is not None:
-        schedules = [PrefillPruning(prune_layers=args.prune_layers or (), keep_ratios=args.keep_ratios or (),
-                                    last_queries=args.last_queries)]
     else:
-        schedules = [progressive_schedule(num_layers, keep, args.steps_prune, last_queries=args.last_queries)
+        explicit = args.schedule if args.schedule is not None else [DEFAULT_SCHEDULE]
+        schedules = [progressive_schedule(num_layers, keep, args.steps_prune, **_ranking(args))
                      for keep in args.final_keep]
+        schedules += [PrefillPruning(prune_layers=layers, keep_ratios=ratios, **_ranking(args))
+                      for layers, ratios in explicit]
     return {"dense": PrefillPruning()} | {schedule.title(): schedule for schedule in schedules}
 
 
@@ -100,7 +126,7 @@ def run_prefill_command(args: argparse.Namespace) -> int:
     settings = _settings(args, model.config.num_hidden_layers, trained)
     work = PrefillWorkload(model, tokenizer, short_model_name(args.model), settings, scorers)
     report = PrefillReportSettings(args.lengths, args.few_shot, args.passages, args.steps, args.speed_repeats,
-                                   args.prefill_threads, _gguf(args), args.tables_dir)
+                                   args.prefill_threads, _gguf(args), args.tables_dir, args.new_tokens)
     quality, speed = record_prefill_report(work, report, data_dir)
     for row in quality + speed:
         print({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()})
@@ -118,7 +144,7 @@ def add_prefill_train_command(subparsers: argparse._SubParsersAction) -> argpars
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--final-keep", type=float, default=0.25, help="the progressive schedule's final keep")
     parser.add_argument("--steps-prune", type=int, default=4, help="pruning layers of the schedule")
-    parser.add_argument("--last-queries", type=int, default=1, help="last prompt tokens whose attention ranks")
+    _ranking_flags(parser)
     parser.add_argument("--d-task", type=int, default=128, help="width of the scorers' projections")
     parser.add_argument("--threads", dest="prefill_threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--data-dir", default=None, help="the shared data folder (default: TSDTP_DATA_DIR)")
@@ -133,7 +159,7 @@ def run_prefill_train_command(args: argparse.Namespace) -> int:
     model, tokenizer = load_causal_lm(args.model, attn_implementation="sdpa")
     model.eval()
     pruning = progressive_schedule(model.config.num_hidden_layers, args.final_keep, args.steps_prune,
-                                   last_queries=args.last_queries, d_task=args.d_task)
+                                   d_task=args.d_task, **_ranking(args))
     started = time.perf_counter()
     prompts = few_shot_prompts(tokenizer, data_dir, args.length, args.prompts, queries_from="train")
     examples = [scorer_targets(model, prompt.input_ids, pruning) for prompt in prompts]

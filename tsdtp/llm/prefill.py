@@ -18,7 +18,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from tsdtp.errors import ConfigError
 from tsdtp.llm.prefill_cache import PrunedCache
 from tsdtp.llm.prefill_config import PrefillPruning
-from tsdtp.llm.prefill_rank import choose_survivors, last_query_attention, task_attention
+from tsdtp.llm.prefill_rank import choose_survivors, last_query_attention, pool_scores, task_attention
 
 
 @dataclass
@@ -64,10 +64,12 @@ def check_prompt(model: PreTrainedModel, input_ids: torch.Tensor, new_tokens: in
     return ids
 
 
-def protected_tokens(input_ids: torch.Tensor, special_ids: set[int] | frozenset[int] = frozenset()) -> torch.Tensor:
-    """Boolean [n]: the tokens no layer may prune, the last one and every token whose id is in `special_ids`."""
+def protected_tokens(input_ids: torch.Tensor, special_ids: set[int] | frozenset[int] = frozenset(),
+                     keep_last: int = 1) -> torch.Tensor:
+    """Boolean [n]: the tokens no layer may prune, the last `keep_last` (at least the last one) and every token
+    whose id is in `special_ids`."""
     protected = torch.isin(input_ids, torch.tensor(sorted(special_ids), dtype=input_ids.dtype))
-    protected[-1] = True
+    protected[-max(1, keep_last):] = True
     return protected
 
 
@@ -86,7 +88,7 @@ def prefill(model: PreTrainedModel, input_ids: torch.Tensor, pruning: PrefillPru
     if pruning.gamma > 0 and (scorers is None or any(str(layer) not in scorers for layer in pruning.prune_layers)):
         raise ConfigError(f"gamma = {pruning.gamma:g} needs a trained task scorer for every pruning layer "
                           f"{pruning.prune_layers}; pass scorers or set gamma = 0")
-    protected = protected_tokens(ids, special_ids)
+    protected = protected_tokens(ids, special_ids, pruning.keep_last)
     inner, length = model.model, len(ids)
     hidden = inner.embed_tokens(ids[None])
     alive = torch.arange(length)
@@ -105,7 +107,7 @@ def prefill(model: PreTrainedModel, input_ids: torch.Tensor, pruning: PrefillPru
                                       pruning.last_queries)
         if pruning.gamma > 0:
             scores = scores + pruning.gamma * task_attention(scorers[str(index)], hidden, pruning.last_queries)
-        kept = choose_survivors(scores, keep, protected[alive])
+        kept = choose_survivors(pool_scores(scores, pruning.pool), keep, protected[alive])
         ranked.append(index)
         hidden, alive, rotary = hidden[:, kept], alive[kept], (rotary[0][:, kept], rotary[1][:, kept])
     logits = model.lm_head(inner.norm(hidden[:, -1:]))[0, -1]

@@ -3,7 +3,8 @@
 The schedule is LazyLLM's progressive one: after each layer of `prune_layers` the prompt keeps the fraction
 `keep_ratios[i]` of its tokens (of the whole prompt, so the ratios never rise), ranked by the attention the last
 `last_queries` prompt tokens pay them. `gamma > 0` adds the task-specific scorer of TS-DTP (METHOD.md, step 3).
-The last prompt token and the protected (special) tokens always survive, on top of the ratio when they must.
+The last `keep_last` prompt tokens (the last one at least) and the protected (special) tokens always survive, on
+top of the ratio when they must.
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ class PrefillPruning(Settings):
     keep_ratios: tuple[float, ...] = setting((), help="fraction of the prompt alive after each pruning layer",
                                              low=0.0, high=1.0, low_open=True)
     last_queries: int = setting(1, help="prompt tokens at the end whose attention ranks the others", low=1)
+    keep_last: int = setting(1, help="prompt tokens at the end never pruned (the last one always)", low=1)
+    pool: int = setting(1, help="odd width of the max-pooling over neighbouring tokens' scores (1: none)", low=1)
     gamma: float = setting(0.0, help="weight of the task-specific scorer (0: training-free, LazyLLM)", low=0.0)
     d_task: int = setting(128, help="width of the task-specific scorer's projections", low=1)
 
     def check(self) -> None:
-        """Layers strictly increasing, one ratio per layer, ratios never rising."""
+        """Layers strictly increasing, one ratio per layer, ratios never rising, an odd pooling width."""
         if len(self.prune_layers) != len(self.keep_ratios):
             raise ConfigError(f"prune_layers and keep_ratios must have the same length (got {len(self.prune_layers)} "
                               f"layers and {len(self.keep_ratios)} ratios)")
         if any(b <= a for a, b in zip(self.prune_layers, self.prune_layers[1:])):
             raise ConfigError(f"prune_layers must be strictly increasing (got {self.prune_layers})")
+        if self.pool % 2 == 0:
+            raise ConfigError(f"pool must be odd, so that a token's window is centred on it (got {self.pool})")
         if any(b > a for a, b in zip(self.keep_ratios, self.keep_ratios[1:])):
             raise ConfigError("keep_ratios must never rise: a pruned token does not come back "
                               f"(got {self.keep_ratios})")
@@ -61,7 +66,9 @@ class PrefillPruning(Settings):
         if not self.prunes:
             return "dense"
         steps = ",".join(f"L{layer}:{ratio:.3g}" for layer, ratio in zip(self.prune_layers, self.keep_ratios))
-        return f"{steps} q{self.last_queries}" + (f" g{self.gamma:g}" if self.gamma else "")
+        window = f" w{self.keep_last}" if self.keep_last > 1 else ""
+        pool = f" p{self.pool}" if self.pool > 1 else ""
+        return f"{steps} q{self.last_queries}{window}{pool}" + (f" g{self.gamma:g}" if self.gamma else "")
 
 
 def progressive_schedule(num_layers: int, final_keep: float, steps: int = 4, first: float = 0.15,

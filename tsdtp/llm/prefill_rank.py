@@ -7,6 +7,7 @@ All functions see one prompt (batch 1) and the tokens alive at one layer, in pro
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb, repeat_kv
 
 from tsdtp.core.scoring import TaskScorer, attention_received
@@ -37,12 +38,23 @@ def last_query_attention(layer: LlamaDecoderLayer, layer_input: torch.Tensor, ke
 def task_attention(scorer: TaskScorer, hidden: torch.Tensor, count: int) -> torch.Tensor:
     """TS-DTP's task-specific attention received per alive token from the last `count` tokens, shape [n].
 
-    hidden: [1, n, hidden], the layer's output for the alive tokens (the scorer's features).
+    hidden: [1, n, hidden], the layer's output for the alive tokens. A Llama layer's output is the residual
+    stream, never normalised (its scale grows with depth), so the scorer's features are its RMS-normalised
+    copy: without it the scorer's softmax saturates and no gradient reaches it.
     """
     tokens = hidden.shape[1]
     query_weight = torch.zeros(1, tokens, dtype=hidden.dtype)
     query_weight[:, -min(count, tokens):] = 1.0
-    return scorer(hidden, torch.zeros(1, tokens, dtype=hidden.dtype), query_weight)[0]
+    features = nn.functional.rms_norm(hidden, (hidden.shape[-1],))
+    return scorer(features, torch.zeros(1, tokens, dtype=hidden.dtype), query_weight)[0]
+
+
+def pool_scores(scores: torch.Tensor, width: int) -> torch.Tensor:
+    """Each token's score raised to the best within `width` (odd) tokens around it (SnapKV's pooling): a token
+    next to an important one survives with it, so phrases stay whole. Width 1 returns `scores`."""
+    if width == 1:
+        return scores
+    return nn.functional.max_pool1d(scores[None, None], width, stride=1, padding=width // 2)[0, 0]
 
 
 def choose_survivors(scores: torch.Tensor, keep: int, protected: torch.Tensor) -> torch.Tensor:

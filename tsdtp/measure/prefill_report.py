@@ -2,9 +2,9 @@
 
 `llm_prefill_quality.csv`: one row per prompt length, setting and kind (`few-shot` SST-2 accuracy, `passages`
 greedy agreement and perplexity), with mean FLOPs and keep ratios. `llm_prefill_speed.csv`: one row per prompt
-length and engine (`tsdtp.measure.ttft`), with the TTFT speedup over transformers' `generate()`, the
-FLOPs-implied speedup of the same prompt and the realization (measured / implied). Rows are upserted by
-model, length, kind or engine, and setting.
+length and engine (`tsdtp.measure.ttft`), with the TTFT speedup over transformers' `generate()` (in wall
+and in CPU seconds), the FLOPs-implied speedup of the same prompt and the realization (wall speedup /
+implied). Rows are upserted by model, length, kind or engine, and setting.
 """
 
 from __future__ import annotations
@@ -25,11 +25,18 @@ from tsdtp.llm.prefill_config import PrefillPruning
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prefill_quality import few_shot_quality, passage_quality
 from tsdtp.llm.prompts import few_shot_prompts, label_token_ids, passages
-from tsdtp.measure.ttft import Engine, hf_generate_engine, llama_cpp_engine, prefill_engine, time_engines
+from tsdtp.measure.ttft import (
+    Engine,
+    hf_generate_engine,
+    llama_cpp_engine,
+    llama_cpp_problem,
+    prefill_engine,
+    time_engines,
+)
 from tsdtp.runs.tables import upsert_csv
 
 QUALITY_TABLE, SPEED_TABLE = "llm_prefill_quality.csv", "llm_prefill_speed.csv"
-HF_ENGINE = "hf-generate"
+HF_ENGINE, LLAMA_CPP_ENGINE = "hf-generate", "llama.cpp"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class PrefillReportSettings:
     threads: int = 2
     gguf: Path | None = None
     tables_dir: Path = Path("reports/data")
+    new_tokens: int = 8
+    """Tokens each engine generates per timed call (the first, then `new_tokens - 1` decode steps)."""
 
 
 @dataclass(frozen=True)
@@ -87,21 +96,24 @@ def _engines(work: PrefillWorkload, settings: PrefillReportSettings, context: in
     engines = {HF_ENGINE: hf_generate_engine(work.model)}
     for name, pruning in work.settings.items():
         engines[name] = prefill_engine(work.model, pruning, work.special_ids, work.scorers)
-    llama = llama_cpp_engine(settings.gguf, settings.threads, context) if settings.gguf else None
-    if llama is not None:
-        engines["llama.cpp"] = llama
+    problem = llama_cpp_problem(settings.gguf) if settings.gguf else "no GGUF file was given"
+    if problem is None:
+        engines[LLAMA_CPP_ENGINE] = llama_cpp_engine(settings.gguf, settings.threads, context)
+    else:
+        print(f"ttft: llama.cpp is not timed: {problem}", file=sys.stderr)
     return engines
 
 
 def speed_rows(work: PrefillWorkload, settings: PrefillReportSettings, data_dir: Path) -> list[dict[str, Any]]:
-    """TTFT and decode rate of every engine at every length, on the first passage of that length."""
+    """TTFT and decode rate of every engine at every length, on the first passage of that length (one warm-up
+    call per engine before the first length)."""
     torch.set_num_threads(settings.threads)
-    engines = _engines(work, settings, max(settings.lengths) + settings.steps + 8)
+    engines = _engines(work, settings, max(settings.lengths) + settings.new_tokens + 8)
     shape, rows = DecoderShape.of(work.model.config), []
-    for length in settings.lengths:
-        ids = passages(work.tokenizer, data_dir, length, settings.steps, 1)[0].input_ids
-        timings = time_engines(engines, ids, settings.steps + 1, settings.speed_repeats)
-        reference = timings[HF_ENGINE].summary()["ttft_s"]
+    for index, length in enumerate(settings.lengths):
+        ids = passages(work.tokenizer, data_dir, length, settings.new_tokens, 1)[0].input_ids
+        timings = time_engines(engines, ids, settings.new_tokens, settings.speed_repeats, warmup=int(index == 0))
+        reference = timings[HF_ENGINE].summary()
         for name, times in timings.items():
             pruning = work.settings.get(name)
             implied = float("nan")
@@ -109,11 +121,11 @@ def speed_rows(work: PrefillWorkload, settings: PrefillReportSettings, data_dir:
                 result = prefill(work.model, ids, pruning, work.special_ids, work.scorers)
                 implied = prefill_flops(shape, result.keep_counts(), result.ranked_layers, pruning).implied_speedup
             summary = times.summary()
-            speedup = reference / summary["ttft_s"]
+            speedup = reference["ttft_s"] / summary["ttft_s"]
             rows.append({"model": work.label, "length": length, "engine": name, **summary,
-                         "ttft_speedup_vs_hf": speedup, "flops_implied_speedup": implied,
-                         "realization": speedup / implied, "threads": settings.threads,
-                         "new_tokens": settings.steps + 1})
+                         "ttft_speedup_vs_hf": speedup, "ttft_cpu_speedup_vs_hf": reference["ttft_cpu_s"] /
+                         summary["ttft_cpu_s"], "flops_implied_speedup": implied, "realization": speedup / implied,
+                         "threads": settings.threads, "new_tokens": settings.new_tokens})
     return rows
 
 
