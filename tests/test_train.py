@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import tsdtp.classification.train as train_module
-from tsdtp.analysis import frames
+from tsdtp.analysis import frames, stored_traces
 from tsdtp.classification.checkpoint import load_checkpoint, save_checkpoint
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
@@ -182,6 +182,20 @@ def test_a_dense_run_evaluated_by_the_cli_and_by_the_pipeline_writes_one_file_na
             assert frames.trace_path(rows.iloc[0]).is_file()
         names.append(sorted(path.name for path in (run_dir / "eval").iterdir()))
     assert names[0] == names[1] == ["none_k1_g0.json", "none_k1_g0.parquet"]
+
+
+def test_two_keep_schedules_of_one_method_keep_their_own_traces(base_model, glue_dir, tmp_path):
+    config = TrainConfig(task="sst2", max_eval_samples=4)
+    save_checkpoint(tmp_path, base_model, config)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    schedules = [[0.65, 0.45, 0.3, 0.2], [0.45, 0.27, 0.17, 0.11]]
+    rows = evaluate_settings(tmp_path, [{"method": "random", "keep_schedule": s} for s in schedules], str(glue_dir),
+                             batch_size=4, progress=False)
+    paths = [frames.trace_path(row) for _, row in rows.iterrows()]
+    assert [path.name for path in paths] == ["random_k1_g0_s0.65-0.45-0.3-0.2.parquet",
+                                             "random_k1_g0_s0.45-0.27-0.17-0.11.parquet"]
+    stored = stored_traces.store_traces(rows, tmp_path / "stored")
+    assert len(set(stored)) == 2 and all(path.is_file() for path in stored)
 
 
 def other_data(glue_dir: Path, root: Path, dev_rows: int | None = None) -> Path:

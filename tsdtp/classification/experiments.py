@@ -17,6 +17,7 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.glue_tasks import get_task
 from tsdtp.hub import DEFAULT_MODEL
 from tsdtp.runs.cache import read_run_config
+from tsdtp.runs.eval_files import schedule_label
 
 
 def train_config(task: str = "sst2", model: str = DEFAULT_MODEL, method: str = "none", k: float = 1.0,
@@ -50,7 +51,7 @@ def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data
     """Evaluate a run under each override of `evals` (`PruningConfig.with_overrides`) on `split` (`eval`, or the
     held-out `selection` split); one summary row per evaluation.
 
-    The rows carry `task`, `method`, `k`, the effective `gamma`, `removal`, `eval_split` and `run_dir`, so
+    The rows carry `task`, `method`, `k`, the effective `gamma`, `removal`, `schedule`, `eval_split` and `run_dir`, so
     `tsdtp.analysis.frames.load_traces` reads their keep traces.
     """
     config = read_run_config(run_dir)
@@ -60,7 +61,8 @@ def evaluate_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data
         record = evaluate_run(run_dir, data_dir, override, results_csv, batch_size, max_eval_samples,
                               speed_repeats, progress, split)
         rows.append({"task": config.task, "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
-                     "removal": pruning.removal if pruning.fuses else None, "eval_split": record["eval_split"],
+                     "removal": pruning.removal if pruning.fuses else None, "schedule": schedule_label(pruning),
+                     "eval_split": record["eval_split"],
                      "accuracy": record["accuracy"], "keep_ratio": record["keep_ratio"],
                      "flops_ratio": record["flops_ratio"], "speedup": record["speedup"], "n_eval": record["n_eval"],
                      "run_dir": str(run_dir)})
