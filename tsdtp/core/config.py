@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tsdtp.core.exits import EXIT_MODES
 from tsdtp.core.settings import Settings, setting
 from tsdtp.errors import ConfigError
 
@@ -112,6 +113,9 @@ class PruningConfig(Settings):
     keep_schedule: tuple[float, ...] | None = setting(
         None, low=0.0, high=1.0, low_open=True, help="comma-separated keep fractions per pruning layer (topk, random)")
     seed: int = setting(0, flag=False, help="seed of the random baseline")
+    exit_mode: str = setting("delete", choices=EXIT_MODES,
+                             help="what becomes of a pruned token: deleted, kept at its last state in the output "
+                                  "(exit), or merged into its most similar kept token (merge); see core/exits.py")
 
     def check(self) -> None:
         """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""

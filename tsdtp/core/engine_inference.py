@@ -24,6 +24,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.exits import ExitState
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule
 from tsdtp.core.regions import KEEP, PACKING, region
@@ -37,6 +38,7 @@ class LiveTokens:
     valid, special, positions, importance: [B, n] (live slot, never pruned, original position,
         cumulative importance).
     features: the embeddings, in the layout of `hidden`, when the task scorer reads them.
+    exits: what becomes of the removed tokens (`tsdtp.core.exits`: deleted, kept for the output, merged).
     """
 
     hidden: torch.Tensor
@@ -46,6 +48,7 @@ class LiveTokens:
     importance: torch.Tensor
     features: torch.Tensor | None
     layout: TokenLayout | None
+    exits: ExitState
 
     @classmethod
     def start(cls, config: PruningConfig, embeddings: torch.Tensor, valid: torch.Tensor, special: torch.Tensor,
@@ -56,10 +59,13 @@ class LiveTokens:
             hidden = layout.pack(embeddings) if layout is not None else embeddings
         features = hidden if config.task_features == "embeddings" else None
         importance = torch.zeros(valid.shape, device=valid.device)
-        return cls(hidden, valid, special & valid, start_positions(valid), importance, features, layout)
+        exits = ExitState.start(config.exit_mode, embeddings, valid)
+        return cls(hidden, valid, special & valid, start_positions(valid), importance, features, layout, exits)
 
     def remove(self, keep: torch.Tensor) -> None:
-        """Keep only the tokens `keep` [B, n], each row's survivors moved to the front."""
+        """Keep only the tokens `keep` [B, n], each row's survivors moved to the front (the others exit as
+        `exits` says)."""
+        self.hidden = self.exits.record_removal(self.hidden, self.layout, self.valid, self.positions, keep)
         if self.layout is not None:
             self.valid, (self.special, self.positions, self.importance) = gather_kept(
                 keep, self.special, self.positions, self.importance)
@@ -92,7 +98,7 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
     for index in range(plan.num_layers):
         record.add(index, live.positions, live.valid)
         weight = live.valid.float()
-        key_bias = torch.where(live.valid, 0.0, neg)
+        key_bias = live.exits.key_bias(live.valid, neg)
         layer_input = live.hidden
         live.hidden, probs = adapter.layer(index, live.hidden, key_bias, need_probs=index in plan.scored,
                                            layout=live.layout)
@@ -106,10 +112,10 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
                 keep = _hard_keep(config, live.importance, candidates, live.valid, schedule,
                                   plan.prune_layers.index(index), generator)
                 live.remove(keep)
-    hidden = live.padded_hidden()
     importance = mean_importance(live.importance, (live.valid & ~live.special).float()) if plan.scored else None
-    return EngineOutput(hidden, live.valid, live.positions, record.tokens_per_layer(), record.trace,
-                        mean_importance=importance)
+    hidden, valid, positions, log_sizes = live.exits.output(live.padded_hidden(), live.valid, live.positions)
+    return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
+                        mean_importance=importance, log_sizes=log_sizes)
 
 
 def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidates: torch.Tensor

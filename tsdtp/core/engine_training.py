@@ -6,6 +6,13 @@ second stage): the forward pass is exactly inference's, each layer keeps the tok
 rule keeps and masks the others out of attention (masking equals removal), while gradients
 flow through the soft mask of the kept tokens, so the model learns to work with the tokens
 inference will really give it.
+
+Exit modes (`tsdtp.core.exits`): under `exit` a token's new state is `m * layer(x) + (1 - m) * x`
+with `m` its keep mask at the layer's input (soft, or straight-through), so a pruned token is
+frozen at its exit state, as in inference; the output keeps every token. Under `merge` the
+straight-through phase merges each pruned token into its most similar kept token, exactly as
+inference does, and later keys get +log(size); the soft phase prunes as `delete` does (soft
+masks have no partial merge).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.exits import TokenExit, freeze_exited, log_sizes, merge_into_kept
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
 
 
@@ -99,21 +107,31 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
     record = LayerRecord.start(valid, plan.num_layers, record_trace)
     soft_keep = []
     hidden = embeddings
+    mode = TokenExit(config.exit_mode)
+    sizes = torch.ones(valid.shape, device=valid.device) if mode is TokenExit.MERGE and straight_through else None
     neg = torch.finfo(hidden.dtype).min
     for index in range(plan.num_layers):
         record.add(index, positions, masks.alive)
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
+        if sizes is not None:
+            key_bias = key_bias + log_sizes(sizes)
         layer_input = hidden
         hidden, probs = adapter.layer(index, hidden, key_bias, need_probs=index in plan.scored)
+        if mode is TokenExit.EXIT:
+            hidden = freeze_exited(hidden, layer_input, key_bias)
         if probs is not None:
             source = features if features is not None else layer_input
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, probs, weight,
                                                     source, key_bias)
         if index in plan.prune_layers:
+            alive = masks.alive
             masks.prune(config, special, weight)
+            if sizes is not None:
+                hidden, sizes = merge_into_kept(hidden, sizes, alive, masks.alive)
     importance = None
     if plan.scored:
         importance = mean_importance(masks.importance, (valid & ~special).float() * masks.log_keep.exp())
     return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
-                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg))
+                        torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg),
+                        None if sizes is None else log_sizes(sizes))
