@@ -27,11 +27,12 @@ SPEED_COLUMNS: tuple[str, ...] = (*RATIO_COLUMNS, "speedup_baseline")
 against transformers' padded forward in dataset order."""
 
 EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "scorer_overhead", "run_dir", "command",
-                                  *SPEED_COLUMNS)
-"""Columns after the contract: which split, the training budget, how the row was made, the speedups."""
+                                  *SPEED_COLUMNS, "variant")
+"""Columns after the contract: which split, the training budget, how the row was made, the speedups, and what
+else tells the run apart (`variant`, e.g. a translation run's exit mode and pruning layers; empty when nothing)."""
 
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
-                                "device")
+                                "device", "variant")
 """A row is replaced, not duplicated, when these match."""
 
 
@@ -43,7 +44,7 @@ def invoking_command() -> str:
 def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_name: str, metric: float,
                      keep_ratio: float, flops_ratio: float, speedup: float, batch_size: int, threads: int,
                      n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str,
-                     speedups: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     speedups: Mapping[str, Any] | None = None, variant: str = "") -> dict[str, Any]:
     """One results.csv row, `RESULT_COLUMNS` then `EXTRA_COLUMNS`, rounded as the table keeps them.
 
     `gamma` is the effective one; `keep_target` is set only for methods trained with a keep budget.
@@ -59,7 +60,7 @@ def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_na
         "device": f"cpu x{threads}", "n_eval": n_eval, "eval_split": eval_split,
         "keep_target": pruning.keep_target if spec.trained and spec.prunes else None,
         "scorer_overhead": round(scorer_overhead, 4), "run_dir": run_dir, "command": invoking_command(),
-        **ratios, "speedup_baseline": speedups.get("speedup_baseline"),
+        **ratios, "speedup_baseline": speedups.get("speedup_baseline"), "variant": variant,
     }
 
 

@@ -16,8 +16,9 @@ from tsdtp.runs.io import atomic_write_bytes
 
 
 def row_keys(table: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    """One string per row from its `keys` columns, missing values as empty (None and NaN alike)."""
-    cells = table[list(keys)].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
+    """One string per row from its `keys` columns, missing values as empty (None and NaN alike, and a key column
+    the table lacks, as in tables written before that column existed)."""
+    cells = table.reindex(columns=list(keys)).apply(lambda column: column.map(lambda v: "" if pd.isna(v) else str(v)))
     return cells.agg("|".join, axis=1)
 
 
