@@ -107,8 +107,8 @@ def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequen
             if "correct" in one.columns and pd.notna(one["correct"].iloc[0]):
                 verdict = " · correct" if bool(one["correct"].iloc[0]) else " · wrong"
             kept = grid[-1].sum() / grid[0].sum()
-            ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · last layer keeps {kept:.0%}",
-                         fontsize=8)
+            last = "decoder reads" if one["task"].iloc[0] in DECODER_ROW_TASKS else "last layer keeps"
+            ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · {last} {kept:.0%}", fontsize=8)
     fig.legend(handles=[Patch(color=KEPT_COLOUR, label="kept"), Patch(color=PRUNED_COLOUR, label="pruned")],
                loc="outside upper right", ncols=2, fontsize=8)
     return fig
