@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import papermill
 import pytest
 import torch
 from tokenizers import Tokenizer
@@ -29,6 +30,7 @@ from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_
 from tsdtp.measure.ttft import llama_cpp_engine, llama_cpp_problem
 
 SPECIAL = 1
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "07_llm_prefill.ipynb"
 PRUNING = PrefillPruning(prune_layers=(0, 2), keep_ratios=(0.5, 0.25), last_queries=3)
 RANKING = {"last_queries": 16, "keep_last": 16, "pool": 7}  # the CLI's defaults
 PRUNED_TITLE = progressive_schedule(4, 0.5, **RANKING).title()
@@ -273,6 +275,24 @@ def test_the_prefill_command_writes_quality_and_speed_tables(tiny_llm, tmp_path,
     assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE, EXPLICIT_TITLE}
     assert (speed["repeats"] == 1).all()
     assert (quality[quality["setting"].isin([PRUNED_TITLE, EXPLICIT_TITLE])]["flops_ratio"] < 1.0).all()
+
+
+def test_the_prefill_notebook_measures_then_draws_from_the_tables_alone(tiny_llm, tmp_path):
+    model, data = tiny_llm
+    tables, figures = tmp_path / "tables", tmp_path / "figures"
+    parameters = {"model_id": str(model), "lengths": [80], "few_shot": 2, "passages": 1, "steps": 4,
+                  "speed_repeats": 1, "threads": 1, "schedules": [[[1, 2], [0.6, 0.3]]], "data_dir": str(data),
+                  "tables_dir": str(tables), "figures_dir": str(figures)}
+    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "measured.ipynb"), parameters=parameters,
+                               kernel_name="python3", progress_bar=False)
+    speed = pd.read_csv(tables / "llm_prefill_speed.csv")
+    assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE, EXPLICIT_TITLE}
+    (figures / "llm_prefill.png").unlink()
+    papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "drawn.ipynb"), kernel_name="python3",
+                               parameters={**parameters, "measure": False, "model_id": "nobody/no-such-model"},
+                               progress_bar=False)
+    assert (figures / "llm_prefill.png").stat().st_size > 0
+    assert pd.read_csv(tables / "llm_prefill_speed.csv").equals(speed)
 
 
 def test_scorers_learn_the_later_layers_attention_and_survive_a_round_trip(model, prompt, tmp_path):

@@ -364,7 +364,9 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                 "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"},
                 "05_translation.ipynb": {"method", "k", "gamma", "keep_target", "epochs", "lr", "init_from",
                                          "run_dir", "data_dir", "evals", "splits", "results_csv", "traces_dir",
-                                         "progress"}}
+                                         "progress"},
+                "07_llm_prefill.ipynb": {"model_id", "measure", "lengths", "few_shot", "passages", "speed_repeats",
+                                         "data_dir", "tables_dir", "figures_dir"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
 

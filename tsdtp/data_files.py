@@ -43,6 +43,14 @@ def data_dir_from_env(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def require_data_dir(data_dir: str | os.PathLike | None, needed_by: str, flag: str = "data_dir") -> Path:
+    """`data_dir_from_env`, or a DataError saying that `needed_by` reads the shared data and how to give it."""
+    found = data_dir_from_env(data_dir)
+    if found is None:
+        raise DataError(f"{needed_by} builds its prompts from the shared data: give {flag} or set {DATA_DIR_VARIABLE}")
+    return found
+
+
 def is_standard_data_dir(data_dir: str | os.PathLike | None) -> bool:
     """Whether `data_dir` is the standard data: none given (`TSDTP_DATA_DIR`, else the hub), or that same folder."""
     if data_dir is None:

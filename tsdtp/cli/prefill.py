@@ -16,18 +16,19 @@ from pathlib import Path
 
 import torch
 
-from tsdtp.data_files import data_dir_from_env
-from tsdtp.errors import DataError
+from tsdtp.data_files import require_data_dir
 from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
 from tsdtp.hub import load_causal_lm, short_model_name
-from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
+from tsdtp.llm.prefill_config import (
+    DEFAULT_RANKING,
+    PrefillPruning,
+    progressive_schedule,
+    settings_to_compare,
+)
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
 from tsdtp.llm.prefill_train import scorer_targets, train_scorers
 from tsdtp.llm.prompts import few_shot_prompts
 from tsdtp.measure.prefill_report import PrefillReportSettings, PrefillWorkload, record_prefill_report
-
-DEFAULT_SCHEDULE = ((6, 14), (0.5, 0.25))
-"""The schedule measured best for SmolLM2-135M at about 2.3x fewer prefill FLOPs (notes/llm-prefill.md)."""
 
 
 def _numbers(kind: type) -> object:
@@ -50,9 +51,12 @@ def _schedule(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
 
 def _ranking_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of how tokens are ranked, shared by both commands (defaults: the setting measured best)."""
-    parser.add_argument("--last-queries", type=int, default=16, help="last prompt tokens whose attention ranks")
-    parser.add_argument("--keep-last", type=int, default=16, help="last prompt tokens never pruned")
-    parser.add_argument("--pool", type=int, default=7, help="odd width of the max-pooling of scores (1: none)")
+    parser.add_argument("--last-queries", type=int, default=DEFAULT_RANKING["last_queries"],
+                        help="last prompt tokens whose attention ranks")
+    parser.add_argument("--keep-last", type=int, default=DEFAULT_RANKING["keep_last"],
+                        help="last prompt tokens never pruned")
+    parser.add_argument("--pool", type=int, default=DEFAULT_RANKING["pool"],
+                        help="odd width of the max-pooling of scores (1: none)")
 
 
 def _ranking(args: argparse.Namespace) -> dict[str, int]:
@@ -90,16 +94,10 @@ def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def _settings(args: argparse.Namespace, num_layers: int, trained: PrefillPruning | None) -> dict[str, PrefillPruning]:
-    """Dense first, then the progressive schedules and the explicit ones; with trained scorers, their schedule
-    without and with them."""
-    if trained is not None:
-        schedules = [trained.replace(gamma=0.0), trained.replace(gamma=args.gamma)]
-    else:
-        explicit = args.schedule if args.schedule is not None else [DEFAULT_SCHEDULE]
-        schedules = [progressive_schedule(num_layers, keep, args.steps_prune, **_ranking(args))
-                     for keep in args.final_keep]
-        schedules += [PrefillPruning(prune_layers=layers, keep_ratios=ratios, **_ranking(args))
-                      for layers, ratios in explicit]
+    """`settings_to_compare` from the flags; with trained scorers, dense and their schedule without and with them."""
+    if trained is None:
+        return settings_to_compare(num_layers, args.final_keep, args.steps_prune, args.schedule, **_ranking(args))
+    schedules = [trained.replace(gamma=0.0), trained.replace(gamma=args.gamma)]
     return {"dense": PrefillPruning()} | {schedule.title(): schedule for schedule in schedules}
 
 
@@ -109,11 +107,7 @@ def _gguf(args: argparse.Namespace) -> Path | None:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    data_dir = data_dir_from_env(args.data_dir)
-    if data_dir is None:
-        raise DataError(f"tsdtp {args.command} builds its prompts from the shared data: give --data-dir or set "
-                        "TSDTP_DATA_DIR")
-    return data_dir
+    return require_data_dir(args.data_dir, f"tsdtp {args.command}", "--data-dir")
 
 
 def run_prefill_command(args: argparse.Namespace) -> int:

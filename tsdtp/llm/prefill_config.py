@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from tsdtp.core.settings import Settings, setting
 from tsdtp.errors import ConfigError
 
+DEFAULT_SCHEDULE = ((6, 14), (0.5, 0.25))
+"""The explicit schedule measured best for SmolLM2-135M at about 2.3x fewer prefill FLOPs (docs/llm-prefill.md)."""
+DEFAULT_RANKING = {"last_queries": 16, "keep_last": 16, "pool": 7}
+"""How tokens are ranked by default: the last 16 prompt tokens rank the others and survive, scores max-pooled over
+7 neighbours (SnapKV's observation window and pooling)."""
+
 
 @dataclass(frozen=True)
 class PrefillPruning(Settings):
@@ -83,3 +89,14 @@ def progressive_schedule(num_layers: int, final_keep: float, steps: int = 4, fir
                      for i in range(steps)})
     ratios = tuple(final_keep ** ((i + 1) / len(layers)) for i in range(len(layers)))
     return PrefillPruning(prune_layers=tuple(layers), keep_ratios=ratios, **options)  # type: ignore[arg-type]
+
+
+def settings_to_compare(num_layers: int, final_keeps: tuple[float, ...], steps_prune: int = 4,
+                        schedules: list[tuple[tuple[int, ...], tuple[float, ...]]] | None = None,
+                        **ranking: int) -> dict[str, PrefillPruning]:
+    """Dense first, then one `progressive_schedule` per final keep, then each explicit (layers, ratios) schedule
+    (default `DEFAULT_SCHEDULE`), keyed by their titles; `ranking` holds last_queries, keep_last and pool."""
+    explicit = schedules if schedules is not None else [DEFAULT_SCHEDULE]
+    pruned = [progressive_schedule(num_layers, keep, steps_prune, **ranking) for keep in final_keeps]
+    pruned += [PrefillPruning(prune_layers=layers, keep_ratios=ratios, **ranking) for layers, ratios in explicit]
+    return {"dense": PrefillPruning()} | {schedule.title(): schedule for schedule in pruned}

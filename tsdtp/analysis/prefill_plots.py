@@ -1,0 +1,61 @@
+"""The prefill figure: time to first token and quality of pruned prefill against the prompt length.
+
+It reads the two tables `tsdtp prefill` writes (`tsdtp.measure.prefill_report`): `llm_prefill_speed.csv`
+(one row per length and engine) and `llm_prefill_quality.csv` (one row per length, kind and setting).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from tsdtp.measure.prefill_report import HF_ENGINE
+
+FEW_SHOT, PASSAGES = "few-shot sst2", "passages newstest2016"
+
+
+def _colours(settings: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Dense in grey, every pruned setting its own colour, the same in every panel."""
+    pruned = [name for name in settings if name != "dense"]
+    return {"dense": (0.35, 0.35, 0.35), **dict(zip(pruned, sns.color_palette("colorblind", len(pruned))))}
+
+
+def _speed_panel(ax: Axes, speed: pd.DataFrame, colours: dict[str, tuple[float, float, float]]) -> None:
+    """Measured TTFT speedup over transformers' generate() (solid) and the FLOPs-implied one (dashed)."""
+    for name, rows in speed[speed["engine"] != HF_ENGINE].groupby("engine", sort=False):
+        rows = rows.sort_values("length")
+        colour = colours.get(name, (0.6, 0.6, 0.6))
+        ax.plot(rows["length"], rows["ttft_speedup_vs_hf"], marker="o", color=colour, label=name)
+        ax.plot(rows["length"], rows["flops_implied_speedup"], linestyle="--", color=colour, alpha=0.7)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set(title="time to first token (dashed: FLOPs-implied)", xlabel="prompt tokens",
+           ylabel="speedup over transformers' generate()")
+
+
+def _quality_panel(ax: Axes, quality: pd.DataFrame, kind: str, column: str, ylabel: str,
+                   colours: dict[str, tuple[float, float, float]]) -> None:
+    """One quality column of one kind of prompt against the prompt length, a line per setting."""
+    rows = quality[quality["kind"] == kind]
+    for name, points in rows.groupby("setting", sort=False):
+        points = points.sort_values("length")
+        ax.plot(points["length"], points[column], marker="o", color=colours.get(name, (0.6, 0.6, 0.6)), label=name)
+    count = int(rows["examples"].max()) if not rows.empty else 0
+    ax.set(title=f"{kind} ({count} per length)", xlabel="prompt tokens", ylabel=ylabel)
+
+
+def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
+    """Three panels against the prompt length: TTFT speedup, few-shot SST-2 accuracy, and the agreement of the
+    greedy continuation with dense generation on news passages. One colour per setting, dense in grey."""
+    settings = list(dict.fromkeys([*quality.get("setting", pd.Series(dtype=str)),
+                                   *speed.get("engine", pd.Series(dtype=str))]))
+    colours = _colours([name for name in settings if name != HF_ENGINE])
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    _speed_panel(axes[0], speed, colours)
+    _quality_panel(axes[1], quality, FEW_SHOT, "accuracy", "accuracy of the answer", colours)
+    _quality_panel(axes[2], quality, PASSAGES, "agreement", "greedy tokens equal to dense", colours)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), fontsize="small")
+    return fig
