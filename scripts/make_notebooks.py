@@ -348,8 +348,9 @@ quality.drop(columns=["model"])"""),
 Trains one translation configuration (a Marian encoder-decoder; `init_from` starts from an earlier
 run, otherwise model and tokenizer are trained from scratch on Multi30k) into its run folder, or, when
 that folder already holds the finished run, only evaluates it. Each evaluation in `evals` translates the
-test sets with beam search (pruned source tokens are removed before the decoder sees them), scores
-sacreBLEU and chrF, and appends one row per test set to `results_csv`.
+test sets with beam search (under `exit_mode` "exit" the decoder reads every source token, a pruned one at
+its exit state; "delete" removes pruned tokens before the decoder sees them), scores sacreBLEU and chrF,
+and appends one row per test set to `results_csv`.
 
 Batch use: `papermill notebooks/05_translation.ipynb out.ipynb -p method ts-dtp -p init_from runs/mt-dense`."""),
         ("parameters", """method = "ts-dtp"  # none, ts-dtp or general-dtp
@@ -368,6 +369,9 @@ decoder_layers = 3
 ffn_dim = 1024
 seed = 0
 hard_ratio = 0.0  # last fraction of training with hard keep decisions (straight-through gradients)
+exit_mode = "exit"  # what a pruned source token becomes: exit (last state kept for the decoder), delete or merge
+prune_layers = None  # 0-based encoder layers that prune after themselves (None: every layer but the first)
+distill_weight = 0.0  # weight of the word-level KL to the init_from run's decoder distributions (0: none)
 run_dir = None  # None: the hash-named cache folder runs/wmt16-<method>-<sha12>
 data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 1.0}, {"method": "topk"}]
@@ -376,7 +380,7 @@ max_eval_samples = None  # None: every sentence of each test set
 num_beams = 4
 results_csv = None  # append one row per evaluation and test set here
 results_batch_size = 32  # sentences per generation batch, for the rows and the speed measurement
-speed_repeats = 0  # > 0: also time generation against the library's dense generate()
+speed_repeats = 0  # > 0: also time generation and the encoder alone against the dense ones
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
@@ -396,7 +400,8 @@ os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
     torch.set_num_threads(threads)
 config = translation_config(method, k, gamma, keep_target, epochs, lr, init_from, max_train_samples, val_samples,
-                            vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed, hard_ratio)
+                            vocab_size, d_model, encoder_layers, decoder_layers, ffn_dim, seed, hard_ratio,
+                            exit_mode, prune_layers, distill_weight)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)

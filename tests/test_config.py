@@ -124,7 +124,9 @@ def test_recipe_fields_at_their_defaults_leave_old_dicts_and_run_hashes_unchange
     assert config_hash(MTConfig()) == BASE_HASHES["translation"]
     recipe = {"teacher", "distill_weight", "distill_temperature", "rank_weight", "selection_fraction"}
     assert not recipe & set(TrainConfig().to_dict())
-    assert not {"removal", "keep_ramp"} & set(PruningConfig().to_dict())
+    assert not {"removal", "keep_ramp", "exit_mode"} & set(PruningConfig().to_dict())
+    assert not {"teacher", "distill_weight", "distill_temperature"} & set(MTConfig().to_dict())
+    assert PruningConfig(exit_mode="exit").to_dict()["exit_mode"] == "exit"
 
 
 def test_a_recipe_field_set_is_recorded_hashed_and_read_back():

@@ -28,6 +28,7 @@ from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, load_corpus
+from tsdtp.translation.distill import Teacher
 from tsdtp.translation.encoding import (
     EncodedPairs,
     collate_pairs,
@@ -385,3 +386,68 @@ def test_a_finished_translation_run_is_not_rerun_on_other_data(dense_run, wmt_di
         train_translation(tiny_config(), run_dir, str(other), progress=False)
     with pytest.raises(CheckpointError, match=f"not on {re.escape(str(other.resolve()))} "):
         ensure_trained(tiny_config(), run_dir, str(other), progress=False)
+
+
+def test_an_exit_evaluation_reads_every_source_token_and_times_the_encoder(dense_run, wmt_dir, tmp_path):
+    run_dir, _ = dense_run
+    results = tmp_path / "results.csv"
+    override = {"method": "general-dtp-posthoc", "k": 0.0, "exit_mode": "exit"}
+    record = evaluate_translation(run_dir, str(wmt_dir), override, results, splits=("multi30k-test2016",),
+                                  batch_size=8, num_beams=2, speed_repeats=1, speed_samples=8, latency_samples=2,
+                                  progress=False)
+    figures = record["splits"]["multi30k-test2016"]
+    assert figures["cross_keep_ratio"] == figures["cross_flops_ratio"] == 1.0 and figures["flops_ratio"] < 1.0
+    assert figures["cross_gflops"] > 0 and figures["target_tokens"] > 0
+    speed = record["speed"]
+    assert speed["encoder_baseline"] in ("hf_sorted", "engine_sorted") and speed["encoder_speedup_b1"] > 0
+    assert speed["encoder_realization"] == pytest.approx(speed["encoder_speedup"] * speed["encoder_flops_ratio"])
+    wide = pd.read_csv(tmp_path / "translation.csv")
+    assert wide.variant.iloc[0] == "exit after 1,2; trained delete" and wide.exit_mode.iloc[0] == "exit"
+    deleted = evaluate_translation(run_dir, str(wmt_dir), {**override, "exit_mode": "delete"}, results,
+                                   splits=("multi30k-test2016",), batch_size=8, num_beams=2, progress=False)
+    assert deleted["splits"]["multi30k-test2016"]["cross_flops_ratio"] < 1.0
+    assert len(pd.read_csv(results)) == 2  # told apart by their variant
+
+
+def test_mt_compare_gives_the_paired_bootstrap_of_two_evaluations(dense_run, wmt_dir, tmp_path, capsys):
+    run_dir, _ = dense_run
+    for override in ({}, {"method": "topk", "gamma": 0.0}):
+        evaluate_translation(run_dir, str(wmt_dir), override, None, splits=("multi30k-test2016",), num_beams=1,
+                             progress=False)
+    parser = argparse.ArgumentParser(prog="tsdtp")
+    add_translation_commands(parser.add_subparsers(dest="command"))
+    topk = run_dir / "eval" / "topk_k1_g0.multi30k-test2016.txt"
+    assert run_translation_command(parser.parse_args(["mt-compare", str(run_dir), str(topk), "--data-dir",
+                                                      str(wmt_dir), "--samples", "50"])) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["b"] == str(topk) and compared["a"].endswith("none_k1_g0.multi30k-test2016.txt")
+    assert compared["bleu_diff_low"] <= compared["bleu_diff"] <= compared["bleu_diff_high"]
+    with pytest.raises(DataError, match="no hypotheses at"):
+        run_translation_command(parser.parse_args(["mt-compare", str(topk), str(tmp_path / "missing.txt")]))
+
+
+def test_distillation_trains_toward_a_dense_teacher_and_refuses_other_teachers(dense_run, wmt_dir, tmp_path):
+    run_dir, _ = dense_run
+    config = tiny_config(epochs=0.5, init_from=str(run_dir), hard_ratio=0.5, distill_weight=0.5,
+                         pruning=PruningConfig(method="ts-dtp", k=0.5, d_task=16, exit_mode="exit"))
+    metrics = train_translation(config, tmp_path / "kd", str(wmt_dir), progress=False)
+    assert metrics["steps"] == metrics["total_steps"] and metrics["final"]["val_keep_ratio"] < 1.0
+    teacher = Teacher.load(str(run_dir), metrics_vocab(run_dir))
+    model, tokenizer, _, _ = load_translator(tmp_path / "kd")
+    pairs_ = encode_corpus(tokenizer, load_corpus("multi30k-val", str(wmt_dir)), 40, 40)
+    batch = collate_pairs(pairs_, list(range(len(pairs_))), tokenizer.pad_token_id, 2)
+    model.train()
+    loss, parts = train_module.distilled_step(model, model(batch), batch, teacher, config)
+    loss.backward()
+    model.eval()
+    assert parts["kd"] > 0 and "ce" in parts and model.scorers[1].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="is a ts-dtp run; distil from a dense"):
+        Teacher.load(str(tmp_path / "kd"), metrics_vocab(run_dir))
+    with pytest.raises(ConfigError, match="vocabulary of"):
+        Teacher.load(str(run_dir), 7)
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        tiny_config(distill_weight=0.5)
+
+
+def metrics_vocab(run_dir: Path) -> int:
+    return MarianMTModel.from_pretrained(run_dir / "model").config.vocab_size

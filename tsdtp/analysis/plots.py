@@ -107,8 +107,8 @@ def keep_heatmaps(traces: pd.DataFrame, examples: Sequence[int], methods: Sequen
             if "correct" in one.columns and pd.notna(one["correct"].iloc[0]):
                 verdict = " · correct" if bool(one["correct"].iloc[0]) else " · wrong"
             kept = grid[-1].sum() / grid[0].sum()
-            ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · last layer keeps {kept:.0%}",
-                         fontsize=8)
+            last = "decoder reads" if one["task"].iloc[0] in DECODER_ROW_TASKS else "last layer keeps"
+            ax.set_title(f"{method} (k={k:g}) · example {example}{verdict} · {last} {kept:.0%}", fontsize=8)
     fig.legend(handles=[Patch(color=KEPT_COLOUR, label="kept"), Patch(color=PRUNED_COLOUR, label="pruned")],
                loc="outside upper right", ncols=2, fontsize=8)
     return fig
@@ -179,6 +179,13 @@ def _curve(ax: Axes, points: pd.DataFrame, x: str, method: str, older: bool) -> 
             linestyle="--" if older else "-", markerfacecolor="none" if older else _colour(method))
 
 
+def headline_panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """`panels` without the news test set: a caption translator scores noise there (the tables keep its rows)."""
+    if "eval_split" in frame.columns:
+        frame = frame[~frame["eval_split"].astype(str).str.endswith("(news)")]
+    return panels(frame)
+
+
 def tradeoff_plot(results: pd.DataFrame) -> Figure:
     """Metric against FLOPs ratio (top) and against measured speedup (bottom), a curve over k per method.
 
@@ -186,7 +193,7 @@ def tradeoff_plot(results: pd.DataFrame) -> Figure:
     padded forward) are drawn dashed and hollow. One column per task, or per task and test set
     when a task has several (`analysis.panels`).
     """
-    columns = panels(results)
+    columns = headline_panels(results)
     if not columns:
         return _empty("results.csv has no rows")
     fig, axes = _panel_grid(2, len(columns), 4.6, 7.0)
@@ -224,7 +231,7 @@ def realization_plot(realized: pd.DataFrame) -> Figure:
     rule (`speedup_basis`: against the padded forward) are hatched. One panel per task, or per
     task and test set when a task has several (`analysis.panels`).
     """
-    columns = panels(realized)
+    columns = headline_panels(realized)
     if not columns:
         return _empty("no measured speedups in results.csv (evaluate with speed_repeats > 0)")
     fig, axes = _panel_row(len(columns), 5.0, 3.8, sharey=True)

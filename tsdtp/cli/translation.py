@@ -1,4 +1,4 @@
-"""The `tsdtp mt-train` and `tsdtp mt-eval` commands (translation), added to the main parser by
+"""The `tsdtp mt-train`, `tsdtp mt-eval` and `tsdtp mt-compare` commands (translation), added to the main parser by
 `add_translation_commands`."""
 
 from __future__ import annotations
@@ -9,17 +9,19 @@ from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_trainin
 from tsdtp.core.config import PruningConfig
 from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
+from tsdtp.translation.compare import compare_systems
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, MTConfig
 from tsdtp.translation.data import EVAL_CORPORA
 from tsdtp.translation.report import evaluate_translation
 from tsdtp.translation.train import train_translation
 
-TRANSLATION_COMMANDS: tuple[str, ...] = ("mt-train", "mt-eval")
+TRANSLATION_COMMANDS: tuple[str, ...] = ("mt-train", "mt-eval", "mt-compare")
 """The subcommands `add_translation_commands` adds."""
 
 
 def add_translation_commands(commands: argparse._SubParsersAction) -> None:
-    """Add `mt-train` and `mt-eval` to the `tsdtp` subcommands; their settings flags come from the config fields."""
+    """Add `mt-train`, `mt-eval` and `mt-compare` to the `tsdtp` subcommands; settings flags come from the config
+    fields."""
     training = commands.add_parser("mt-train", help="train an English-German translator (dense, or pruning-aware; "
                                                     "under torchrun: on every process it starts)")
     add_training_flags(training, "folder holding wmt16_en_de/ (default: $TSDTP_DATA_DIR, else the hub's wmt16)")
@@ -36,9 +38,21 @@ def add_translation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--trace-samples", type=at_least(0), default=200,
                           help="sentences with keep traces per split")
 
+    compare = commands.add_parser("mt-compare", help="paired bootstrap of the BLEU and chrF difference of two "
+                                                     "evaluated systems on one test set (sacreBLEU)")
+    compare.add_argument("system_a", help="a run directory (its own trained setting) or an eval/<name>.<split>.txt")
+    compare.add_argument("system_b", help="the same for the second system")
+    compare.add_argument("--split", default=EVAL_CORPORA[0], help=f"test set (default {EVAL_CORPORA[0]})")
+    compare.add_argument("--data-dir", default=None)
+    compare.add_argument("--samples", type=at_least(10), default=1000, help="bootstrap resamples")
+
 
 def run_translation_command(args: argparse.Namespace) -> int:
-    """Run `mt-train` or `mt-eval` from parsed arguments and print the figures as JSON; returns the exit status."""
+    """Run `mt-train`, `mt-eval` or `mt-compare` from parsed arguments and print the figures as JSON; returns the exit
+    status."""
+    if args.command == "mt-compare":
+        print(strict_json(compare_systems(args.system_a, args.system_b, args.split, args.data_dir, args.samples)))
+        return 0
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "mt-train":
         config = MTConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, MTConfig))

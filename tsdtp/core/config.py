@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tsdtp.core.exits import EXIT_MODES, TokenExit
 from tsdtp.core.settings import Settings, setting
 from tsdtp.errors import ConfigError
 
@@ -122,6 +123,9 @@ class PruningConfig(Settings):
     keep_ramp: float = setting(0.0, low=0.0, high=1.0, omit_default=True,
                                help="first fraction of training over which the keep-budget target falls linearly "
                                     "from 1 to keep_target")
+    exit_mode: str = setting("delete", choices=EXIT_MODES, omit_default=True,
+                             help="what becomes of a pruned token: deleted, kept at its last state in the output "
+                                  "(exit), or merged into its most similar kept token (merge); see core/exits.py")
 
     def check(self) -> None:
         """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""
@@ -134,6 +138,9 @@ class PruningConfig(Settings):
             raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
         if self.fuses and self.task_features != "hidden":
             raise ConfigError("removal 'fuse' needs task_features 'hidden' (a fused token has no embedding)")
+        if self.fuses and self.exit_mode != TokenExit.DELETE:
+            raise ConfigError(f"removal 'fuse' already decides what becomes of pruned tokens: it needs exit_mode "
+                              f"'delete' (got {self.exit_mode!r})")
 
     @property
     def spec(self) -> Method:

@@ -36,8 +36,9 @@ class LayerAdapter(Protocol):
 class EngineOutput:
     """What one pass through the layers produced.
 
-    hidden, valid: the live tokens after the last layer, [B, n, d] and [B, n].
-    positions: original position of each live token, [B, n].
+    hidden, valid: the live tokens after the last layer, [B, n, d] and [B, n]; under the `exit` mode
+        (`tsdtp.core.exits`) every original position, the exited tokens at their last state.
+    positions: original position of each output token, [B, n].
     tokens_per_layer: live tokens each layer processed, per example, [B, L].
     keep_trace: [B, L, N] True where original token j was alive at the input of layer l.
     soft_keep: training only, mean soft mask over valid tokens at each layer's input, [B, L].
@@ -48,6 +49,8 @@ class EngineOutput:
         but carrying the soft mask's gradient.
     prune_scores, prune_candidates: training only, per pruning layer, the cumulative importance its
         decision ranks [B, N] and the tokens it may prune [B, N] (for ranking distillation).
+    log_sizes: `merge` mode only, log of how many original tokens each output token stands for, [B, n]
+        (what a decoder's cross-attention adds to its logits, ToMe's proportional attention).
     """
 
     hidden: torch.Tensor
@@ -60,6 +63,7 @@ class EngineOutput:
     log_keep: torch.Tensor | None = None
     prune_scores: list[torch.Tensor] | None = None
     prune_candidates: list[torch.Tensor] | None = None
+    log_sizes: torch.Tensor | None = None
 
 
 def scored_layers(config: PruningConfig, num_layers: int) -> tuple[int, ...]:

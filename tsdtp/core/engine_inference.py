@@ -24,6 +24,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.exits import ExitState
 from tsdtp.core.fusion import fuse_pruned
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.pruning import gather_kept, hard_keep_count, hard_keep_dynamic, linear_keep_schedule
@@ -40,6 +41,7 @@ class LiveTokens:
     valid, special, positions, importance: [B, n] (live slot, never pruned, original position,
         cumulative importance).
     features: the embeddings, in the layout of `hidden`, when the task scorer reads them.
+    exits: what becomes of the removed tokens (`tsdtp.core.exits`: deleted, kept for the output, merged).
     anchored: every row has a live special token, so no keep decision can empty a row.
     fused: [B, n], each row's fused token (`removal = "fuse"`, `tsdtp.core.fusion`); None when dropping.
     """
@@ -51,6 +53,7 @@ class LiveTokens:
     importance: torch.Tensor
     features: torch.Tensor | None
     layout: TokenLayout | None
+    exits: ExitState
     anchored: bool
     fused: torch.Tensor | None = None
 
@@ -65,7 +68,8 @@ class LiveTokens:
         importance = torch.zeros(valid.shape, device=valid.device)
         special = special & valid
         fused = torch.zeros_like(valid) if config.fuses else None
-        return cls(hidden, valid, special, start_positions(valid), importance, features, layout,
+        exits = ExitState.start(config.exit_mode, embeddings, valid)
+        return cls(hidden, valid, special, start_positions(valid), importance, features, layout, exits,
                    bool(special.any(dim=-1).all()), fused)
 
     def fuse(self, keep: torch.Tensor) -> torch.Tensor:
@@ -82,11 +86,13 @@ class LiveTokens:
         return self.layout is not None and self.layout.full
 
     def request(self, scored: bool, cls_only: bool = False) -> LayerRequest:
-        """What the next layer call needs: the key bias and query weights, none of them when nothing is padding."""
-        if self.full:
+        """What the next layer call needs: the key bias (log sizes when merging, `ExitState.key_bias`) and query
+        weights, none of them when nothing is padding (the key bias still, when merging)."""
+        query_weight = self.valid.float() if scored and not self.full else None
+        if self.full and self.exits.sizes is None:
             return LayerRequest(None, scored, None, cls_only)
-        key_bias = torch.where(self.valid, 0.0, torch.finfo(self.hidden.dtype).min)
-        return LayerRequest(key_bias, scored, self.valid.float() if scored else None, cls_only)
+        key_bias = self.exits.key_bias(self.valid, torch.finfo(self.hidden.dtype).min)
+        return LayerRequest(key_bias, scored, query_weight, cls_only)
 
     def prune(self, config: PruningConfig, schedule: torch.Tensor | None, step: int,
               generator: torch.Generator | None) -> None:
@@ -97,7 +103,9 @@ class LiveTokens:
         self.remove(self.fuse(keep) if self.fused is not None else keep)
 
     def remove(self, keep: torch.Tensor) -> None:
-        """Keep only the tokens `keep` [B, n], each row's survivors moved to the front."""
+        """Keep only the tokens `keep` [B, n], each row's survivors moved to the front (the others exit as
+        `exits` says)."""
+        self.hidden = self.exits.record_removal(self.hidden, self.layout, self.valid, self.positions, keep)
         if self.fused is not None:
             _, (self.fused,) = gather_kept(keep, self.fused)
         if self.full and keep.shape[0] == 1:
@@ -140,7 +148,8 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
 
     `cls_only_last_layer`: the last layer runs [CLS] (each row's first token) as its only query,
     and the output holds that token only: all a [CLS] classifier reads (ConfigError when the last
-    layer is scored, as its importance needs every query).
+    layer is scored, as its importance needs every query). Otherwise the output is what the exit mode
+    leaves (`tsdtp.core.exits.ExitState.output`).
     """
     plan = LayerPlan.of(config, adapter.num_layers)
     last = plan.num_layers - 1
@@ -167,8 +176,9 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
     if cls_only_last_layer:
         return EngineOutput(live.hidden[:, None], live.valid[:, :1], live.positions[:, :1],
                             record.tokens_per_layer(), record.trace, mean_importance=importance)
-    return EngineOutput(live.padded_hidden(), live.valid, live.positions, record.tokens_per_layer(), record.trace,
-                        mean_importance=importance)
+    hidden, valid, positions, log_sizes = live.exits.output(live.padded_hidden(), live.valid, live.positions)
+    return EngineOutput(hidden, valid, positions, record.tokens_per_layer(), record.trace,
+                        mean_importance=importance, log_sizes=log_sizes)
 
 
 def _keep_counts(config: PruningConfig, prune_layers: tuple[int, ...], candidates: torch.Tensor

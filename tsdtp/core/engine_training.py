@@ -7,6 +7,13 @@ rule keeps and masks the others out of attention (masking equals removal), while
 flow through the soft mask of the kept tokens, so the model learns to work with the tokens
 inference will really give it. With `removal = "fuse"` the pruned amount of every token goes into one
 extra slot after the last token (`tsdtp.core.fusion.with_fusion_slot`); the outputs then have N + 1 columns.
+
+Exit modes (`tsdtp.core.exits`): under `exit` a token's new state is `m * layer(x) + (1 - m) * x`
+with `m` its keep mask at the layer's input (soft, or straight-through), so a pruned token is
+frozen at its exit state, as in inference; the output keeps every token. Under `merge` the
+straight-through phase merges each pruned token into its most similar kept token, exactly as
+inference does, and later keys get +log(size); the soft phase prunes as `delete` does (soft
+masks have no partial merge).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tsdtp.core.engine_common import (
     mean_importance,
     start_positions,
 )
+from tsdtp.core.exits import TokenExit, freeze_exited, log_sizes, merge_into_kept
 from tsdtp.core.fusion import fuse_into_slot, with_fusion_slot
 from tsdtp.core.pruning import hard_keep_dynamic, soft_log_keep
 from tsdtp.core.scoring import LayerRequest
@@ -121,14 +129,20 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
     record = LayerRecord.start(valid[:, :length], plan.num_layers, record_trace)
     soft_keep, prune_scores, prune_candidates = [], [], []
     hidden = embeddings
+    mode = TokenExit(config.exit_mode)
+    sizes = torch.ones(valid.shape, device=valid.device) if mode is TokenExit.MERGE and straight_through else None
     neg = torch.finfo(hidden.dtype).min
     for index in range(plan.num_layers):
         record.add(index, positions[:, :length], masks.alive[:, :length], counted=masks.alive)
         soft_keep.append(masks.soft_keep())
         weight, key_bias = masks.attention(neg)
+        if sizes is not None:
+            key_bias = key_bias + log_sizes(sizes)
         layer_input = hidden
         hidden, received = adapter.layer(index, hidden, LayerRequest(key_bias, index in plan.scored, weight),
                                          positions=positions)
+        if mode is TokenExit.EXIT:
+            hidden = freeze_exited(hidden, layer_input, key_bias)
         if received is not None:
             source = features if features is not None else layer_input
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, received,
@@ -137,12 +151,15 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
             prune_scores.append(masks.importance[:, :length])
             prune_candidates.append((masks.alive & ~special)[:, :length])
             before = masks.kept() if fusing else None
+            alive = masks.alive
             masks.prune(config, special, weight)
             if before is not None:
                 hidden = masks.fuse(hidden, before - masks.kept())
+            if sizes is not None:
+                hidden, sizes = merge_into_kept(hidden, sizes, alive, masks.alive)
     importance = None
     if plan.scored:
         importance = mean_importance(masks.importance, (masks.valid & ~special).float() * masks.log_keep.exp())
     return EngineOutput(hidden, masks.valid, positions, record.tokens_per_layer(), record.trace,
                         torch.stack(soft_keep, dim=1), importance, masks.output_log_keep(neg), prune_scores,
-                        prune_candidates)
+                        prune_candidates, None if sizes is None else log_sizes(sizes))

@@ -4,7 +4,8 @@ Per layer with n live tokens, hidden d and FFN width f:
     projections (Q, K, V, O)  8 n d^2          (4 n d^2 + 4 n d d_kv with grouped-query keys and values of width d_kv)
     feed-forward              4 n d f          (24 n d^2 in total when f = 4d; 6 n d f for a gated MLP's 3 matrices)
     attention scores + mix    4 n^2 d          (counted in full, as the masked attention kernel computes it)
-The task scorer adds 4 n d d_task + 2 n^2 d_task on every layer it scores.
+The task scorer adds 4 n d d_task + 2 n^2 d_task on every layer it scores; the `merge` exit mode
+adds its similarities and weighted sums after every pruning layer (`tsdtp.core.exits.merge_flops`).
 A last layer that runs [CLS] as its only query (`cls_only_last_layer`) costs 4 n d^2 (keys and values
 of every token) + 4 d^2 + 4 d f (query, output and feed-forward of one token) + 4 n d (its attention).
 Embedding lookups, the pooler and the head are the same for every method and left out.
@@ -24,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import scored_layers
+from tsdtp.core.exits import TokenExit, merge_flops
 from tsdtp.core.pruned_model import PrunedModel
 
 
@@ -113,11 +115,12 @@ class FlopsReport:
     dense: float
     layers: float
     scorer: float
+    merging: float = 0.0
 
     @property
     def total(self) -> float:
-        """Pruned encoder FLOPs including the scorer."""
-        return self.layers + self.scorer
+        """Pruned encoder FLOPs including the scorer (and the merging, under the `merge` exit mode)."""
+        return self.layers + self.scorer + self.merging
 
     @property
     def ratio(self) -> float:
@@ -156,7 +159,12 @@ def method_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, pruning: P
                  cls_only_last_layer: bool = False) -> FlopsReport:
     """`encoder_flops` with the scorer layers and passes of `pruning`'s method."""
     layers, passes = method_layers(pruning, shape.num_layers)
-    return encoder_flops(tokens_per_layer, shape, layers, passes=passes, cls_only_last_layer=cls_only_last_layer)
+    report = encoder_flops(tokens_per_layer, shape, layers, passes=passes, cls_only_last_layer=cls_only_last_layer)
+    if pruning.exit_mode != TokenExit.MERGE or not pruning.prunes:
+        return report
+    merging = sum(float(merge_flops(tokens_per_layer[:, layer], shape.hidden).sum())
+                  for layer in pruning.resolved_prune_layers(shape.num_layers))
+    return FlopsReport(report.dense, report.layers, report.scorer, merging)
 
 
 def computed_flops(tokens_per_layer: torch.Tensor, shape: EncoderShape, scored: tuple[int, ...], passes: int = 1,

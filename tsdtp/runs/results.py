@@ -30,15 +30,16 @@ SPEED_COLUMNS: tuple[str, ...] = (*RATIO_COLUMNS, "speedup_baseline")
 against transformers' padded forward in dataset order."""
 
 EXTRA_COLUMNS: tuple[str, ...] = ("eval_split", "keep_target", "seed", "removal", "schedule", "scorer_overhead",
-                                  "run_dir", "command", *SPEED_COLUMNS)
+                                  "run_dir", "command", *SPEED_COLUMNS, "variant")
 """Columns after the contract: which split, the training budget and seed, whether pruned tokens were fused, a
-scheduled method's keep schedule, how the row was made, the speedups. `seed` is the trained run's; rows written
-before the column get it from their run directory's config.json when that still exists (`fill_seeds`), else stay
-empty. `removal` is empty when pruned tokens are dropped and `fuse` when they are fused; `schedule` is empty for
-the default top-k schedule (`tsdtp.runs.eval_files.schedule_label`)."""
+scheduled method's keep schedule, how the row was made, the speedups, and what else tells the run apart. `seed` is
+the trained run's; rows written before the column get it from their run directory's config.json when that still
+exists (`fill_seeds`), else stay empty. `removal` is empty when pruned tokens are dropped and `fuse` when they are
+fused; `schedule` is empty for the default top-k schedule (`tsdtp.runs.eval_files.schedule_label`); `variant` is
+e.g. a translation run's exit mode and pruning layers (empty when nothing)."""
 
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
-                                "device", "seed", "removal", "schedule")
+                                "device", "seed", "removal", "schedule", "variant")
 """A row is replaced, not duplicated, when these match."""
 
 
@@ -50,7 +51,8 @@ def invoking_command() -> str:
 def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_name: str, metric: float,
                      keep_ratio: float, flops_ratio: float, speedup: float, batch_size: int, threads: int,
                      n_eval: int, eval_split: str, scorer_overhead: float, run_dir: str,
-                     speedups: Mapping[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
+                     speedups: Mapping[str, Any] | None = None, seed: int | None = None, variant: str = ""
+                     ) -> dict[str, Any]:
     """One results.csv row, `RESULT_COLUMNS` then `EXTRA_COLUMNS`, rounded as the table keeps them.
 
     `gamma` is the effective one; `keep_target` is set only for methods trained with a keep budget.
@@ -67,7 +69,7 @@ def build_result_row(*, task: str, model: str, pruning: PruningConfig, metric_na
         "keep_target": pruning.keep_target if spec.trained and spec.thresholded else None, "seed": seed,
         "removal": pruning.removal if pruning.fuses else None, "schedule": schedule_label(pruning),
         "scorer_overhead": round(scorer_overhead, 4), "run_dir": run_dir, "command": invoking_command(),
-        **ratios, "speedup_baseline": speedups.get("speedup_baseline"),
+        **ratios, "speedup_baseline": speedups.get("speedup_baseline"), "variant": variant,
     }
 
 

@@ -20,9 +20,10 @@ SCRATCH = "scratch"
 TRAIN_CORPORA: tuple[str, ...] = ("multi30k", "news-dev", "wmt16-train")
 """Corpora that may be trained on (`wmt16-train` only from the hub)."""
 
-MT_PRUNING_DEFAULTS: dict[str, Any] = {"d_task": 32, "keep_target": 0.65}
-"""Pruning defaults for translation: a narrow scorer (its FLOPs count against a small d_model) and a
-keep budget that puts the encoder FLOPs ratio below 0.7."""
+MT_PRUNING_DEFAULTS: dict[str, Any] = {"d_task": 32, "keep_target": 0.65, "exit_mode": "exit"}
+"""Pruning defaults for translation: a narrow scorer (its FLOPs count against a small d_model), a
+keep budget that puts the encoder FLOPs ratio below 0.7, and early exit (a pruned source token keeps
+its last state for the decoder, `tsdtp.core.exits`)."""
 
 
 def translation_pruning(pruning: PruningConfig, num_layers: int) -> PruningConfig:
@@ -80,6 +81,13 @@ class MTConfig(Settings):
     hard_ratio: float = setting(0.0, low=0.0, high=1.0,
                                 help="last fraction of steps run with hard keep decisions forward and soft-mask "
                                      "gradients backward (straight-through)")
+    distill_weight: float = setting(0.0, low=0.0, high=1.0, omit_default=True,
+                                    help="weight a of word-level distillation: loss = (1 - a) CE + a T^2 KL(teacher "
+                                         "|| model) over the target tokens, the teacher a dense translation run")
+    distill_temperature: float = setting(1.0, low=0.0, high=100.0, low_open=True, omit_default=True,
+                                         help="softmax temperature T of both distributions in the distillation KL")
+    teacher: str | None = setting(None, omit_default=True,
+                                  help="dense translation run to distil from (default: the --init-from run)")
 
     def check(self) -> None:
         """Rules that join fields: model and corpora given, heads divide the width, batches fit a sentence, and
@@ -97,6 +105,13 @@ class MTConfig(Settings):
                  "(or a pretrained --model)")
         _require(self.init_from is None or self.model == SCRATCH,
                  "give either --init-from (a run of this workbench) or a pretrained --model, not both")
+        _require(self.distill_weight == 0 or self.teacher_run is not None,
+                 "distillation needs a teacher: give --teacher <dense run dir> or --init-from")
+
+    @property
+    def teacher_run(self) -> str | None:
+        """The run distilled from: `teacher`, else `init_from`."""
+        return self.teacher if self.teacher is not None else self.init_from
 
     @property
     def scratch(self) -> bool:

@@ -1,8 +1,7 @@
-"""Translate, score (sacreBLEU, chrF), count encoder FLOPs and kept tokens, time generation against dense."""
+"""Translate, score (sacreBLEU, chrF), count encoder and cross-attention FLOPs, and what the decoder reads."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.core.engine import EngineOutput
 from tsdtp.core.flops import encoder_shape, method_flops
 from tsdtp.runs.distributed import gather_in_order, is_main, share
+from tsdtp.translation.costs import cross_attention_flops
 from tsdtp.translation.encoding import collate_sources, sentence_batches
 from tsdtp.translation.model import PrunedTranslator
 
@@ -29,7 +29,8 @@ class Translations:
     """Hypotheses in input order and what the encoder kept for each sentence.
 
     tokens_per_layer: [n, L] live source tokens at each encoder layer's input.
-    kept: [n] source tokens the decoder cross-attends to; source_tokens: [n] before pruning.
+    kept: [n] source states the decoder cross-attends to; source_tokens: [n] before pruning.
+    target_tokens: [n] tokens generated for each sentence (`</s>` included); num_beams: the beam size.
     """
 
     hypotheses: list[str]
@@ -38,6 +39,8 @@ class Translations:
     source_tokens: torch.Tensor
     traces: pd.DataFrame | None
     seconds: float
+    target_tokens: torch.Tensor
+    num_beams: int
 
 
 def generation_budget(source_lengths: Sequence[int], max_target_length: int) -> int:
@@ -68,6 +71,7 @@ def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, 
     hypotheses = [""] * n
     per_layer = torch.zeros(n, translator.adapter.num_layers, dtype=torch.long)
     kept = torch.zeros(n, dtype=torch.long)
+    generated = torch.zeros(n, dtype=torch.long)
     limit = n if trace_samples is None else min(trace_samples, n)
     started = time.perf_counter()
     batches = length_sorted(source_ids, batch_size)
@@ -79,9 +83,9 @@ def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, 
     seconds = time.perf_counter() - started
     translator.train(was_training)
     frames = []
-    for indices, texts, layers, survivors, frame in (gather_in_order(outcomes) if sharded else outcomes):
+    for indices, texts, layers, survivors, lengths, frame in (gather_in_order(outcomes) if sharded else outcomes):
         rows = torch.tensor(indices)
-        per_layer[rows], kept[rows] = layers, survivors
+        per_layer[rows], kept[rows], generated[rows] = layers, survivors, lengths
         for row, index in enumerate(indices):
             hypotheses[index] = texts[row]
         if frame is not None:
@@ -89,22 +93,24 @@ def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, 
     source_tokens = torch.tensor([len(ids) for ids in source_ids])
     traces = pd.concat(frames, ignore_index=True).sort_values(["example", "layer", "position"]) if frames else None
     return Translations(hypotheses, per_layer, kept, source_tokens,
-                        traces.reset_index(drop=True) if traces is not None else None, seconds)
+                        traces.reset_index(drop=True) if traces is not None else None, seconds, generated, num_beams)
 
 
 def _translate_batch(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase,
                      source_ids: Sequence[Sequence[int]], indices: list[int], num_beams: int, max_target_length: int,
                      limit: int, generator: torch.Generator
-                     ) -> tuple[list[int], list[str], torch.Tensor, torch.Tensor, pd.DataFrame | None]:
-    """One batch's indices, hypotheses, live tokens per layer, tokens kept, and keep trace (for indices < `limit`)."""
+                     ) -> tuple[list[int], list[str], torch.Tensor, torch.Tensor, torch.Tensor, pd.DataFrame | None]:
+    """One batch's indices, hypotheses, live tokens per layer, source states kept, tokens generated (`</s>`
+    included), and keep trace (for indices < `limit`)."""
     batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
     budget = generation_budget([len(source_ids[i]) for i in indices], max_target_length)
     record = any(i < limit for i in indices)
     sequences, engine = translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget,
                                             record_trace=record, generator=generator)
     frame = _trace_frame(tokenizer, source_ids, indices, engine, limit) if record else None
+    generated = (sequences[:, 1:] != tokenizer.pad_token_id).sum(dim=-1).cpu()
     return (indices, tokenizer.batch_decode(sequences, skip_special_tokens=True), engine.tokens_per_layer.cpu(),
-            engine.valid.sum(dim=-1).cpu(), frame)
+            engine.valid.sum(dim=-1).cpu(), generated, frame)
 
 
 def _trace_frame(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequence[int]], indices: list[int],
@@ -131,10 +137,16 @@ def score(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
 
 
 def summarize(translator: PrunedTranslator, translations: Translations) -> dict[str, float | list[float]]:
-    """Keep ratios, tokens kept and FLOPs of one translated set."""
+    """Keep ratios, source states the decoder reads, and FLOPs of one translated set: the encoder's against dense
+    (`flops_ratio`) and the decoder's cross-attention against reading every source token (`cross_flops_ratio`,
+    `tsdtp.translation.costs`), each also in GFLOPs per sentence (beams included)."""
     per_layer = translations.tokens_per_layer.double()
     layer_keep = (per_layer.sum(0) / per_layer[:, 0].sum()).tolist()
     flops = method_flops(translations.tokens_per_layer, encoder_shape(translator), translator.pruning)
+    config = translator.model.config
+    cross = [cross_attention_flops(n, translations.target_tokens, config.d_model, config.decoder_layers,
+                                   translations.num_beams) for n in (translations.kept, translations.source_tokens)]
+    sentences = len(translations.hypotheses)
     return {
         "keep_ratio": sum(layer_keep) / len(layer_keep),
         "layer_keep": layer_keep,
@@ -143,43 +155,8 @@ def summarize(translator: PrunedTranslator, translations: Translations) -> dict[
         "tokens_kept": float(translations.kept.double().mean()),
         "flops_ratio": flops.ratio,
         "scorer_overhead": flops.scorer_overhead,
+        "encoder_gflops": flops.total / sentences / 1e9,
+        "cross_flops_ratio": float(cross[0].sum() / cross[1].sum()),
+        "cross_gflops": float(cross[0].sum()) / sentences / 1e9,
+        "target_tokens": float(translations.target_tokens.double().mean()),
     }
-
-
-@torch.inference_mode()
-def generation_speed(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase,
-                     source_ids: Sequence[Sequence[int]], batch_size: int, num_beams: int, max_target_length: int,
-                     repeats: int = 3, warmup: int = 1) -> dict[str, float]:
-    """End-to-end generation time of the pruned path against the library's dense `generate()`.
-
-    Same batches (pre-collated, length-sorted), same beam size and token budget, interleaved
-    in one process; medians over `repeats`. Returns seconds for each, the speedup (dense /
-    pruned), per-sentence latency (ms) and throughput (sentences per second).
-    """
-    translator.eval()
-    batches = []
-    for indices in length_sorted(source_ids, batch_size):
-        batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
-        batches.append((batch, generation_budget([len(source_ids[i]) for i in indices], max_target_length)))
-
-    def run(pruned: bool) -> float:
-        started = time.perf_counter()
-        for batch, budget in batches:
-            if pruned:
-                translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget)
-            else:
-                translator.dense_generate(batch["input_ids"], batch["attention_mask"], num_beams, budget)
-        return time.perf_counter() - started
-
-    for _ in range(warmup):
-        run(False)
-        run(True)
-    dense, pruned = [], []
-    for _ in range(repeats):
-        dense.append(run(False))
-        pruned.append(run(True))
-    dense_s, pruned_s, n = statistics.median(dense), statistics.median(pruned), len(source_ids)
-    return {"dense_seconds": dense_s, "pruned_seconds": pruned_s, "speedup": dense_s / pruned_s,
-            "latency_ms": 1000 * pruned_s / n, "dense_latency_ms": 1000 * dense_s / n,
-            "throughput": n / pruned_s, "dense_throughput": n / dense_s, "speed_sentences": n,
-            "speed_batch_size": batch_size}

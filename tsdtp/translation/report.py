@@ -27,11 +27,20 @@ from tsdtp.translation.checkpoint import load_translator
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import EVAL_CORPORA, data_tag, load_corpus
 from tsdtp.translation.encoding import encode_sources
-from tsdtp.translation.evaluate import generation_speed, score, summarize, translate
+from tsdtp.translation.evaluate import score, summarize, translate
 from tsdtp.translation.model import PrunedTranslator
+from tsdtp.translation.speed import encoder_speed, generation_speed
 
 TRANSLATION_TABLE = "translation.csv"
 """The wide table of translation figures, written beside results.csv."""
+
+COST_COLUMNS: tuple[str, ...] = ("encoder_gflops", "cross_flops_ratio", "cross_gflops")
+"""Per-sentence encoder and cross-attention costs (`tsdtp.translation.evaluate.summarize`)."""
+
+DOMAIN_NOTES: dict[str, str] = {
+    "news": "out of domain: a model trained on image captions scores near 0 BLEU on news, which is noise; the row "
+            "is kept for completeness and left out of the headline figures"}
+"""The `note` of translation.csv rows, by test-set domain."""
 
 
 @holding_evaluation_lock
@@ -42,9 +51,10 @@ def evaluate_translation(run_dir: str | Path, data_dir: str | None = None, overr
                          trace_samples: int | None = 200, progress: bool = True) -> dict[str, Any]:
     """Translate each test set with `run_dir`'s model (optionally under another method or k) and score it.
 
-    `speed_repeats > 0` also times end-to-end generation against the library's dense
-    `generate()` in this process: throughput on the first `speed_samples` sentences of the
-    first split at `batch_size`, and latency at batch size 1 on `latency_samples` of them.
+    `speed_repeats > 0` also times, in this process, end-to-end generation against the library's dense
+    `generate()` and the encoder alone against the dense encoders (`tsdtp.translation.speed`):
+    throughput on the first `speed_samples` sentences of the first split at `batch_size`, and
+    latency at batch size 1 on `latency_samples` of them.
     Writes `eval/<name>.json`, `eval/<name>.parquet` and `eval/<name>.<split>.txt`
     (hypotheses); upserts rows into `results_csv` (and `translation.csv` beside it) when given.
     On data other than the standard data, the split labels and `<name>` name the source
@@ -91,11 +101,15 @@ def _speed(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, sou
            ) -> dict[str, float]:
     speed = generation_speed(translator, tokenizer, source_ids[:samples], batch_size, num_beams,
                              config.max_target_length, repeats=repeats)
+    speed.update(encoder_speed(translator, tokenizer, source_ids[:samples], batch_size, repeats=repeats))
     if latency_samples > 0:
         single = generation_speed(translator, tokenizer, source_ids[:latency_samples], 1, num_beams,
                                   config.max_target_length, repeats=repeats)
         speed.update({"latency_ms": single["latency_ms"], "dense_latency_ms": single["dense_latency_ms"],
                       "latency_speedup": single["speedup"]})
+        encoder = encoder_speed(translator, tokenizer, source_ids[:latency_samples], 1, repeats=repeats)
+        speed.update({f"{name}_b1": value for name, value in encoder.items() if name.startswith("encoder_speedup")
+                      or name == "encoder_realization"})
     return speed
 
 
@@ -113,14 +127,31 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
                                flops_ratio=figures["flops_ratio"], speedup=speed.get("speedup", float("nan")),
                                batch_size=record["batch_size"], threads=record["threads"], n_eval=figures["n_eval"],
                                eval_split=figures["eval_split"], scorer_overhead=figures["scorer_overhead"],
-                               run_dir=record["run_dir"], seed=config.seed)
+                               run_dir=record["run_dir"], seed=config.seed, variant=run_variant(config, pruning))
         rows.append({
-            **row, "chrf": round(figures["chrf"], 2), "domain": figures["domain"],
+            **row, "chrf": round(figures["chrf"], 2), "domain": figures["domain"], "exit_mode": pruning.exit_mode,
             "cross_keep_ratio": round(figures["cross_keep_ratio"], 4),
             "tokens_kept": round(figures["tokens_kept"], 2), "source_tokens": round(figures["source_tokens"], 2),
-            "num_beams": record["num_beams"], **{key: round(value, 4) for key, value in speed.items()},
+            "target_tokens": round(figures.get("target_tokens", float("nan")), 2),
+            **{key: round(figures.get(key, float("nan")), 4) for key in COST_COLUMNS},
+            "num_beams": record["num_beams"], "note": DOMAIN_NOTES.get(figures["domain"], ""),
+            **{key: round(value, 4) if isinstance(value, float) else value for key, value in speed.items()},
         })
     return rows
+
+
+def run_variant(config: MTConfig, pruning: PruningConfig) -> str:
+    """What tells this evaluation apart from others of the same method, k, gamma and keep target (results.csv's
+    `variant`): the exit mode and pruning layers of a pruning method (and the trained exit mode when evaluated
+    under another) and distillation; the seed has its own column. Empty for a dense run."""
+    parts = []
+    if pruning.prunes:
+        parts.append(f"{pruning.exit_mode} after {','.join(map(str, pruning.prune_layers or ()))}")
+        if pruning.exit_mode != config.pruning.exit_mode:
+            parts.append(f"trained {config.pruning.exit_mode}")
+    if config.distill_weight:
+        parts.append(f"kd {config.distill_weight:g}")
+    return "; ".join(parts)
 
 
 def upsert_translation_results(results_csv: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

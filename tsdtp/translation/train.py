@@ -1,7 +1,8 @@
 """Train one translation run: from scratch (tokenizer and model), from a pretrained Marian, or from a run.
 
-AdamW (betas 0.9/0.98) with linear warm-up and decay, label-smoothed cross-entropy plus the
-pruning terms, batches of at most `max_tokens` padded tokens from length-sorted groups.
+AdamW (betas 0.9/0.98) with linear warm-up and decay, label-smoothed cross-entropy (mixed with
+word-level distillation from a dense teacher when `distill_weight > 0`, `tsdtp.translation.distill`)
+plus the pruning terms, batches of at most `max_tokens` padded tokens from length-sorted groups.
 The run directory is opened once the inputs are validated (`tsdtp.runs.run_dir.open_run`) and written
 as training goes: `config.json` first (a scratch run's `tokenizer/` next), `state.pt` every
 `save_every` steps and at each epoch end but the last (an interrupted run resumes where it
@@ -39,6 +40,7 @@ from tsdtp.translation.checkpoint import (
 )
 from tsdtp.translation.config import MTConfig
 from tsdtp.translation.data import ParallelCorpus, data_source, load_corpus
+from tsdtp.translation.distill import Teacher, distilled_loss
 from tsdtp.translation.encoding import (
     EncodedPairs,
     collate_pairs,
@@ -48,7 +50,9 @@ from tsdtp.translation.encoding import (
 from tsdtp.translation.evaluate import score, translate
 from tsdtp.translation.model import (
     PrunedTranslator,
+    TranslatorOutput,
     build_scratch_model,
+    token_cross_entropy,
 )
 from tsdtp.translation.tokenizer import install_tokenizer, train_tokenizer
 
@@ -160,12 +164,14 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
     with tempfile.TemporaryDirectory(prefix="tsdtp-tokenizer-") as staging:
         translator, tokenizer, label = prepare_model(config, run_dir, train_corpus, Path(staging))
+        teacher = (Teacher.load(config.teacher_run, translator.model.config.vocab_size)
+                   if config.distill_weight else None)
         with open_run(run_dir, config.to_dict(), leftovers=STAGING_FOLDERS):
             record_training_data(run_dir, source)
             if any(Path(staging).iterdir()):
                 tokenizer = _shared_tokenizer(Path(staging), run_dir / TOKENIZER_FOLDER, tokenizer)
             return _train_prepared(config, run_dir, translator, tokenizer, label, train_corpus, val_corpus,
-                                   progress, keep_state, grad_accum)
+                                   progress, keep_state, grad_accum, teacher)
 
 
 def _shared_tokenizer(staged: Path, folder: Path, trained: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -181,9 +187,9 @@ def _shared_tokenizer(staged: Path, folder: Path, trained: PreTrainedTokenizerBa
 
 def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslator,
                     tokenizer: PreTrainedTokenizerBase, label: str, train_corpus: ParallelCorpus,
-                    val_corpus: ParallelCorpus, progress: bool, keep_state: bool, grad_accum: int
-                    ) -> dict[str, Any]:
-    """Encode the corpora and run the training loop in the opened `run_dir`."""
+                    val_corpus: ParallelCorpus, progress: bool, keep_state: bool, grad_accum: int,
+                    teacher: Teacher | None) -> dict[str, Any]:
+    """Encode the corpora and run the training loop in the opened `run_dir` (distilling from `teacher` if any)."""
     train_pairs = encode_corpus(tokenizer, train_corpus, config.max_source_length, config.max_target_length)
     val_pairs = (encode_corpus(tokenizer, val_corpus.head(config.val_samples), config.max_source_length,
                                config.max_target_length) if config.val_samples else None)
@@ -193,7 +199,10 @@ def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslato
 
     def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate_pairs(train_pairs, indices, pad_id, start_id)
-        return translator.loss(forward(batch), batch["labels"], config.label_smoothing)
+        output = forward(batch)
+        if teacher is None:
+            return translator.loss(output, batch["labels"], config.label_smoothing)
+        return distilled_step(translator, output, batch, teacher, config)
 
     def target_tokens(indices: list[int]) -> int:
         return sum(len(train_pairs.target_ids[i]) for i in indices)
@@ -212,6 +221,16 @@ def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslato
     hooks = RunHooks(step_loss, epoch_record, save_run, partial(run_complete, run_dir, config), target_tokens)
     return train_with_adamw(run_dir, translator, plan, config, hooks, description=f"mt-train {config.pruning.method}",
                             progress=progress, keep_state=keep_state, betas=(0.9, 0.98), grad_accum=grad_accum)
+
+
+def distilled_step(translator: PrunedTranslator, output: TranslatorOutput, batch: dict[str, torch.Tensor],
+                    teacher: Teacher, config: MTConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch with word-level distillation, and its parts (`ce` the cross-entropy, `kd` the KL)."""
+    ce = token_cross_entropy(output.logits, batch["labels"], config.label_smoothing)
+    task, kl = distilled_loss(ce, output.logits, teacher.logits(batch), batch["labels"], config.distill_weight,
+                              config.distill_temperature)
+    loss, parts = translator.add_pruning_penalty(task, output.engine)
+    return loss, {**parts, "ce": float(ce.detach()), "kd": kl}
 
 
 def _validate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, pairs: EncodedPairs | None,
