@@ -35,19 +35,24 @@ def _speed_panel(ax: Axes, speed: pd.DataFrame, colours: dict[str, tuple[float, 
 
 
 def _quality_panel(ax: Axes, quality: pd.DataFrame, kind: str, column: str, ylabel: str,
-                   colours: dict[str, tuple[float, float, float]]) -> None:
-    """One quality column of one kind of prompt against the prompt length, a line per setting."""
+                   colours: dict[str, tuple[float, float, float]], dashed: str | None = None) -> None:
+    """One quality column of one kind of prompt against the prompt length, a line per setting (and the
+    `dashed` column, when given, as a dashed line of the same colour)."""
     rows = quality[quality["kind"] == kind]
     for name, points in rows.groupby("setting", sort=False):
         points = points.sort_values("length")
-        ax.plot(points["length"], points[column], marker="o", color=colours.get(name, (0.6, 0.6, 0.6)), label=name)
+        colour = colours.get(name, (0.6, 0.6, 0.6))
+        ax.plot(points["length"], points[column], marker="o", color=colour, label=name)
+        if dashed is not None and dashed in points:
+            ax.plot(points["length"], points[dashed], linestyle="--", color=colour, alpha=0.7)
     count = int(rows["examples"].max()) if not rows.empty else 0
     ax.set(title=f"{kind} ({count} per length)", xlabel="prompt tokens", ylabel=ylabel)
 
 
 def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
-    """Three panels against the prompt length: TTFT speedup, few-shot SST-2 accuracy, and the agreement of the
-    greedy continuation with dense generation on news passages. One colour per setting, dense in grey."""
+    """Three panels against the prompt length: TTFT speedup, few-shot SST-2 accuracy (dotted: chance), and the
+    agreement of the greedy continuation with dense generation on news passages, free-running and teacher-forced.
+    One colour per setting, dense in grey."""
     settings = list(dict.fromkeys([*quality.get("setting", pd.Series(dtype=str)),
                                    *speed.get("engine", pd.Series(dtype=str))]))
     colours = _colours([name for name in settings if name != HF_ENGINE])
@@ -55,7 +60,9 @@ def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, 3)
     _speed_panel(axes[0], speed, colours)
     _quality_panel(axes[1], quality, FEW_SHOT, "accuracy", "accuracy of the answer", colours)
-    _quality_panel(axes[2], quality, PASSAGES, "agreement", "greedy tokens equal to dense", colours)
+    axes[1].axhline(0.5, color="black", linewidth=0.8, linestyle=":")
+    _quality_panel(axes[2], quality, PASSAGES, "agreement", "greedy tokens equal to dense (dashed: teacher-forced)",
+                   colours, dashed="agreement_teacher_forced")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), fontsize="small")
     return fig
