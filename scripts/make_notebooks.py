@@ -57,6 +57,7 @@ import torch
 from IPython.display import display
 
 from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.classification import experiments
 from tsdtp.runs import cache
 from tsdtp.runs.step_log import read_step_log
@@ -74,6 +75,8 @@ config"""),
 print(("trained" if trained else "found finished, not retrained") + f": {run_dir}")
 pd.DataFrame(metrics["history"])"""),
         ("code", """curve = pd.DataFrame(read_step_log(run_dir))  # learning curve: mean loss parts, every ~1% of steps
+if not curve.empty:
+    display(learning_curve_plot(curve))
 curve.iloc[:: max(1, len(curve) // 10)]"""),
         ("code", """summary = experiments.evaluate_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
                                        max_eval_samples, speed_repeats, progress=False)

@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.analysis.pending import mark_pending, read_pending
 from tsdtp.analysis.token_kinds import token_kinds, whole_words
 from tsdtp.runs.eval_files import eval_stem
@@ -212,3 +213,15 @@ def test_missing_stored_traces_give_a_reason_and_a_pending_note(tmp_path):
     note = mark_pending("layer_keep", why + "\n", tmp_path / "figures")
     assert note.startswith("**Not drawn:** `layer_keep` awaits its data: no keep traces")
     assert read_pending(tmp_path / "figures") == {"layer_keep": why} and read_pending(tmp_path / "none") == {}
+
+
+def test_the_learning_curve_draws_each_logged_loss_part_and_the_keep_rate_when_there_is_one():
+    steps = np.arange(1, 41)
+    dense = pd.DataFrame({"step": steps, "loss": 1 / steps, "ce": 1 / steps})
+    pruned = dense.assign(aux=0.1, soft_keep=np.linspace(1, 0.6, 40), keep_target=0.6)
+    one, two = learning_curve_plot(dense, window=5), learning_curve_plot(pruned, window=5)
+    assert len(one.axes) == 1 and len(two.axes) == 2
+    thick = {line.get_label(): line for line in two.axes[0].lines if not line.get_label().startswith("_")}
+    assert sorted(thick) == ["cross-entropy", "keep loss", "total"]
+    assert np.allclose(thick["total"].get_ydata(), pruned["loss"].rolling(5, min_periods=1).mean())
+    assert np.allclose(two.axes[1].lines[1].get_ydata(), 0.6)
