@@ -227,7 +227,8 @@ table"""),
 
 Settings are chosen on the held-out selection split (for each method and keep budget, the best
 selection accuracy among the settings that keep at most the budget), then read on the evaluation
-split only. Each method's curve (per seed) runs through its chosen settings; methods are compared at
+split only. Each method's curve (per seed) is what its chosen trained configurations trace over k at
+evaluation (k is never chosen on the evaluation split); methods are compared at
 matched keep (and FLOPs) ratios by interpolating each example's correctness along the curve, with a
 paired bootstrap 95% interval over examples and seeds (`tsdtp.analysis.comparison`). The dense
 reference is every `none` row. Without selection rows every evaluation-split row is on the curve.
@@ -240,6 +241,7 @@ results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = ["sst2", "qnli"]
 budgets = [0.7, 0.6, 0.5, 0.4]  # keep-ratio budgets settings are chosen for (on the selection split)
 pairs = [["ts-dtp", "general-dtp"], ["ts-dtp", "topk"], ["ts-dtp", "none"], ["general-dtp", "none"]]
+removal = "drop"  # how the compared runs remove tokens ("drop", or "fuse" for EViT fusion): one per comparison
 keep_points = [0.6, 0.5]  # matched keep ratios of the comparison
 flops_points = [0.625]  # matched FLOPs ratios of the comparison"""),
         ("code", """import os
@@ -254,9 +256,10 @@ from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = frames.filter_results(read_results(results_csv), results_batch_size, tasks)
+results = results[results["removal"].fillna("drop") == removal]
 evaluation, selection = choose.split_rows(results)
 chosen = choose.choose_settings(results, budgets)
-curves = chosen if not chosen.empty else evaluation[evaluation["method"] != "none"]
+curves = choose.chosen_curves(results, budgets) if not chosen.empty else evaluation[evaluation["method"] != "none"]
 rows = pd.concat([curves.drop(columns=["budget"], errors="ignore"), evaluation[evaluation["method"] == "none"]])
 rows = rows.drop_duplicates(subset=["task", "method", "keep_target", "k", "schedule", "removal", "seed"])
 display(Markdown(f"{len(selection)} selection rows; curves from "

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsdtp.analysis.choose import choose_settings, pareto_front
+from tsdtp.analysis.choose import choose_settings, chosen_curves, pareto_front
 from tsdtp.analysis.comparison import compare_at
 from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, paired_bootstrap, seed_summary
 from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
@@ -189,3 +189,15 @@ def test_the_seed_figures_draw_error_bars_and_a_panel_per_task(tmp_path):
     assert len(figure.axes) == 2 and figure.axes[0].get_lines()
     comparison = compare_at(rows, tmp_path, [("ts-dtp", "none")], [0.6])
     assert len(difference_plot(comparison).axes) == 1
+
+
+def test_a_chosen_setting_brings_its_whole_k_curve_and_nothing_else():
+    selection = results_rows("sst2 train selection 2%", [
+        ("ts-dtp", 0.6, 0.5, 0, 90.0, 0.58), ("ts-dtp", 0.6, 1.0, 0, 91.0, 0.8),
+        ("ts-dtp", 0.4, 0.5, 0, 80.0, 0.45)])
+    evaluation = results_rows("sst2 dev", [
+        ("ts-dtp", 0.6, 0.0, 0, 80.0, 0.5), ("ts-dtp", 0.6, 0.5, 0, 85.0, 0.6), ("ts-dtp", 0.6, 1.0, 0, 86.0, 0.8),
+        ("ts-dtp", 0.4, 0.5, 0, 99.0, 0.4)])
+    curves = chosen_curves(pd.concat([selection, evaluation]), budgets=[0.6])
+    assert sorted(curves["k"]) == [0.0, 0.5, 1.0] and set(curves["keep_target"]) == {0.6}
+    assert chosen_curves(evaluation, budgets=[0.6]).empty
