@@ -29,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from tsdtp.core.pruned_model import PrunedModel
+from tsdtp.runs.device import model_device
 from tsdtp.runs.distributed import gather_objects, gather_rows, ranks, sum_over_ranks
 
 Forward = Callable[[dict[str, torch.Tensor]], Any]
@@ -82,13 +83,15 @@ class _Part:
 
 class DataParallelStep:
     """Forward and backward of global batches for `wrapper`: whole in one process, split over ranks and
-    `grad_accum` accumulation steps otherwise (the model then runs under DDP)."""
+    `grad_accum` accumulation steps otherwise (the model then runs under DDP, on its GPU if it is on one)."""
 
     def __init__(self, wrapper: PrunedModel, step_loss: StepLoss, loss_weight: LossWeight, grad_accum: int = 1
                  ) -> None:
         self.wrapper, self.step_loss, self.loss_weight, self.grad_accum = wrapper, step_loss, loss_weight, grad_accum
         self.ranks = ranks()
-        self.ddp = (DistributedDataParallel(wrapper, find_unused_parameters=True)
+        self.device = model_device(wrapper)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.ddp = (DistributedDataParallel(wrapper, device_ids=device_ids, find_unused_parameters=True)
                     if self.ranks.world_size > 1 else None)
 
     def backward(self, indices: list[int]) -> tuple[float, dict[str, float]]:
@@ -159,7 +162,8 @@ class DataParallelStep:
             engines.append(output.engine)
             return output
 
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        replayed = [self.device] if self.device.type == "cuda" else []  # dropout on a GPU draws from its generator
+        with torch.no_grad(), torch.random.fork_rng(devices=replayed):
             for part in mine:
                 self.step_loss(capture, part.indices)
         world_size = self.ranks.world_size
@@ -197,3 +201,25 @@ def separate_rng_streams(saved: list[torch.Tensor] | None) -> None:
         torch.set_rng_state(saved[mine.rank])
     else:
         torch.manual_seed(int(torch.randint(2**62, ())) + mine.rank)
+
+
+def device_rng_states(device: torch.device) -> dict[str, list[torch.Tensor]]:
+    """What state.pt keeps of the ranks' GPU generators (dropout on a GPU draws from them): every rank's state
+    in rank order under `cuda_rng_ranks`; nothing on the CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"cuda_rng_ranks": gather_objects(torch.cuda.get_rng_state(device))}
+
+
+def restore_device_rng(saved: list[torch.Tensor] | None, device: torch.device) -> None:
+    """On resuming on a GPU, give this rank's GPU generator the state it had when `saved` (`device_rng_states`
+    of a run with as many ranks), else a seed drawn from its restored CPU stream (left as it was), so that
+    the ranks keep apart. Nothing on the CPU."""
+    if device.type != "cuda":
+        return
+    mine = ranks()
+    if saved is not None and len(saved) == mine.world_size:
+        torch.cuda.set_rng_state(saved[mine.rank], device)
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.cuda.manual_seed(int(torch.randint(2**62, ())))

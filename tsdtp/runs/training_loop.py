@@ -9,7 +9,9 @@ model; the loop then writes `metrics.json`. A finished run keeps no state.pt unl
 Under `torchrun` (`tsdtp.runs.distributed.process_group` joined) every rank runs the loop over the same
 plan, each on its part of every global batch (`tsdtp.runs.data_parallel`); rank 0 alone writes files and
 shows the progress bar while the others wait at a barrier. state.pt holds the unwrapped model, so a run
-resumes with any number of processes.
+resumes with any number of processes. The model trains on the device it is on (`tsdtp.runs.device`; the task
+moves it there), and so does its optimizer state; state.pt loads onto the CPU first, so a run resumes on
+another device than the one that wrote it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from transformers import get_linear_schedule_with_warmup
 
 from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import CheckpointError
-from tsdtp.runs.data_parallel import DataParallelStep, LossWeight, StepLoss, rank_rng_states, separate_rng_streams
+from tsdtp.runs.data_parallel import (
+    DataParallelStep,
+    LossWeight,
+    StepLoss,
+    device_rng_states,
+    rank_rng_states,
+    restore_device_rng,
+    separate_rng_streams,
+)
+from tsdtp.runs.device import model_device
 from tsdtp.runs.distributed import barrier, is_main, mark, ranks, same_on_every_rank
 from tsdtp.runs.io import atomic_torch_save, atomic_write_json
 from tsdtp.runs.run_dir import METRICS_FILE, STATE_FILE, finish_run, read_metrics
@@ -159,6 +170,7 @@ class _Loop:
     def save_state(self, done: Progress) -> None:
         """Write `state.pt`: everything `_resume` needs to continue after `done.step` (each rank's RNG too)."""
         distributed = {"torch_rng_ranks": rank_rng_states()} if ranks().world_size > 1 else {}
+        distributed.update(device_rng_states(model_device(self.wrapper)))
         if is_main():
             atomic_torch_save(self.run_dir / STATE_FILE, {
                 "model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -268,6 +280,7 @@ def _resume(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimize
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     separate_rng_streams(state.get("torch_rng_ranks"))
+    restore_device_rng(state.get("cuda_rng_ranks"), model_device(wrapper))
     return Progress(state["step"], state["history"], state["train_seconds"])
 
 
