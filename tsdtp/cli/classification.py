@@ -12,6 +12,7 @@ from tsdtp.classification.train import train
 from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, flag_values
 from tsdtp.core.config import PruningConfig
 from tsdtp.glue_tasks import TASKS
+from tsdtp.runs.device import training_device
 from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 
@@ -40,9 +41,10 @@ def run_classification_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "train":
         config = TrainConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, TrainConfig))
-        with process_group(args.dist_timeout) as ranks:
+        device = training_device(args.device)
+        with process_group(args.dist_timeout, device) as ranks:
             metrics = train(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
-                            grad_accum=args.grad_accum)
+                            grad_accum=args.grad_accum, device=device)
         if ranks.main:
             print(strict_json(metrics["final"]))
     elif args.command == "eval":
