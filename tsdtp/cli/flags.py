@@ -17,8 +17,9 @@ from typing import Any
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, rule_of
-from tsdtp.runs.device import TRAINING_DEVICES
-from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S
+from tsdtp.runs.device import TRAINING_DEVICES, training_device
+from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S, process_group
+from tsdtp.runs.io import strict_json
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -73,6 +74,17 @@ def add_training_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
                         help="train on the CPU (default), a CUDA GPU (under torchrun: GPU LOCAL_RANK of each node, "
                              "over NCCL), or auto (a GPU where torch sees one); an execution choice, not part of "
                              "the run's config")
+
+
+def train_with_flags(train: Callable[..., dict[str, Any]], config: Any, args: argparse.Namespace) -> None:
+    """`train(config, ...)` as the training flags say (device, process group, accumulation); rank 0 prints the
+    final metrics as JSON."""
+    device = training_device(args.device)
+    with process_group(args.dist_timeout, device) as ranks:
+        metrics = train(config, args.run_dir, args.data_dir, keep_state=args.keep_state, grad_accum=args.grad_accum,
+                        device=device)
+    if ranks.main:
+        print(strict_json(metrics["final"]))
 
 
 def add_evaluation_flags(parser: argparse.ArgumentParser, results_help: str, speed_help: str) -> None:

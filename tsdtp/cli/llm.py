@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_setting_flags, add_training_flags, at_least, flag_values
+from tsdtp.cli.flags import add_setting_flags, add_training_flags, at_least, flag_values, train_with_flags
 from tsdtp.core.config import PruningConfig
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_llm_run
 from tsdtp.llm.classifier_train import train_llm
-from tsdtp.runs.device import training_device
-from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 
 LLM_COMMANDS: tuple[str, ...] = ("llm-train", "llm-eval")
@@ -43,12 +41,7 @@ def run_llm_command(args: argparse.Namespace) -> int:
     if args.command == "llm-train":
         config = LlmTrainConfig(pruning=PruningConfig().with_overrides(pruning_flags),
                                 **flag_values(args, LlmTrainConfig))
-        device = training_device(args.device)
-        with process_group(args.dist_timeout, device) as ranks:
-            metrics = train_llm(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
-                                grad_accum=args.grad_accum, device=device)
-        if ranks.main:
-            print(strict_json(metrics["final"]))
+        train_with_flags(train_llm, config, args)
     elif args.command == "llm-eval":
         record = evaluate_llm_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
                                   args.max_eval_samples)
