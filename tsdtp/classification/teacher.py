@@ -91,7 +91,8 @@ def teacher_pass(model: PrunedClassifier, split: EncodedSplit, pad_id: int, prog
     batches = batch_indices(split.lengths(), TEACHER_BATCH_SIZE, shuffle=False, sort_by_length=True)
     for indices in tqdm(batches, desc="teacher", disable=not progress, leave=False):
         batch_logits, received = dense_outputs(model, on_device(collate(split, indices, pad_id), device))
-        logits[indices], received = batch_logits.cpu(), received.cpu()
+        logits[indices] = batch_logits.cpu()
+        received = received.cpu()
         for row, example in enumerate(indices):
             pieces[example] = received[row, : len(split.input_ids[example])]
     lengths = torch.tensor(split.lengths())
