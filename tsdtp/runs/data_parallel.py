@@ -21,7 +21,7 @@ is the plain `loss.backward()` it always was.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -185,39 +185,30 @@ def _splice(batch_rows: torch.Tensor, live: torch.Tensor, start: int, part: _Par
     return torch.cat([batch_rows[:start], own, batch_rows[start + part.count:]])
 
 
-def rank_rng_states() -> list[torch.Tensor]:
-    """Every rank's torch RNG state, in rank order (the one state in one process)."""
-    return gather_objects(torch.get_rng_state())
+def rank_rng_states(device: torch.device) -> dict[str, list[torch.Tensor]]:
+    """What state.pt keeps of the ranks' generators, each in rank order: their torch (CPU) RNG states in a
+    distributed run (`torch_rng_ranks`), and on a GPU, whose generator dropout there draws from, its states
+    (`cuda_rng_ranks`). Nothing for one process on the CPU."""
+    states = {"torch_rng_ranks": gather_objects(torch.get_rng_state())} if ranks().world_size > 1 else {}
+    if device.type == "cuda":
+        states["cuda_rng_ranks"] = gather_objects(torch.cuda.get_rng_state(device))
+    return states
 
 
-def separate_rng_streams(saved: list[torch.Tensor] | None) -> None:
-    """Give each rank of a distributed run its own torch RNG stream (dropout): the one it had when `saved`
-    (`rank_rng_states` of a run with as many ranks), else one drawn from the state every rank shares.
-    One process keeps its stream as it is."""
-    mine = ranks()
-    if mine.world_size == 1:
-        return
-    if saved is not None and len(saved) == mine.world_size:
+def separate_rng_streams(state: Mapping[str, Any] | None, device: torch.device) -> None:
+    """Give each rank of a distributed run its own torch RNG stream (dropout): the one it had when `state` (a
+    state.pt with `rank_rng_states` of as many ranks) was saved, else one drawn from the state every rank
+    shares; one process keeps its stream as it is. Resuming on a GPU, its generator too: the saved one, else
+    one drawn from the CPU stream (left as it was), so that the ranks keep apart."""
+    mine, state = ranks(), state or {}
+    saved = state.get("torch_rng_ranks")
+    if mine.world_size > 1 and saved is not None and len(saved) == mine.world_size:
         torch.set_rng_state(saved[mine.rank])
-    else:
+    elif mine.world_size > 1:
         torch.manual_seed(int(torch.randint(2**62, ())) + mine.rank)
-
-
-def device_rng_states(device: torch.device) -> dict[str, list[torch.Tensor]]:
-    """What state.pt keeps of the ranks' GPU generators (dropout on a GPU draws from them): every rank's state
-    in rank order under `cuda_rng_ranks`; nothing on the CPU."""
-    if device.type != "cuda":
-        return {}
-    return {"cuda_rng_ranks": gather_objects(torch.cuda.get_rng_state(device))}
-
-
-def restore_device_rng(saved: list[torch.Tensor] | None, device: torch.device) -> None:
-    """On resuming on a GPU, give this rank's GPU generator the state it had when `saved` (`device_rng_states`
-    of a run with as many ranks), else a seed drawn from its restored CPU stream (left as it was), so that
-    the ranks keep apart. Nothing on the CPU."""
-    if device.type != "cuda":
+    if device.type != "cuda" or not state:
         return
-    mine = ranks()
+    saved = state.get("cuda_rng_ranks")
     if saved is not None and len(saved) == mine.world_size:
         torch.cuda.set_rng_state(saved[mine.rank], device)
         return
