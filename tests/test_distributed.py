@@ -223,7 +223,8 @@ def test_commands_that_run_in_one_process_refuse_a_launch(monkeypatch, capsys, t
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["eval", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == ("tsdtp eval: error: runs in one process; of the launched processes, only "
-                                       "train, mt-train, train-config share the work (start it without torchrun)\n")
+                                       "train, mt-train, llm-train, train-config share the work (start it without "
+                                       "torchrun)\n")
 
 
 @pytest.mark.parametrize("method", list(METHODS))

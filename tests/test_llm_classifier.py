@@ -7,6 +7,9 @@ these fast and offline."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +38,9 @@ from tsdtp.llm.classifier_prompts import (
 )
 from tsdtp.llm.classifier_train import train_llm
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.training_loop import seed_everything
 
+ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [("a gorgeous , witty , seductive movie . ",), ("an ugly , pointless mess ",)]
 
 
@@ -118,6 +123,32 @@ def test_gradients_reach_the_lora_adapters_head_and_scorers_and_nothing_else(tin
     assert any(name.startswith("scorers.1.") for name in grads)
     assert grads <= model.trained_names
     assert not any("embed_tokens" in name or "mlp" in name for name in model.trained_names)
+
+
+def test_two_processes_under_torchrun_train_the_adapters_one_process_trains(tiny_llama: Path, tmp_path: Path,
+                                                                           glue_dir: Path):
+    config = tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.5), max_train_samples=16, epochs=2.0,
+                         max_eval_samples=8)
+    one = train_llm(config, tmp_path / "one", progress=False)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "tsdtp.cli", "--threads", "1", "llm-train", "--model", str(tiny_llama), "--max-length", "48",
+               "--batch-size", "8", "--eval-batch-size", "4", "--max-train-samples", "16", "--epochs", "2",
+               "--max-eval-samples", "8", "--method", "ts-dtp", "--k", "0.5", "--data-dir", str(glue_dir),
+               "--run-dir", str(tmp_path / "two")]
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert launched.returncode == 0, launched.stderr[-4000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["data_parallel"] == {"processes": 2, "grad_accum": 1} and two["steps"] == one["steps"] == 4
+    assert {key: two["final"][key] for key in ("accuracy", "keep_ratio", "layer_keep")} == {
+        key: one["final"][key] for key in ("accuracy", "keep_ratio", "layer_keep")}
+    trained, _, _ = load_checkpoint(tmp_path / "one")
+    seed_everything(config.seed)
+    initial = dict(PrunedLlamaClassifier.build(config)[0].named_parameters())
+    expected, shared = dict(trained.named_parameters()), dict(load_checkpoint(tmp_path / "two")[0].named_parameters())
+    difference = sum(float((shared[name] - expected[name]).detach().pow(2).sum()) for name in trained.trained_names)
+    update = sum(float((expected[name] - initial[name]).detach().pow(2).sum()) for name in trained.trained_names)
+    assert update > 0 and (difference / update) ** 0.5 < 0.01
 
 
 def test_training_evaluation_and_checkpoints(tiny_llama: Path, tmp_path: Path):

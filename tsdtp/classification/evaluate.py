@@ -13,6 +13,7 @@ from tsdtp.classification.encoding import EncodedSplit, batch_indices, collate
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.reference import reference_masking_forward
 from tsdtp.core.flops import FlopsReport, encoder_shape, method_flops
+from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import gather_in_order, is_main, share
 
 
@@ -53,21 +54,22 @@ def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int
     example, layer and token: `example, layer, position, token, kept, label, pred, correct`.
     In a distributed run each rank evaluates its share of the batches and every rank gets all the
     results (the same batches as one process, so the same numbers); the `random` method, whose draws
-    follow the batch order, runs every batch on every rank.
+    follow the batch order, runs every batch on every rank. The model runs on the device it is on.
     """
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(model.pruning.seed)
+    device = model_device(model)
+    generator = draw_generator(device, model.pruning.seed)
     batches = batch_indices(split.lengths(), batch_size, shuffle=False)
     sharded = not model.pruning.spec.random_scores
     outcomes = []
     for indices in tqdm(share(batches) if sharded else batches, desc=f"eval {model.pruning.method}",
                         disable=not progress or not is_main(), leave=False):
-        batch = collate(split, indices, pad_id)
+        batch = on_device(collate(split, indices, pad_id), device)
         logits, per_layer, trace = predict_batch(model, batch, record_trace=record_traces, generator=generator)
         predictions = logits.argmax(dim=-1)
-        frame = _trace_frame(split, indices, trace, predictions, tokenizer) if record_traces else None
-        outcomes.append((int((predictions == batch["labels"]).sum()), per_layer, frame))
+        frame = _trace_frame(split, indices, trace.cpu(), predictions.cpu(), tokenizer) if record_traces else None
+        outcomes.append((int((predictions == batch["labels"]).sum()), per_layer.cpu(), frame))
     model.train(was_training)
     correct, tokens, frames = zip(*(gather_in_order(outcomes) if sharded else outcomes))
     per_layer = torch.cat(tokens)

@@ -25,6 +25,7 @@ from tsdtp.classification.model import PrunedClassifier
 from tsdtp.core.scoring import LayerRequest
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.cache import read_run_config, run_finished
+from tsdtp.runs.device import CPU, model_device, on_device
 from tsdtp.runs.io import atomic_torch_save, load_torch_payload
 
 CACHE_FOLDER = "teacher_cache"
@@ -40,6 +41,10 @@ class TeacherBatch:
 
     logits: torch.Tensor
     attention: torch.Tensor
+
+    def to(self, device: torch.device) -> TeacherBatch:
+        """The same outputs on `device`."""
+        return TeacherBatch(self.logits.to(device), self.attention.to(device))
 
 
 @dataclass(frozen=True)
@@ -77,14 +82,17 @@ def dense_outputs(model: PrunedClassifier, batch: dict[str, torch.Tensor]) -> tu
 
 def teacher_pass(model: PrunedClassifier, split: EncodedSplit, pad_id: int, progress: bool = False
                  ) -> TeacherTargets:
-    """Run the teacher (eval mode, dense) over `split` and collect its outputs per example."""
+    """Run the teacher (eval mode, dense, on the device it is on) over `split` and collect its outputs per example
+    (on the CPU)."""
     model.eval()
+    device = model_device(model)
     logits = torch.empty(len(split), model.model.config.num_labels)
     pieces: list[torch.Tensor | None] = [None] * len(split)
     batches = batch_indices(split.lengths(), TEACHER_BATCH_SIZE, shuffle=False, sort_by_length=True)
     for indices in tqdm(batches, desc="teacher", disable=not progress, leave=False):
-        batch_logits, received = dense_outputs(model, collate(split, indices, pad_id))
-        logits[indices] = batch_logits
+        batch_logits, received = dense_outputs(model, on_device(collate(split, indices, pad_id), device))
+        logits[indices] = batch_logits.cpu()
+        received = received.cpu()
         for row, example in enumerate(indices):
             pieces[example] = received[row, : len(split.input_ids[example])]
     lengths = torch.tensor(split.lengths())
@@ -113,16 +121,17 @@ def check_teacher(config: TrainConfig) -> Path:
     return teacher_dir
 
 
-def teacher_targets(config: TrainConfig, split: EncodedSplit, pad_id: int, progress: bool = False
-                    ) -> TeacherTargets:
-    """The teacher's outputs on the student's training `split`: read from its cache, or computed once and cached."""
+def teacher_targets(config: TrainConfig, split: EncodedSplit, pad_id: int, progress: bool = False,
+                    device: torch.device = CPU) -> TeacherTargets:
+    """The teacher's outputs on the student's training `split`: read from its cache, or computed once (on `device`)
+    and cached."""
     teacher_dir = check_teacher(config)
     path = teacher_dir / CACHE_FOLDER / f"{cache_key(teacher_dir, split)}.pt"
     if path.is_file():
         payload = load_torch_payload(path, CACHE_FORMAT, "; delete it to compute it again")
         return TeacherTargets(payload["logits"], payload["attention"], payload["offsets"])
     model, _ = load_checkpoint(teacher_dir)
-    targets = teacher_pass(model, split, pad_id, progress)
+    targets = teacher_pass(model.to(device), split, pad_id, progress)
     path.parent.mkdir(exist_ok=True)
     atomic_torch_save(path, {"format": CACHE_FORMAT, "logits": targets.logits, "attention": targets.attention,
                              "offsets": targets.offsets})

@@ -35,6 +35,7 @@ from tsdtp.errors import CheckpointError
 from tsdtp.glue_tasks import data_source, get_task, load_task_data
 from tsdtp.hub import load_tokenizer
 from tsdtp.runs.data_parallel import Forward
+from tsdtp.runs.device import CPU, on_device
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
@@ -96,7 +97,7 @@ def run_complete(run_dir: Path, config: TrainConfig, metrics: dict[str, Any]) ->
 
 
 def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
-          keep_state: bool = False, grad_accum: int = 1) -> dict[str, Any]:
+          keep_state: bool = False, grad_accum: int = 1, device: torch.device = CPU) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming if it holds an interrupted run; returns metrics.
 
     Everything is validated (model, data, pruning layers) before the run directory is opened, so a bad
@@ -104,7 +105,8 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the end
     unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
     is refused. Each batch runs in `grad_accum` accumulation steps; under torchrun it is split over the
-    processes (`tsdtp.runs.distributed.process_group`).
+    processes (`tsdtp.runs.distributed.process_group`). The model trains and is evaluated on `device`
+    (`tsdtp.runs.device.training_device`).
     """
     run_dir = Path(run_dir)
     source = training_data(config, data_dir)
@@ -113,14 +115,14 @@ def train(config: TrainConfig, run_dir: str | Path, data_dir: str | None = None,
     tokenizer = load_tokenizer(config.model)
     train_split, eval_split, eval_name = prepare_data(config, tokenizer, data_dir)
     assert train_split is not None
-    model = build_model(config, tokenizer)
+    model = build_model(config, tokenizer).to(device)
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
-    teacher = None if config.teacher is None else teacher_targets(config, train_split, pad_id, progress)
+    teacher = None if config.teacher is None else teacher_targets(config, train_split, pad_id, progress, device)
 
     def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate(train_split, indices, pad_id)
-        targets = None if teacher is None else teacher.batch(indices, batch["input_ids"].shape[1])
+        batch = on_device(collate(train_split, indices, pad_id), device)
+        targets = None if teacher is None else teacher.batch(indices, batch["input_ids"].shape[1]).to(device)
         return training_loss(model, forward(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:

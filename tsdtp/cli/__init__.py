@@ -51,7 +51,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 """The function that runs each subcommand; it returns the exit status."""
 
-LAUNCHED_COMMANDS: tuple[str, ...] = ("train", "mt-train", "train-config")
+LAUNCHED_COMMANDS: tuple[str, ...] = ("train", "mt-train", "llm-train", "train-config")
 """The subcommands that run under torchrun, every process training the same run; the others run in one process."""
 
 

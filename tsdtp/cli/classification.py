@@ -9,10 +9,9 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
 from tsdtp.classification.selection import SPLITS
 from tsdtp.classification.train import train
-from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, flag_values
+from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, flag_values, train_with_flags
 from tsdtp.core.config import PruningConfig
 from tsdtp.glue_tasks import TASKS
-from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 
 CLASSIFICATION_COMMANDS: tuple[str, ...] = ("train", "eval")
@@ -40,11 +39,7 @@ def run_classification_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "train":
         config = TrainConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, TrainConfig))
-        with process_group(args.dist_timeout) as ranks:
-            metrics = train(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
-                            grad_accum=args.grad_accum)
-        if ranks.main:
-            print(strict_json(metrics["final"]))
+        train_with_flags(train, config, args)
     elif args.command == "eval":
         record = evaluate_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
                               args.max_eval_samples, args.speed_repeats, split=args.split)

@@ -17,7 +17,9 @@ from typing import Any
 
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, rule_of
-from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S
+from tsdtp.runs.device import TRAINING_DEVICES, training_device
+from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S, process_group
+from tsdtp.runs.io import strict_json
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -56,8 +58,8 @@ def positive_seconds(text: str) -> float:
 
 
 def add_training_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
-    """The flags `train` and `mt-train` share: the run directory, keeping its state, the data, accumulation and
-    the process group timeout."""
+    """The flags the training commands share: the run directory, keeping its state, the data, accumulation, the
+    process group timeout and the device."""
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--keep-state", action="store_true",
                         help="keep state.pt (optimizer and progress, about 3x the model) when the run finishes")
@@ -68,6 +70,21 @@ def add_training_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
     parser.add_argument("--dist-timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help="under torchrun: how long a process waits for the others before the job stops with "
                              f"an error naming the rank that failed or hung (default {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--device", choices=TRAINING_DEVICES, default="cpu",
+                        help="train on the CPU (default), a CUDA GPU (under torchrun: GPU LOCAL_RANK of each node, "
+                             "over NCCL), or auto (a GPU where torch sees one); an execution choice, not part of "
+                             "the run's config")
+
+
+def train_with_flags(train: Callable[..., dict[str, Any]], config: Any, args: argparse.Namespace) -> None:
+    """`train(config, ...)` as the training flags say (device, process group, accumulation); rank 0 prints the
+    final metrics as JSON."""
+    device = training_device(args.device)
+    with process_group(args.dist_timeout, device) as ranks:
+        metrics = train(config, args.run_dir, args.data_dir, keep_state=args.keep_state, grad_accum=args.grad_accum,
+                        device=device)
+    if ranks.main:
+        print(strict_json(metrics["final"]))
 
 
 def add_evaluation_flags(parser: argparse.ArgumentParser, results_help: str, speed_help: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_setting_flags, at_least, flag_values
+from tsdtp.cli.flags import add_setting_flags, add_training_flags, at_least, flag_values, train_with_flags
 from tsdtp.core.config import PruningConfig
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_llm_run
@@ -19,10 +19,9 @@ LLM_COMMANDS: tuple[str, ...] = ("llm-train", "llm-eval")
 def add_llm_commands(commands: argparse._SubParsersAction) -> None:
     """Add `llm-train` and `llm-eval`; their settings flags come from the config fields."""
     training = commands.add_parser("llm-train", help="LoRA-fine-tune a Llama-architecture classifier (SmolLM2 by "
-                                                     "default), dense or pruning-aware, into a run directory")
-    training.add_argument("--run-dir", required=True)
-    training.add_argument("--keep-state", action="store_true", help="keep state.pt when the run finishes")
-    training.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
+                                                     "default), dense or pruning-aware, into a run directory "
+                                                     "(under torchrun: on every process it starts)")
+    add_training_flags(training, "GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     add_setting_flags(training, LlmTrainConfig, LlmTrainConfig())
     add_setting_flags(training, PruningConfig, PruningConfig())
 
@@ -42,7 +41,7 @@ def run_llm_command(args: argparse.Namespace) -> int:
     if args.command == "llm-train":
         config = LlmTrainConfig(pruning=PruningConfig().with_overrides(pruning_flags),
                                 **flag_values(args, LlmTrainConfig))
-        print(strict_json(train_llm(config, args.run_dir, args.data_dir, keep_state=args.keep_state)["final"]))
+        train_with_flags(train_llm, config, args)
     elif args.command == "llm-eval":
         record = evaluate_llm_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
                                   args.max_eval_samples)

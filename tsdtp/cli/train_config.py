@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_training_flags
+from tsdtp.cli.flags import add_training_flags, train_with_flags
 from tsdtp.runs.cache import read_config_file
-from tsdtp.runs.distributed import process_group
-from tsdtp.runs.io import strict_json
 from tsdtp.runs.kinds import kind_of_config
 
 
@@ -23,9 +21,5 @@ def add_train_config_command(commands: argparse._SubParsersAction) -> None:
 def run_train_config_command(args: argparse.Namespace) -> int:
     """Train the config file's run and print its final metrics as JSON (rank 0 only); returns the exit status."""
     config = read_config_file(args.config)
-    with process_group(args.dist_timeout) as ranks:
-        metrics = kind_of_config(config).train(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
-                                               grad_accum=args.grad_accum)
-    if ranks.main:
-        print(strict_json(metrics["final"]))
+    train_with_flags(kind_of_config(config).train, config, args)
     return 0

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, at_least, flag_values, names
+from tsdtp.cli.flags import (
+    add_evaluation_flags,
+    add_setting_flags,
+    add_training_flags,
+    at_least,
+    flag_values,
+    names,
+    train_with_flags,
+)
 from tsdtp.core.config import PruningConfig
-from tsdtp.runs.distributed import process_group
 from tsdtp.runs.io import strict_json
 from tsdtp.translation.compare import compare_systems
 from tsdtp.translation.config import MT_PRUNING_DEFAULTS, MTConfig
@@ -56,11 +63,7 @@ def run_translation_command(args: argparse.Namespace) -> int:
     pruning_flags = flag_values(args, PruningConfig)
     if args.command == "mt-train":
         config = MTConfig(pruning=PruningConfig().with_overrides(pruning_flags), **flag_values(args, MTConfig))
-        with process_group(args.dist_timeout) as ranks:
-            metrics = train_translation(config, args.run_dir, args.data_dir, keep_state=args.keep_state,
-                                        grad_accum=args.grad_accum)
-        if ranks.main:
-            print(strict_json(metrics["final"]))
+        train_with_flags(train_translation, config, args)
     elif args.command == "mt-eval":
         record = evaluate_translation(args.run_dir, args.data_dir, pruning_flags, args.results, args.splits,
                                       args.batch_size, args.beams, args.max_eval_samples, args.speed_repeats,

@@ -23,6 +23,8 @@ from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_model import PrunedLlamaClassifier
 from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
 from tsdtp.runs.batches import batch_indices
+from tsdtp.runs.device import draw_generator, model_device, on_device
+from tsdtp.runs.distributed import is_main
 from tsdtp.runs.eval_files import eval_file
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.results import build_result_row, upsert_results
@@ -40,19 +42,21 @@ def llama_shape(model: PrunedLlamaClassifier) -> EncoderShape:
 def evaluate_classifier(model: PrunedLlamaClassifier, split: PromptSplit, batch_size: int, pad_id: int,
                         progress: bool = True) -> dict[str, Any]:
     """Accuracy, keep ratios (mean and per layer), FLOPs ratio, scorer overhead, examples and cut prompts
-    (`truncated`) of hard pruning (real removal) in dataset order, rounded for JSON."""
+    (`truncated`) of hard pruning (real removal) in dataset order, rounded for JSON; on the device the model is on."""
     if model.pruning.spec.masks:
         raise ConfigError(f"method {model.pruning.method!r} (two-pass masking) is not implemented for LLM runs")
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(model.pruning.seed)
+    device = model_device(model)
+    generator = draw_generator(device, model.pruning.seed)
     correct, tokens = 0, []
     batches = batch_indices(split.lengths(), batch_size, shuffle=False)
-    for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress, leave=False):
-        batch = collate(split, indices, pad_id)
+    for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress or not is_main(),
+                        leave=False):
+        batch = on_device(collate(split, indices, pad_id), device)
         output = model(batch, generator=generator)
         correct += int((output.logits.argmax(dim=-1) == batch["labels"]).sum())
-        tokens.append(output.engine.tokens_per_layer)
+        tokens.append(output.engine.tokens_per_layer.cpu())
     model.train(was_training)
     per_layer = torch.cat(tokens)
     flops = method_flops(per_layer, llama_shape(model), model.pruning)

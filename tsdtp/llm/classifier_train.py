@@ -25,6 +25,7 @@ from tsdtp.llm.classifier_model import PrunedLlamaClassifier
 from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.data_parallel import Forward
+from tsdtp.runs.device import CPU, on_device
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
@@ -71,24 +72,27 @@ def run_complete(run_dir: Path, config: LlmTrainConfig, metrics: dict[str, Any])
 
 
 def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
-              keep_state: bool = False) -> dict[str, Any]:
+              keep_state: bool = False, grad_accum: int = 1, device: torch.device = CPU) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics (a finished run's as they are).
 
     Model, data and pruning layers are checked before the run directory is opened, so a bad input leaves
-    nothing behind; a run directory that recorded other training data is refused.
+    nothing behind; a run directory that recorded other training data is refused. Each batch runs in
+    `grad_accum` accumulation steps, split over the processes under torchrun; the model trains and is
+    evaluated on `device` (`tsdtp.runs.device.training_device`).
     """
     run_dir = Path(run_dir)
     source = training_data(config, data_dir)
     check_training_data(run_dir, source)
     seed_everything(config.seed)
     model, tokenizer = build_model(config)
+    model.to(device)
     train_split, eval_split, eval_name = prepare_splits(config, tokenizer, data_dir)
     assert train_split is not None
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
 
     def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate(train_split, indices, pad_id)
+        batch = on_device(collate(train_split, indices, pad_id), device)
         return model.loss(forward(batch), batch["labels"])
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
@@ -105,4 +109,4 @@ def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None 
     with open_run(run_dir, config.to_dict()):
         record_training_data(run_dir, source)
         return train_with_adamw(run_dir, model, plan, config, hooks, keep_state=keep_state, progress=progress,
-                                description=f"llm-train {config.task} {config.pruning.method}")
+                                description=f"llm-train {config.task} {config.pruning.method}", grad_accum=grad_accum)

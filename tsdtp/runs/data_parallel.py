@@ -21,7 +21,7 @@ is the plain `loss.backward()` it always was.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from tsdtp.core.pruned_model import PrunedModel
+from tsdtp.runs.device import model_device
 from tsdtp.runs.distributed import gather_objects, gather_rows, ranks, sum_over_ranks
 
 Forward = Callable[[dict[str, torch.Tensor]], Any]
@@ -82,13 +83,15 @@ class _Part:
 
 class DataParallelStep:
     """Forward and backward of global batches for `wrapper`: whole in one process, split over ranks and
-    `grad_accum` accumulation steps otherwise (the model then runs under DDP)."""
+    `grad_accum` accumulation steps otherwise (the model then runs under DDP, on its GPU if it is on one)."""
 
     def __init__(self, wrapper: PrunedModel, step_loss: StepLoss, loss_weight: LossWeight, grad_accum: int = 1
                  ) -> None:
         self.wrapper, self.step_loss, self.loss_weight, self.grad_accum = wrapper, step_loss, loss_weight, grad_accum
         self.ranks = ranks()
-        self.ddp = (DistributedDataParallel(wrapper, find_unused_parameters=True)
+        self.device = model_device(wrapper)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.ddp = (DistributedDataParallel(wrapper, device_ids=device_ids, find_unused_parameters=True)
                     if self.ranks.world_size > 1 else None)
 
     def backward(self, indices: list[int]) -> tuple[float, dict[str, float]]:
@@ -159,7 +162,8 @@ class DataParallelStep:
             engines.append(output.engine)
             return output
 
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        replayed = [self.device] if self.device.type == "cuda" else []  # dropout on a GPU draws from its generator
+        with torch.no_grad(), torch.random.fork_rng(devices=replayed):
             for part in mine:
                 self.step_loss(capture, part.indices)
         world_size = self.ranks.world_size
@@ -181,19 +185,32 @@ def _splice(batch_rows: torch.Tensor, live: torch.Tensor, start: int, part: _Par
     return torch.cat([batch_rows[:start], own, batch_rows[start + part.count:]])
 
 
-def rank_rng_states() -> list[torch.Tensor]:
-    """Every rank's torch RNG state, in rank order (the one state in one process)."""
-    return gather_objects(torch.get_rng_state())
+def rank_rng_states(device: torch.device) -> dict[str, list[torch.Tensor]]:
+    """What state.pt keeps of the ranks' generators, each in rank order: their torch (CPU) RNG states in a
+    distributed run (`torch_rng_ranks`), and on a GPU, whose generator dropout there draws from, its states
+    (`cuda_rng_ranks`). Nothing for one process on the CPU."""
+    states = {"torch_rng_ranks": gather_objects(torch.get_rng_state())} if ranks().world_size > 1 else {}
+    if device.type == "cuda":
+        states["cuda_rng_ranks"] = gather_objects(torch.cuda.get_rng_state(device))
+    return states
 
 
-def separate_rng_streams(saved: list[torch.Tensor] | None) -> None:
-    """Give each rank of a distributed run its own torch RNG stream (dropout): the one it had when `saved`
-    (`rank_rng_states` of a run with as many ranks), else one drawn from the state every rank shares.
-    One process keeps its stream as it is."""
-    mine = ranks()
-    if mine.world_size == 1:
-        return
-    if saved is not None and len(saved) == mine.world_size:
+def separate_rng_streams(state: Mapping[str, Any] | None, device: torch.device) -> None:
+    """Give each rank of a distributed run its own torch RNG stream (dropout): the one it had when `state` (a
+    state.pt with `rank_rng_states` of as many ranks) was saved, else one drawn from the state every rank
+    shares; one process keeps its stream as it is. Resuming on a GPU, its generator too: the saved one, else
+    one drawn from the CPU stream (left as it was), so that the ranks keep apart."""
+    mine, state = ranks(), state or {}
+    saved = state.get("torch_rng_ranks")
+    if mine.world_size > 1 and saved is not None and len(saved) == mine.world_size:
         torch.set_rng_state(saved[mine.rank])
-    else:
+    elif mine.world_size > 1:
         torch.manual_seed(int(torch.randint(2**62, ())) + mine.rank)
+    if device.type != "cuda" or not state:
+        return
+    saved = state.get("cuda_rng_ranks")
+    if saved is not None and len(saved) == mine.world_size:
+        torch.cuda.set_rng_state(saved[mine.rank], device)
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.cuda.manual_seed(int(torch.randint(2**62, ())))

@@ -3,7 +3,8 @@ training and evaluation use.
 
 `torchrun --nproc-per-node N` (and `--nnodes M`) starts the same command N times per node with RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set. Inside `process_group()` those processes form one
-gloo process group (tsdtp trains on the CPU) whose collectives give up after a timeout. Outside a launch
+process group, gloo on the CPU and NCCL on GPUs (`tsdtp.runs.device`, one GPU per process), whose
+collectives give up after a timeout. Outside a launch
 every helper here answers for a single process (rank 0 of 1, nothing to gather), so the single-process path
 runs exactly as before.
 
@@ -30,6 +31,7 @@ import torch.distributed as dist
 from transformers.utils import logging as transformers_logging
 
 from tsdtp.errors import ConfigError, TsdtpError, first_line
+from tsdtp.runs.device import CPU
 
 DEFAULT_TIMEOUT_S = 600.0
 """Seconds a collective waits for the other ranks before the job stops (`tsdtp train --dist-timeout`)."""
@@ -63,6 +65,7 @@ class _Group:
 
     ranks: Ranks
     store: dist.Store
+    device: torch.device = CPU
     where: str = "start-up"
 
 
@@ -87,15 +90,18 @@ def is_main() -> bool:
 
 
 @contextmanager
-def process_group(timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Ranks]:
+def process_group(timeout_s: float = DEFAULT_TIMEOUT_S, device: torch.device = CPU) -> Iterator[Ranks]:
     """Join the process group of a torchrun launch for the block; yields this process's `Ranks`.
 
-    Outside a launch (or inside an already joined group) nothing is joined. Every collective gives up
+    Outside a launch (or inside an already joined group) nothing is joined. The group trains on `device`:
+    gloo on the CPU; on a GPU (made this process's current one) NCCL, bound to it. Every collective gives up
     after `timeout_s` seconds; an error leaving the block is reported to the other ranks, and a lost
     collective becomes a `DistributedError` naming the rank that failed or went silent. Ranks other
     than 0 keep warnings and library logs to themselves (`_quiet`): rank 0 speaks for the job.
     """
     global _group, _joins
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if not launched() or _group is not None:
         yield ranks()
         return
@@ -105,8 +111,10 @@ def process_group(timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Ranks]:
     launch_store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
     _joins += 1
     store = dist.PrefixStore(f"tsdtp/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{_joins}/", launch_store)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=timeout)
-    _group = _Group(Ranks(rank, world_size), store)
+    cuda = device.type == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=rank, world_size=world_size,
+                            timeout=timeout, device_id=device if cuda else None)
+    _group = _Group(Ranks(rank, world_size), store, device)
     try:
         with _quiet() if rank > 0 else nullcontext():
             yield _group.ranks
@@ -256,7 +264,7 @@ def sum_over_ranks(values: Sequence[float]) -> list[float]:
     """Each of `values` summed over the ranks (in float64; the values themselves in one process)."""
     if _group is None:
         return list(values)
-    total = torch.tensor(list(values), dtype=torch.float64)
+    total = torch.tensor(list(values), dtype=torch.float64, device=_group.device)
     dist.all_reduce(total)
     return total.tolist()
 
@@ -270,6 +278,6 @@ def gather_rows(tensor: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
         return tensor[: rows[0]].detach()
     width = max(1, *rows)
     padding = tensor.new_zeros((width - tensor.shape[0], *tensor.shape[1:]))
-    parts = [torch.empty((width, *tensor.shape[1:]), dtype=tensor.dtype) for _ in rows]
+    parts = [torch.empty((width, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device) for _ in rows]
     dist.all_gather(parts, torch.cat([tensor.detach(), padding]))
     return torch.cat([part[:count] for part, count in zip(parts, rows)])

@@ -38,8 +38,9 @@ class RunKind:
     """One kind of run.
 
     config_class: its config (with `from_dict`); tasks: the `task` values its config.json may hold;
-    train(config, run_dir, data_dir, progress=..., keep_state=..., grad_accum=...): trains or resumes it
-    (split over the processes of a joined process group, `tsdtp.runs.distributed`), returns the metrics;
+    train(config, run_dir, data_dir, progress=..., keep_state=..., grad_accum=..., device=...): trains or resumes
+    it (split over the processes of a joined process group, `tsdtp.runs.distributed`, on `device`), returns the
+    metrics;
     finished(run_dir, config, metrics): whether `run_dir` holds the run trained to its last step;
     training_data(config, data_dir): the data it trains on (checked against a cached run's `data.json`).
     """

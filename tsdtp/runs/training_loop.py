@@ -9,7 +9,9 @@ model; the loop then writes `metrics.json`. A finished run keeps no state.pt unl
 Under `torchrun` (`tsdtp.runs.distributed.process_group` joined) every rank runs the loop over the same
 plan, each on its part of every global batch (`tsdtp.runs.data_parallel`); rank 0 alone writes files and
 shows the progress bar while the others wait at a barrier. state.pt holds the unwrapped model, so a run
-resumes with any number of processes.
+resumes with any number of processes. The model trains on the device it is on (`tsdtp.runs.device`; the task
+moves it there), and so does its optimizer state; state.pt loads onto the CPU first, so a run resumes on
+another device than the one that wrote it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 from tsdtp.core.pruned_model import PrunedModel
 from tsdtp.errors import CheckpointError
 from tsdtp.runs.data_parallel import DataParallelStep, LossWeight, StepLoss, rank_rng_states, separate_rng_streams
+from tsdtp.runs.device import model_device
 from tsdtp.runs.distributed import barrier, is_main, mark, ranks, same_on_every_rank
 from tsdtp.runs.io import atomic_torch_save, atomic_write_json
 from tsdtp.runs.run_dir import METRICS_FILE, STATE_FILE, finish_run, read_metrics
@@ -158,20 +161,23 @@ class _Loop:
 
     def save_state(self, done: Progress) -> None:
         """Write `state.pt`: everything `_resume` needs to continue after `done.step` (each rank's RNG too)."""
-        distributed = {"torch_rng_ranks": rank_rng_states()} if ranks().world_size > 1 else {}
+        generators = rank_rng_states(model_device(self.wrapper))
         if is_main():
             atomic_torch_save(self.run_dir / STATE_FILE, {
                 "model": self.wrapper.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": done.step, "history": done.history,
-                "train_seconds": done.seconds, "torch_rng": torch.get_rng_state(), **distributed})
+                "train_seconds": done.seconds, "torch_rng": torch.get_rng_state(), **generators})
         barrier()
 
     def save_run(self, done: Progress) -> None:
-        """Save the model (the task's `save_run`), then metrics.json; with several processes, the layout too."""
+        """Save the model (the task's `save_run`), then metrics.json; with several processes, the layout too, and
+        off the CPU, the device type (`cuda`)."""
         if is_main():
             metrics = self.hooks.save_run(done.step, done.seconds, done.history)
             if ranks().world_size > 1 or self.grad_accum > 1:
                 metrics["data_parallel"] = {"processes": ranks().world_size, "grad_accum": self.grad_accum}
+            if (device := model_device(self.wrapper)).type != "cpu":
+                metrics["device"] = device.type
             atomic_write_json(self.run_dir / METRICS_FILE, metrics)
         barrier()
 
@@ -261,13 +267,13 @@ def _resume(run_dir: Path, wrapper: PrunedModel, optimizer: torch.optim.Optimize
     """Restore model, optimizer, schedule and torch RNG from `state.pt`; the progress it records (none: a new run)."""
     state = load_trainer_state(run_dir)
     if state is None:
-        separate_rng_streams(None)
+        separate_rng_streams(None, model_device(wrapper))
         return Progress()
     wrapper.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    separate_rng_streams(state.get("torch_rng_ranks"))
+    separate_rng_streams(state, model_device(wrapper))
     return Progress(state["step"], state["history"], state["train_seconds"])
 
 

@@ -46,6 +46,11 @@ class Teacher:
                               f"{vocab_size}; distil from a run with the same tokenizer")
         return cls(translator.model)
 
+    def to(self, device: torch.device) -> Teacher:
+        """The teacher, moved to `device` (the student's)."""
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Teacher-forced logits [B, T, V] on the full source of a padded batch."""

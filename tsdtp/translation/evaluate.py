@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tsdtp.core.engine import EngineOutput
 from tsdtp.core.flops import encoder_shape, method_flops
+from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import gather_in_order, is_main, share
 from tsdtp.translation.costs import cross_attention_flops
 from tsdtp.translation.encoding import collate_sources, sentence_batches
@@ -62,11 +63,12 @@ def translate(translator: PrunedTranslator, tokenizer: PreTrainedTokenizerBase, 
 
     `trace_samples`: keep traces for the first that many sentences (None: all; 0: none). In a distributed
     run each rank translates its share of the batches and every rank gets all the results (the `random`
-    method, whose draws follow the batch order, runs every batch on every rank).
+    method, whose draws follow the batch order, runs every batch on every rank). The translator runs on the
+    device it is on.
     """
     was_training = translator.training
     translator.eval()
-    generator = torch.Generator().manual_seed(translator.pruning.seed)
+    generator = draw_generator(model_device(translator), translator.pruning.seed)
     n = len(source_ids)
     hypotheses = [""] * n
     per_layer = torch.zeros(n, translator.adapter.num_layers, dtype=torch.long)
@@ -102,7 +104,8 @@ def _translate_batch(translator: PrunedTranslator, tokenizer: PreTrainedTokenize
                      ) -> tuple[list[int], list[str], torch.Tensor, torch.Tensor, torch.Tensor, pd.DataFrame | None]:
     """One batch's indices, hypotheses, live tokens per layer, source states kept, tokens generated (`</s>`
     included), and keep trace (for indices < `limit`)."""
-    batch = collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id)
+    batch = on_device(collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id),
+                      model_device(translator))
     budget = generation_budget([len(source_ids[i]) for i in indices], max_target_length)
     record = any(i < limit for i in indices)
     sequences, engine = translator.generate(batch["input_ids"], batch["attention_mask"], num_beams, budget,
@@ -116,9 +119,10 @@ def _translate_batch(translator: PrunedTranslator, tokenizer: PreTrainedTokenize
 def _trace_frame(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequence[int]], indices: list[int],
                  engine: EngineOutput, limit: int) -> pd.DataFrame:
     assert engine.keep_trace is not None
-    survivors = torch.zeros(engine.keep_trace.shape[0], engine.keep_trace.shape[2], dtype=torch.bool)
+    survivors = torch.zeros(engine.keep_trace.shape[0], engine.keep_trace.shape[2], dtype=torch.bool,
+                            device=engine.valid.device)
     survivors.scatter_(1, engine.positions, engine.valid)
-    alive = torch.cat([engine.keep_trace, survivors[:, None]], dim=1)
+    alive = torch.cat([engine.keep_trace, survivors[:, None]], dim=1).cpu()
     rows = []
     for row, example in enumerate(indices):
         if example >= limit:

@@ -26,6 +26,7 @@ from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.hub import load_pretrained, load_tokenizer, short_model_name
 from tsdtp.runs.data_parallel import Forward
+from tsdtp.runs.device import CPU, model_device, on_device
 from tsdtp.runs.distributed import barrier, is_main, share, sum_over_ranks
 from tsdtp.runs.run_dir import open_run
 from tsdtp.runs.training_data import check_training_data, record_training_data
@@ -125,13 +126,15 @@ def epoch_plan(pairs: EncodedPairs, config: MTConfig) -> list[list[list[int]]]:
 @torch.no_grad()
 def validation_loss(translator: PrunedTranslator, pairs: EncodedPairs, config: MTConfig, pad_id: int,
                     start_id: int) -> float:
-    """Mean token cross-entropy (no smoothing) with hard pruning, as at inference (batches shared over ranks)."""
+    """Mean token cross-entropy (no smoothing) with hard pruning, as at inference (batches shared over ranks), on
+    the device the translator is on."""
     was_training = translator.training
     translator.eval()
+    device = model_device(translator)
     total, count = 0.0, 0
     for indices in share(token_batches(pairs.source_lengths(), pairs.target_lengths(), config.max_tokens,
                                        shuffle=False)):
-        batch = collate_pairs(pairs, indices, pad_id, start_id)
+        batch = on_device(collate_pairs(pairs, indices, pad_id, start_id), device)
         tokens = int((batch["labels"] != -100).sum())
         loss, _ = translator.loss(translator(batch), batch["labels"])
         total, count = total + float(loss) * tokens, count + tokens
@@ -147,7 +150,7 @@ def run_complete(run_dir: Path, config: MTConfig, metrics: dict[str, Any]) -> bo
 
 
 def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
-                      keep_state: bool = False, grad_accum: int = 1) -> dict[str, Any]:
+                      keep_state: bool = False, grad_accum: int = 1, device: torch.device = CPU) -> dict[str, Any]:
     """Train `config` into `run_dir`, resuming an interrupted run; returns the metrics.
 
     Everything is validated (corpora, model or tokenizer, pruning layers) before the run directory is
@@ -155,7 +158,8 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     gone is saved again from state.pt (kept with `keep_state`) or retrained. state.pt is removed at the
     end unless `keep_state`. A run directory that records other training data (`tsdtp.runs.training_data`)
     is refused. Each batch runs in `grad_accum` accumulation steps; under torchrun it is split over the
-    processes, weighted by target tokens (`tsdtp.runs.distributed.process_group`).
+    processes, weighted by target tokens (`tsdtp.runs.distributed.process_group`). The translator (and the
+    distillation teacher) train and validate on `device` (`tsdtp.runs.device.training_device`).
     """
     run_dir = Path(run_dir)
     source = training_data(config, data_dir)
@@ -164,7 +168,8 @@ def train_translation(config: MTConfig, run_dir: str | Path, data_dir: str | Non
     train_corpus, val_corpus = training_corpus(config, data_dir), validation_corpus(config, data_dir)
     with tempfile.TemporaryDirectory(prefix="tsdtp-tokenizer-") as staging:
         translator, tokenizer, label = prepare_model(config, run_dir, train_corpus, Path(staging))
-        teacher = (Teacher.load(config.teacher_run, translator.model.config.vocab_size)
+        translator.to(device)
+        teacher = (Teacher.load(config.teacher_run, translator.model.config.vocab_size).to(device)
                    if config.distill_weight else None)
         with open_run(run_dir, config.to_dict(), leftovers=STAGING_FOLDERS):
             record_training_data(run_dir, source)
@@ -198,7 +203,7 @@ def _train_prepared(config: MTConfig, run_dir: Path, translator: PrunedTranslato
     total_steps = sum(len(epoch) for epoch in plan)
 
     def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        batch = collate_pairs(train_pairs, indices, pad_id, start_id)
+        batch = on_device(collate_pairs(train_pairs, indices, pad_id, start_id), model_device(translator))
         output = forward(batch)
         if teacher is None:
             return translator.loss(output, batch["labels"], config.label_smoothing)
