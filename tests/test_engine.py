@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tsdtp.adapters.attention import biased_self_attention
+from tsdtp.adapters import attention
+from tsdtp.adapters.attention import biased_self_attention, query_chunk
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.engine import EngineMode, run_layers, scored_layers
@@ -182,8 +183,11 @@ def _probabilities_reference(query, key, value, bias, heads):
     return (probs @ split[2]).transpose(1, 2).reshape(query.shape), probs
 
 
-@pytest.mark.parametrize("length", [5, 20], ids=["one chunk", "three chunks"])
-def test_attention_received_inside_the_attention_equals_the_column_sums_of_the_probabilities(length):
+@pytest.mark.parametrize("budget", [attention.PROBABILITY_BUDGET, 0], ids=["one piece", "chunks of 2 queries"])
+@pytest.mark.parametrize("length", [5, 20])
+def test_attention_received_inside_the_attention_equals_the_column_sums_of_the_probabilities(length, budget,
+                                                                                             monkeypatch):
+    monkeypatch.setattr(attention, "PROBABILITY_BUDGET", budget)
     generator = torch.Generator().manual_seed(0)
     heads, batch = 2, 3
     query, key, value = (torch.randn(batch, length, 8, generator=generator) for _ in range(3))
@@ -201,6 +205,24 @@ def test_attention_received_inside_the_attention_equals_the_column_sums_of_the_p
     assert torch.allclose(uniform, attention_received(probs, torch.ones(batch, length)), atol=1e-6)
     unscored, none = biased_self_attention(query, key, value, LayerRequest(bias), heads, 0.0, False)
     assert none is None and torch.allclose(unscored, context, atol=1e-5)
+
+
+def test_chunked_attention_passes_the_same_gradients(monkeypatch):
+    generator = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(2, 12, 8, generator=generator, requires_grad=True) for _ in range(3)]
+    weight = torch.rand(2, 12, generator=generator)
+    grads = []
+    for budget in (attention.PROBABILITY_BUDGET, 0):
+        monkeypatch.setattr(attention, "PROBABILITY_BUDGET", budget)
+        out, received = biased_self_attention(*inputs, LayerRequest(None, True, weight), 2, 0.0, True)
+        grads.append(torch.autograd.grad(out.square().sum() + received.square().sum(), inputs))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_large_probabilities_are_made_in_chunks_of_half_the_head_size():
+    assert query_chunk(1, 12, 60, 60, 32) == 60
+    assert query_chunk(128, 12, 60, 60, 32) == 16  # 16 queries x 12 heads = half of the hidden size 384
+    assert query_chunk(128, 12, 60, 60, 1) == 1
 
 
 def test_the_task_scorer_without_padding_equals_the_scorer_with_an_all_live_mask(model, batch):

@@ -3,8 +3,8 @@
 Both adapters call it between their model's q/k/v projections and its output projection, so
 the engine can add a per-key bias (pruning masks) and learn the attention each token receives.
 A layer that is not scored runs the fused SDPA kernel. A scored layer materialises its
-probabilities a chunk of queries at a time, adds each chunk's column sums to the attention
-received and drops it, so no more than a chunk of probabilities is ever alive.
+probabilities (a chunk of queries at a time when they are large), adds each chunk's column sums to
+the attention received and drops it, so no more than a chunk of probabilities is ever alive.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from tsdtp.core.packing import TokenLayout
 from tsdtp.core.regions import ATTENTION, PACKING, QKV, SCORER, region
 from tsdtp.core.scoring import LayerRequest, query_shares, received_by_keys
 
-CHUNK_PER_HEAD_DIM = 2
-"""A scored layer's queries per chunk, in multiples of the head size: a chunk's probabilities
-[B, H, chunk, n] then hold at most twice as many numbers as the hidden states [B, n, d]."""
+PROBABILITY_BUDGET = 1 << 18
+"""Attention probabilities [B, H, q, n] a scored layer makes in one piece when they are at most this many
+numbers (1 MiB in fp32: batch 1 and short batches); larger ones are made in chunks (`query_chunk`)."""
 
 
 def projected(linear: nn.Module, hidden: torch.Tensor, index: int | None = None) -> torch.Tensor:
@@ -73,27 +73,40 @@ def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
         return layout.pack(context).reshape(shape), received
 
 
+def query_chunk(batch: int, heads: int, queries: int, keys: int, head_size: int) -> int:
+    """Queries per chunk of a scored layer: all of them within `PROBABILITY_BUDGET`, else half the head size,
+    so that a chunk's probabilities [B, H, chunk, n] hold half as many numbers as the hidden states [B, n, d]."""
+    if batch * heads * queries * keys <= PROBABILITY_BUDGET:
+        return queries
+    return max(1, head_size // 2)
+
+
 def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None,
                       scale: float, query_weight: torch.Tensor | None, dropout: float, training: bool,
                       index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Context [B, H, q, dh] and attention received [B, n] (mean over heads and weighted queries).
 
-    The probabilities are made `CHUNK_PER_HEAD_DIM * head size` queries at a time; the column
-    sums of each chunk go into the attention received before the next chunk is made.
+    The probabilities are made `query_chunk` queries at a time; each chunk's context is written into
+    the context tensor, and its column sums go into the attention received, before the next chunk is made.
     """
-    heads, queries = query.shape[1], query.shape[2]
-    chunk = CHUNK_PER_HEAD_DIM * query.shape[-1]
+    batch, heads, queries = query.shape[:3]
+    chunk = query_chunk(batch, heads, queries, key.shape[2], query.shape[-1])
     shares = None if query_weight is None else query_shares(query_weight, query.dtype)
-    contexts, parts = [], []
+    count = heads if shares is not None else heads * queries
+    if chunk >= queries:
+        probs = _probabilities(query, key, scale, bias)
+        with region(SCORER, index):
+            received = received_by_keys(probs, shares).div_(count)
+        return F.dropout(probs, dropout, training) @ value, received
+    context = query.new_empty(*query.shape[:3], value.shape[-1])
+    received = None
     for start in range(0, queries, chunk):
         probs = _probabilities(query[:, :, start:start + chunk], key, scale, bias)
-        contexts.append(F.dropout(probs, dropout, training) @ value)
+        context[:, :, start:start + chunk] = F.dropout(probs, dropout, training) @ value
         with region(SCORER, index):
-            parts.append(received_by_keys(probs, None if shares is None else shares[:, start:start + chunk]))
-    count = heads if shares is not None else heads * queries
-    if len(parts) == 1:
-        return contexts[0], parts[0].div_(count)
-    return torch.cat(contexts, dim=2), torch.stack(parts).sum(dim=0).div_(count)
+            part = received_by_keys(probs, None if shares is None else shares[:, start:start + chunk])
+        received = part if received is None else received + part
+    return context, received.div_(count)
 
 
 def _probabilities(query: torch.Tensor, key: torch.Tensor, scale: float, bias: torch.Tensor | None) -> torch.Tensor:
