@@ -14,7 +14,7 @@ from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.analysis.pending import mark_pending, read_pending
 from tsdtp.analysis.token_kinds import token_kinds, whole_words
 from tsdtp.runs.eval_files import eval_stem
-from tsdtp.runs.results import RESULT_COLUMNS, upsert_results
+from tsdtp.runs.results import RESULT_COLUMNS, onto_fuller_evaluations, upsert_results
 
 
 def test_token_kinds_judge_whole_words():
@@ -136,6 +136,17 @@ def test_results_csv_upsert_replaces_rows_whose_keys_have_missing_values(tmp_pat
     table = upsert_results(path, [result_row("none", 1.0, 91.0, 1.0, 1.0)])
     assert list(table.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     assert len(table) == 1 and table.loc[0, "metric"] == 91.0
+
+
+def test_a_benchmark_on_a_subset_adds_its_timing_to_a_fuller_evaluation_and_nothing_else(tmp_path):
+    path = tmp_path / "results.csv"
+    upsert_results(path, [{**result_row("ts-dtp", 0.5, 83.0, 0.6, float("nan")), "n_eval": 872}])
+    timed = [{**result_row("ts-dtp", 0.5, 81.0, 0.62, 1.3), "n_eval": 256, "speedup_baseline": "engine_sorted"},
+             {**result_row("ts-dtp", 1.0, 84.0, 0.8, 1.1), "n_eval": 256}]
+    table = upsert_results(path, onto_fuller_evaluations(path, timed)).set_index("k")
+    assert table.loc[0.5, ["metric", "keep_ratio", "n_eval", "speedup"]].tolist() == [83.0, 0.6, 872, 1.3]
+    assert table.loc[0.5, "speedup_baseline"] == "engine_sorted"
+    assert table.loc[1.0, ["metric", "n_eval"]].tolist() == [84.0, 256]  # no fuller twin: added as measured
 
 
 def test_figures_have_one_panel_per_example_method_or_task_and_save_atomically(tmp_path):

@@ -21,7 +21,7 @@ from tsdtp.measure.bench import BenchResult, BenchSettings, run_benchmark
 from tsdtp.measure.methods import BenchSpec
 from tsdtp.measure.profile import ProfileResult, ProfileSettings, run_profile
 from tsdtp.measure.session import LoadedRun, Workload
-from tsdtp.runs.results import SPEED_COLUMNS, upsert_results
+from tsdtp.runs.results import SPEED_COLUMNS, onto_fuller_evaluations, upsert_results
 from tsdtp.runs.speedups import RATIO_COLUMNS
 from tsdtp.runs.tables import upsert_csv
 
@@ -79,14 +79,15 @@ def record_bench(workload: Workload, settings: BenchSettings, tables_dir: str | 
 
     results.csv there gets the rows at `results_batch_size` too, when it is one of the measured
     batch sizes (None: bench.csv only), unless the last layer ran for [CLS] alone: results.csv
-    holds the full forward only.
+    holds the full forward only. A row evaluated there on more examples keeps its accuracy and
+    takes only the timing (`onto_fuller_evaluations`).
     """
     tables = Path(tables_dir)
     result = run_benchmark(workload.specs, workload.data, settings)
     upsert_csv(tables / "bench.csv", result.rows, BENCH_KEY_COLUMNS)
     if results_batch_size in settings.batch_sizes and not settings.cls_only_last_layer:
-        upsert_results(tables / "results.csv", results_rows(result, workload.specs, workload.runs,
-                                                            results_batch_size))
+        rows = results_rows(result, workload.specs, workload.runs, results_batch_size)
+        upsert_results(tables / "results.csv", onto_fuller_evaluations(tables / "results.csv", rows))
     return result
 
 

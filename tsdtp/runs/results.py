@@ -15,7 +15,7 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.runs.eval_files import schedule_label
 from tsdtp.runs.io import atomic_write_bytes
 from tsdtp.runs.speedups import RATIO_COLUMNS
-from tsdtp.runs.tables import upsert_csv
+from tsdtp.runs.tables import row_keys, upsert_csv
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "task", "model", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio",
@@ -41,6 +41,9 @@ e.g. a translation run's exit mode and pruning layers (empty when nothing)."""
 KEY_COLUMNS: tuple[str, ...] = ("task", "model", "method", "k", "gamma", "keep_target", "eval_split", "batch_size",
                                 "device", "seed", "removal", "schedule", "variant")
 """A row is replaced, not duplicated, when these match."""
+
+TIMING_COLUMNS: tuple[str, ...] = ("speedup", *SPEED_COLUMNS, "command")
+"""What a timing-only measurement (`tsdtp bench`) may change in a row evaluated on more examples."""
 
 
 def invoking_command() -> str:
@@ -113,3 +116,21 @@ def upsert_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataF
             new[column] = None
     return upsert_csv(path, new, KEY_COLUMNS, columns=[*RESULT_COLUMNS, *EXTRA_COLUMNS],
                       sort_by=["task", "method", "k"])
+
+
+def onto_fuller_evaluations(path: str | Path, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` ready to upsert into the table at `path`: a row whose key already has a row evaluated on more
+    examples (`n_eval`) becomes that row with only the new `TIMING_COLUMNS`, so a benchmark on a subset never
+    replaces the accuracy, keep and FLOPs ratios of a full evaluation."""
+    rows = list(rows)
+    if not Path(path).is_file() or not rows:
+        return rows
+    table = read_results(path)
+    fuller = dict(zip(row_keys(table, KEY_COLUMNS), table.to_dict("records")))
+    merged = []
+    for row, key in zip(rows, row_keys(pd.DataFrame(rows), KEY_COLUMNS)):
+        old = fuller.get(key)
+        if old is not None and old["n_eval"] > row["n_eval"]:
+            row = {**old, **{column: row[column] for column in TIMING_COLUMNS if column in row}}
+        merged.append(row)
+    return merged
