@@ -18,8 +18,8 @@ from tsdtp.core.regions import ATTENTION, PACKING, QKV, SCORER, region
 from tsdtp.core.scoring import LayerRequest, query_shares, received_by_keys
 
 PROBABILITY_BUDGET = 1 << 18
-"""Attention probabilities [B, H, q, n] a scored layer makes in one piece when they are at most this many
-numbers (1 MiB in fp32: batch 1 and short batches); larger ones are made in chunks (`query_chunk`)."""
+"""Attention probabilities [B, H, q, n] of at most this many numbers (1 MiB in fp32: batch 1, short batches)
+are made twice the head size of queries at a time; larger ones in smaller chunks (`query_chunk`)."""
 
 
 def projected(linear: nn.Module, hidden: torch.Tensor, index: int | None = None) -> torch.Tensor:
@@ -74,10 +74,11 @@ def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
 
 
 def query_chunk(batch: int, heads: int, queries: int, keys: int, head_size: int) -> int:
-    """Queries per chunk of a scored layer: all of them within `PROBABILITY_BUDGET`, else half the head size,
-    so that a chunk's probabilities [B, H, chunk, n] hold half as many numbers as the hidden states [B, n, d]."""
+    """Queries per chunk of a scored layer. Within `PROBABILITY_BUDGET`, twice the head size (one piece for
+    most single sentences; a chunk's probabilities [B, H, chunk, n] then hold at most twice as many numbers as
+    the hidden states [B, n, d]); beyond it, half the head size (half as many numbers as the hidden states)."""
     if batch * heads * queries * keys <= PROBABILITY_BUDGET:
-        return queries
+        return min(queries, 2 * head_size)
     return max(1, head_size // 2)
 
 
