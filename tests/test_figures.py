@@ -236,3 +236,4 @@ def test_the_learning_curve_draws_each_logged_loss_part_and_the_keep_rate_when_t
     assert sorted(thick) == ["cross-entropy", "keep loss", "total"]
     assert np.allclose(thick["total"].get_ydata(), pruned["loss"].rolling(5, min_periods=1).mean())
     assert np.allclose(two.axes[1].lines[1].get_ydata(), 0.6)
+    assert len(learning_curve_plot(pruned.drop(columns="keep_target")).axes[1].lines) == 1

@@ -14,7 +14,7 @@ LOSS_PARTS: tuple[tuple[str, str], ...] = (
 
 def learning_curve_plot(curve: pd.DataFrame, window: int = 10) -> Figure:
     """Left: each loss part against the step (thin: as logged; thick: rolling mean over `window` entries).
-    Right, for pruning runs: the soft keep rate against the keep target it is pulled toward."""
+    Right, for pruning runs: the soft keep rate, and the keep target it is pulled toward when the log has one."""
     keeps = "soft_keep" in curve
     fig = Figure(figsize=(11 if keeps else 6, 3.6), layout="constrained")
     axes = fig.subplots(1, 2 if keeps else 1, squeeze=False)[0]
@@ -27,7 +27,8 @@ def learning_curve_plot(curve: pd.DataFrame, window: int = 10) -> Figure:
     axes[0].legend(fontsize="small")
     if keeps:
         axes[1].plot(curve["step"], curve["soft_keep"].rolling(window, min_periods=1).mean(), label="soft keep rate")
-        axes[1].plot(curve["step"], curve["keep_target"], linestyle="--", color="black", label="keep target")
+        if "keep_target" in curve:
+            axes[1].plot(curve["step"], curve["keep_target"], linestyle="--", color="black", label="keep target")
         axes[1].set(title="keep rate", xlabel="step", ylabel="fraction of tokens kept", ylim=(0, 1.05))
         axes[1].legend(fontsize="small")
     return fig
