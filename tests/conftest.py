@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -148,3 +148,21 @@ def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cache")
     ensure_converted(DEFAULT_LLM, root=root, log=lambda _: None)
     return root
+
+
+@pytest.fixture()
+def interrupt_on_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, str, int], Callable]:
+    """`interrupt_on_call(module, name, n)` makes `module.name` raise KeyboardInterrupt on its n-th call (as a user's
+    Ctrl-C would, mid-training) and returns the original, for the test to put back."""
+    def patch(module: object, name: str, call: int) -> Callable:
+        real, calls = getattr(module, name), {"n": 0}
+
+        def interrupting(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == call:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, interrupting)
+        return real
+    return patch

@@ -155,18 +155,10 @@ def test_an_interrupted_two_process_run_resumes_when_every_rank_sees_its_state(r
     assert update_difference(run_dir, runs["ddp-ts-dtp"]) < 1e-5
 
 
-def test_two_processes_resume_a_run_one_process_started(runs, model_dir, tmp_path, monkeypatch):
+def test_two_processes_resume_a_run_one_process_started(runs, model_dir, tmp_path, interrupt_on_call):
     run_dir = tmp_path / "started-alone"
     config = tiny_config(model_dir, "ts-dtp")
-    real_collate, calls = train_module.collate, {"n": 0}
-
-    def interrupting_collate(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_collate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "collate", interrupting_collate)
+    interrupt_on_call(train_module, "collate", 3)
     with pytest.raises(KeyboardInterrupt):
         train(config, run_dir, progress=False)
     assert torch.load(run_dir / "state.pt", weights_only=False)["step"] == 2

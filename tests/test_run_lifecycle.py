@@ -168,18 +168,11 @@ def test_following_the_advice_for_a_lost_checkpoint_gives_a_working_run(keep_sta
     assert main(eval_args(run_dir, glue_dir)) == 0
 
 
-def test_following_the_advice_for_a_corrupt_state_resumes_cleanly(tmp_path, glue_dir, capsys, monkeypatch):
+def test_following_the_advice_for_a_corrupt_state_resumes_cleanly(tmp_path, glue_dir, capsys, monkeypatch,
+                                                                  interrupt_on_call):
     run_dir = tmp_path / "run"
     command = train_args(run_dir, glue_dir, "--max-train-samples", "16", "--save-every", "1")
-    real, calls = train_module.collate, {"n": 0}
-
-    def interrupting(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "collate", interrupting)
+    real = interrupt_on_call(train_module, "collate", 2)
     with pytest.raises(KeyboardInterrupt):
         main(command)
     monkeypatch.setattr(train_module, "collate", real)

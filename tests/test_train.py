@@ -75,17 +75,8 @@ def test_a_few_steps_on_a_tiny_subset_lower_the_loss(trained_run, glue_dir):
     assert json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(config.to_dict()))
 
 
-def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, glue_dir, monkeypatch):
-    calls = {"n": 0}
-    real_collate = train_module.collate
-
-    def interrupting_collate(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real_collate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "collate", interrupting_collate)
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, glue_dir, monkeypatch, interrupt_on_call):
+    real_collate = interrupt_on_call(train_module, "collate", 4)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(epochs=1.0), tmp_path, str(glue_dir), progress=False)
     assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 2

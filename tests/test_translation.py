@@ -274,19 +274,10 @@ def test_evaluation_writes_bleu_rows_per_domain_traces_and_the_wide_table(dense_
 
 
 def test_pruning_fine_tune_from_the_dense_run_and_resume_after_an_interruption(dense_run, wmt_dir, tmp_path,
-                                                                               monkeypatch):
+                                                                               monkeypatch, interrupt_on_call):
     config = tiny_config(epochs=1.0, init_from=str(dense_run[0]), lr=1e-3, hard_ratio=0.5,
                          pruning=PruningConfig(method="ts-dtp", k=0.5, d_task=16, keep_target=0.6))
-    calls = {"n": 0}
-    real = train_module.collate_pairs
-
-    def interrupting(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "collate_pairs", interrupting)
+    real = interrupt_on_call(train_module, "collate_pairs", 6)
     with pytest.raises(KeyboardInterrupt):
         train_translation(config, tmp_path, str(wmt_dir), progress=False)
     assert torch.load(tmp_path / "state.pt", weights_only=False)["step"] == 4
