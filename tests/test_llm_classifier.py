@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +23,9 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
 from tsdtp.core.flops import counted_flops, layer_flops
 from tsdtp.core.scoring import LayerRequest
-from tsdtp.errors import ConfigError, DataError
+from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.hub import load_tokenizer
+from tsdtp.llm import classifier_teacher
 from tsdtp.llm.classifier_checkpoint import load_checkpoint
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_llm_run, llama_shape
@@ -35,8 +37,9 @@ from tsdtp.llm.classifier_prompts import (
     collate,
     encode_prompts,
     label_token_ids,
+    prepare_splits,
 )
-from tsdtp.llm.classifier_train import train_llm
+from tsdtp.llm.classifier_train import train_llm, training_loss
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 
@@ -190,3 +193,54 @@ def test_analytic_flops_of_a_llama_layer_match_the_flop_counter(tiny_llama: Path
     with torch.no_grad():
         counted = counted_flops(lambda: model.eval().adapter.layer(0, hidden, LayerRequest(torch.zeros(1, length))))
     assert counted == layer_flops(torch.tensor([length]), llama_shape(model)).item()
+
+
+def test_a_student_distils_the_dense_teachers_logits_computed_once(tiny_llama: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    teacher_dir = tmp_path / "teacher"
+    train_llm(tiny_config(tiny_llama, max_eval_samples=4), teacher_dir, progress=False)
+    student = tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), max_eval_samples=4,
+                          init_from=str(teacher_dir), teacher=str(teacher_dir))
+    train_llm(student, tmp_path / "student", progress=False)
+    [cache] = (teacher_dir / "teacher_cache").glob("*.pt")
+    cached = torch.load(cache, weights_only=True)["logits"]
+    teacher, tokenizer, _ = load_checkpoint(teacher_dir)
+    train_split, _, _ = prepare_splits(student, tokenizer, None)
+    with torch.no_grad():
+        expected = teacher(collate(train_split, [0, 5], tokenizer.pad_token_id)).logits
+    torch.testing.assert_close(cached[[0, 5]], expected, atol=1e-5, rtol=1e-5)
+
+    def no_second_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the teacher ran again instead of reading its cache")
+
+    monkeypatch.setattr(classifier_teacher, "teacher_pass", no_second_pass)
+    train_llm(replace(student, seed=1), tmp_path / "student-seed1", progress=False)
+    without_teacher = replace(student, teacher=None)
+    train_llm(without_teacher, tmp_path / "no-teacher", progress=False)
+    distilled, plain = (load_checkpoint(tmp_path / name)[0].state_dict() for name in ("student", "no-teacher"))
+    assert any(not torch.equal(distilled[name], plain[name]) for name in distilled), "distillation changed nothing"
+
+
+def test_distillation_loss_is_the_weighted_cross_entropy_when_the_teacher_agrees(tiny_llama: Path):
+    config = tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), distill_weight=0.25)
+    model, tokenizer = PrunedLlamaClassifier.build(config)
+    ids, _ = encode_prompts(tokenizer, "sst2", TEXTS, 48)
+    model.train()
+    output = model(collate_ids(ids, tokenizer.pad_token_id))
+    labels = torch.tensor([1, 0])
+    loss, parts = training_loss(model, output, labels, config, output.logits.detach())
+    plain, plain_parts = model.loss(output, labels)
+    assert parts["kl"] == pytest.approx(0.0, abs=1e-6) and parts["ce"] == pytest.approx(plain_parts["ce"])
+    penalty = float(plain.detach()) - plain_parts["ce"]
+    assert float(loss.detach()) == pytest.approx(0.75 * parts["ce"] + penalty, rel=1e-5)
+
+
+def test_a_pruned_or_unfinished_teacher_is_refused_before_the_run_folder_exists(tiny_llama: Path, tmp_path: Path):
+    pruned = tmp_path / "pruned"
+    train_llm(tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), max_eval_samples=4), pruned,
+              progress=False)
+    for teacher, message in ((pruned, "expected a dense run"), (tmp_path / "missing", "not a finished LLM run")):
+        with pytest.raises(CheckpointError, match=message):
+            train_llm(tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), teacher=str(teacher)),
+                      tmp_path / "student", progress=False)
+        assert not (tmp_path / "student").exists()

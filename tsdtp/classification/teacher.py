@@ -100,10 +100,11 @@ def teacher_pass(model: PrunedClassifier, split: EncodedSplit, pad_id: int, prog
     return TeacherTargets(logits, torch.cat(pieces), offsets)  # type: ignore[arg-type]
 
 
-def cache_key(teacher_dir: Path, split: EncodedSplit) -> str:
-    """What the cached outputs depend on: the split's token ids in order and the teacher's checkpoint file."""
+def cache_key(teacher_dir: Path, token_ids: object) -> str:
+    """What cached outputs depend on: the split's token ids in order (any JSON-able nesting) and the teacher's
+    checkpoint file."""
     checkpoint = (teacher_dir / "checkpoint.pt").stat()
-    digest = hashlib.sha256(json.dumps([split.input_ids, split.token_type_ids]).encode())
+    digest = hashlib.sha256(json.dumps(token_ids).encode())
     digest.update(f"{checkpoint.st_size}:{checkpoint.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
@@ -126,7 +127,7 @@ def teacher_targets(config: TrainConfig, split: EncodedSplit, pad_id: int, progr
     """The teacher's outputs on the student's training `split`: read from its cache, or computed once (on `device`)
     and cached."""
     teacher_dir = check_teacher(config)
-    path = teacher_dir / CACHE_FOLDER / f"{cache_key(teacher_dir, split)}.pt"
+    path = teacher_dir / CACHE_FOLDER / f"{cache_key(teacher_dir, [split.input_ids, split.token_type_ids])}.pt"
     if path.is_file():
         payload = load_torch_payload(path, CACHE_FORMAT, "; delete it to compute it again")
         return TeacherTargets(payload["logits"], payload["attention"], payload["offsets"])

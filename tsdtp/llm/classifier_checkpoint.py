@@ -1,4 +1,5 @@
-"""An LLM classification run's `checkpoint.pt`: its config and what trained (LoRA adapters, head, scorers).
+"""An LLM classification run's `checkpoint.pt`: its config and what trained (LoRA adapters, head, scorers), and
+whether a run has reached its last step.
 
 The frozen base weights are not in it: loading rebuilds the model from the config's model id (the converted
 cache for SmolLM2) and loads the trained tensors on top.
@@ -6,8 +7,10 @@ cache for SmolLM2) and loads the trained tensors on top.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -49,3 +52,14 @@ def load_checkpoint(path: str | os.PathLike, pruning: PruningConfig | None = Non
     if pruning is not None:
         model.pruning = pruning
     return model.eval(), tokenizer, config
+
+
+def total_steps(examples: int, config: LlmTrainConfig) -> int:
+    """Optimizer steps of `config` on `examples` training examples (a fractional last epoch rounds up)."""
+    return max(1, math.ceil(config.epochs * math.ceil(examples / config.batch_size)))
+
+
+def run_complete(run_dir: Path, config: LlmTrainConfig, metrics: dict[str, Any]) -> bool:
+    """Whether `run_dir` (with these metrics.json `metrics`) holds the checkpoint of `config`'s last step."""
+    return (run_dir / "checkpoint.pt").is_file() and metrics["steps"] >= total_steps(metrics["train_examples"],
+                                                                                      config)

@@ -52,6 +52,13 @@ class LlmTrainConfig(Settings):
     hard_ratio: float = setting(0.0, low=0.0, high=1.0,
                                 help="last fraction of steps run with hard keep decisions forward and soft-mask "
                                      "gradients backward (straight-through)")
+    teacher: str | None = setting(None, omit_default=True,
+                                  help="distil from this finished dense LLM run of the same task, model and max_length "
+                                       "(its logits on the training prompts, cached once in its folder)")
+    distill_weight: float = setting(0.5, low=0.0, high=1.0, omit_default=True,
+                                    help="with a teacher: loss = (1 - w) * CE + w * T^2 * KL(teacher || student)")
+    distill_temperature: float = setting(2.0, low=0.0, high=100.0, low_open=True, omit_default=True,
+                                         help="temperature T of the logit distillation")
     lora_rank: int = setting(8, low=1, high=1024, help="rank of the LoRA adapters")
     lora_alpha: float = setting(16.0, low=0.0, low_open=True, help="LoRA scaling numerator (scale = alpha / rank)")
     lora_dropout: float = setting(0.0, low=0.0, high=1.0, high_open=True, help="dropout on the LoRA input")

@@ -1,5 +1,6 @@
 """Fine-tune one LLM classification configuration: LoRA adapters, head and scorers with AdamW, warm-up and linear
-decay, evaluation each epoch (`tsdtp llm-train`).
+decay, evaluation each epoch (`tsdtp llm-train`); with a `teacher`, the loss distils a dense run's logits
+(`tsdtp.llm.classifier_teacher`), as classification's does.
 
 The run directory works as classification's (`tsdtp.runs.run_dir`, `tsdtp.runs.training_loop`): it is opened
 once the model, data and pruning layers check out; `config.json` first, resumable `state.pt`, then
@@ -14,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from tsdtp.core.distillation import logit_distillation
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.glue_tasks import data_source, get_task
-from tsdtp.llm.classifier_checkpoint import load_checkpoint, save_checkpoint
+from tsdtp.llm.classifier_checkpoint import load_checkpoint, run_complete, save_checkpoint, total_steps
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_classifier
-from tsdtp.llm.classifier_model import PrunedLlamaClassifier
+from tsdtp.llm.classifier_model import LlmClassifierOutput, PrunedLlamaClassifier
 from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
+from tsdtp.llm.classifier_teacher import teacher_logits
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.data_parallel import Forward
 from tsdtp.runs.device import CPU, on_device
@@ -50,11 +54,6 @@ def build_model(config: LlmTrainConfig) -> tuple[PrunedLlamaClassifier, Any]:
     return PrunedLlamaClassifier(source.model, source.special_ids, config.pruning), tokenizer
 
 
-def total_steps(examples: int, config: LlmTrainConfig) -> int:
-    """Optimizer steps of `config` on `examples` training examples (a fractional last epoch rounds up)."""
-    return max(1, math.ceil(config.epochs * math.ceil(examples / config.batch_size)))
-
-
 def epoch_plan(split: PromptSplit, config: LlmTrainConfig) -> list[list[list[int]]]:
     """The batches of every epoch (seeded per epoch, grouped by length), the last cut to what `epochs` asks."""
     per_epoch = math.ceil(len(split) / config.batch_size)
@@ -65,10 +64,17 @@ def epoch_plan(split: PromptSplit, config: LlmTrainConfig) -> list[list[list[int
                        config.seed, epochs, lambda _: steps - (epochs - 1) * per_epoch)
 
 
-def run_complete(run_dir: Path, config: LlmTrainConfig, metrics: dict[str, Any]) -> bool:
-    """Whether `run_dir` (with these metrics.json `metrics`) holds the checkpoint of `config`'s last step."""
-    return (run_dir / "checkpoint.pt").is_file() and metrics["steps"] >= total_steps(metrics["train_examples"],
-                                                                                      config)
+def training_loss(model: PrunedLlamaClassifier, output: LlmClassifierOutput, labels: torch.Tensor,
+                  config: LlmTrainConfig, teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch and its parts as floats: the model's own (`CE` plus the pruning terms) without a
+    teacher; with one, `(1 - w) * CE + w * T^2 * KL(teacher || student)` plus the same pruning terms."""
+    if teacher is None:
+        return model.loss(output, labels)
+    ce = F.cross_entropy(output.logits, labels)
+    kl = logit_distillation(output.logits, teacher, config.distill_temperature)
+    loss, parts = model.add_pruning_penalty((1 - config.distill_weight) * ce + config.distill_weight * kl,
+                                            output.engine)
+    return loss, {**parts, "ce": float(ce.detach()), "kl": float(kl.detach())}
 
 
 def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,
@@ -91,9 +97,12 @@ def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None 
     plan = epoch_plan(train_split, config)
     pad_id = tokenizer.pad_token_id
 
+    teacher = None if config.teacher is None else teacher_logits(config, train_split, pad_id, progress, device)
+
     def step_loss(forward: Forward, indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = on_device(collate(train_split, indices, pad_id), device)
-        return model.loss(forward(batch), batch["labels"])
+        targets = None if teacher is None else teacher[indices].to(device)
+        return training_loss(model, forward(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
         scores = evaluate_classifier(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
