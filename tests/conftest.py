@@ -13,6 +13,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
 from tsdtp.classification.encoding import EncodedSplit, collate, encode_texts  # noqa: E402
 from tsdtp.classification.model import PrunedClassifier  # noqa: E402
 from tsdtp.core.config import PruningConfig  # noqa: E402
@@ -166,3 +168,16 @@ def interrupt_on_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, str,
         monkeypatch.setattr(module, name, interrupting)
         return real
     return patch
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a tiny random Llama (GQA, 64 positions) and the MiniLM tokenizer (no chat template)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
@@ -45,19 +45,6 @@ from tsdtp.runs.training_loop import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [("a gorgeous , witty , seductive movie . ",), ("an ugly , pointless mess ",)]
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with a tiny random Llama (GQA, 64 positions) and the MiniLM tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def tiny_config(folder: Path, **changes: object) -> LlmTrainConfig:

@@ -25,6 +25,7 @@ from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.experiments import train_config
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.pipeline.plan import make_plan
 from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce
 from tsdtp.pipeline.spec import notebook_parameters, project_root
@@ -257,6 +258,51 @@ def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, gl
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
 
 
+def llm_profiles(model: Path) -> dict:
+    """A dense LoRA run of a tiny Llama, a ts-dtp run started from and distilled from it, and the results table."""
+    llm = {"task": "sst2", "model": str(model), "max_length": 48, "max_train_samples": 16, "max_eval_samples": 8,
+           "threads": 1}
+    steps = [
+        {"id": "llm-none", "notebook": "08_llm_classify.ipynb", "parameters": {**llm, "method": "none"}},
+        {"id": "llm-ts-dtp", "notebook": "08_llm_classify.ipynb",
+         "parameters": {**llm, "method": "ts-dtp", "k": 0.5, "init_from": "llm-none", "teacher": "llm-none",
+                        "keep_ramp": 0.25, "hard_ratio": 0.3, "evals": [{}, {"k": 1.0}]}},
+        FIGURE_STEPS[2],
+    ]
+    return {"llm": {"out_dir": "reports", "steps": steps}}
+
+
+def test_llm_steps_train_into_their_own_cached_runs_and_join_the_results(tmp_path, glue_dir, tiny_llama,
+                                                                          monkeypatch):
+    spec = write_spec(tmp_path, llm_profiles(tiny_llama))
+    manifest = json.loads(reproduce("llm", spec_path=spec, data_dir=glue_dir, log=lambda line: None).read_text())
+    steps = {s["id"]: s for s in manifest["steps"]}
+    dense_dir, pruned_dir = (tmp_path / steps[name]["run_dir"] for name in ("llm-none", "llm-ts-dtp"))
+    assert dense_dir.name.startswith("llm-sst2-none-") and pruned_dir.name.startswith("llm-sst2-ts-dtp-")
+    pruned = run_cache.read_run_config(pruned_dir)
+    assert isinstance(pruned, LlmTrainConfig) and run_cache.run_finished(pruned_dir)
+    assert pruned.teacher == pruned.init_from == f"runs/{dense_dir.name}"
+    monkeypatch.chdir(tmp_path)  # the run references are relative to the project root
+    assert pruned_dir.name == f"llm-sst2-ts-dtp-{run_cache.config_hash(pruned)[:12]}"
+    assert len(list((dense_dir / "teacher_cache").glob("*.pt"))) == 1
+    results = pd.read_csv(tmp_path / "reports" / "data" / "results.csv")
+    assert sorted(zip(results["method"], results["k"])) == [("none", 1.0), ("ts-dtp", 0.5), ("ts-dtp", 1.0)]
+    assert set(results["model"]) == {f"{tiny_llama.name} LoRA r8 (16 train)"} and set(results["n_eval"]) == {8}
+    assert (tmp_path / "reports" / "tables" / "results_table.md").is_file()
+    again = json.loads(reproduce("llm", spec_path=spec, data_dir=glue_dir, log=lambda line: None).read_text())
+    assert [s["cached"] for s in again["steps"][:2]] == [True, True]
+
+
+def test_an_llm_step_cannot_start_from_a_classification_run(tmp_path, tiny_llama):
+    profiles = llm_profiles(tiny_llama)
+    steps = profiles["llm"]["steps"]
+    steps.insert(0, {"id": "sst2-none", "notebook": "01_train.ipynb", "parameters": DENSE})
+    steps[2]["parameters"] = {**steps[2]["parameters"], "init_from": "sst2-none"}
+    with pytest.raises(ConfigError, match="init_from 'sst2-none' is a TrainConfig run; llm-ts-dtp needs a "
+                                          "LlmTrainConfig run"):
+        make_plan("llm", write_spec(tmp_path, profiles))
+
+
 def test_config_hash_ignores_number_types_and_follows_init_from(reproduced):
     root, _, manifest, _ = reproduced
     steps = {s["id"]: s for s in manifest["steps"]}
@@ -338,8 +384,16 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
             assert {f"{task}-{method}-t0.6-s{seed}" for seed in (1, 2)} <= set(full)
         assert {f"{task}-dense-extra-s{seed}" for seed in (0, 1, 2)} <= set(full)
         recipe = {(s.config.epochs, s.config.teacher, s.config.selection_fraction) for s in full.values()
-                  if s.config is not None and s.config.task == task and s.config.init_from is not None}
+                  if isinstance(s.config, TrainConfig) and s.config.task == task and s.config.init_from is not None}
         assert len(recipe) == 1  # every compared method, the dense reference included, gets the same recipe
+    for profile, examples in (("quick", 16), ("full", 2000)):
+        llm = {s.id: s.config for s in make_plan(profile, REPO / "pipeline.yaml").steps
+               if isinstance(s.config, LlmTrainConfig)}
+        assert {"llm-sst2-none", "llm-sst2-ts-dtp"} <= set(llm)
+        assert {config.max_train_samples for config in llm.values()} == {examples}
+        pruned = llm["llm-sst2-ts-dtp"]
+        assert pruned.teacher is not None and pruned.teacher == pruned.init_from
+        assert (pruned.pruning.keep_ramp, pruned.hard_ratio) == (0.25, 0.3)
     small = make_plan("compare-small", REPO / "pipeline.yaml")
     assert all(s.config.max_train_samples <= 4000 for s in small.steps if s.config is not None)
     dense_mt = full["wmt16-dense"].config
@@ -366,7 +420,9 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                                          "run_dir", "data_dir", "evals", "splits", "results_csv", "traces_dir",
                                          "progress"},
                 "07_llm_prefill.ipynb": {"model_id", "measure", "lengths", "few_shot", "passages", "speed_repeats",
-                                         "data_dir", "tables_dir", "figures_dir"}}
+                                         "data_dir", "tables_dir", "figures_dir"},
+                "08_llm_classify.ipynb": {"task", "model", "method", "k", "gamma", "init_from", "teacher", "keep_ramp",
+                                          "hard_ratio", "run_dir", "data_dir", "evals", "results_csv", "progress"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
 

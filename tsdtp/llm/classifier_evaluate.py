@@ -88,7 +88,7 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
     eval_config = dataclasses.replace(config, max_eval_samples=max_eval_samples or config.max_eval_samples)
     _, split, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False)
     result = evaluate_classifier(model, split, batch_size, tokenizer.pad_token_id, progress=progress)
-    record = {"run_dir": str(run_dir), "eval_split": split_name, "pruning": pruning.to_dict(),
+    record = {"run_dir": str(run_dir), "task": config.task, "eval_split": split_name, "pruning": pruning.to_dict(),
               "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
               **result}
     atomic_write_json(eval_file(run_dir, pruning, "json", tag_of_label(split_name)), record)
@@ -98,5 +98,6 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
             task=config.task, model=model_label(config, train_examples), pruning=pruning, metric_name="accuracy",
             metric=100 * result["accuracy"], keep_ratio=result["keep_ratio"], flops_ratio=result["flops_ratio"],
             speedup=float("nan"), batch_size=batch_size, threads=torch.get_num_threads(), n_eval=result["n_eval"],
-            eval_split=split_name, scorer_overhead=result["scorer_overhead"], run_dir=str(run_dir))])
+            eval_split=split_name, scorer_overhead=result["scorer_overhead"], run_dir=str(run_dir),
+            seed=config.seed)])
     return record

@@ -2,7 +2,8 @@
 
 `make_plan` checks the whole profile before anything runs: every notebook exists and declares
 the parameters given; every training configuration and evaluation is a valid `TrainConfig` /
-`MTConfig` / `PruningConfig`; `init_from` and `teacher` name an earlier training step of the same task.
+`MTConfig` / `LlmTrainConfig` / `PruningConfig`; `init_from` and `teacher` name an earlier training step of
+the same task and kind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tsdtp.classification.experiments import train_config
 from tsdtp.core.config import PruningConfig
 from tsdtp.data_files import data_dir_from_env
 from tsdtp.errors import ConfigError, TsdtpError
+from tsdtp.llm.experiments import llm_config
 from tsdtp.pipeline.spec import (
     Output,
     Profile,
@@ -32,7 +34,8 @@ from tsdtp.runs.cache import RUN_REFERENCES, RunConfig, config_hash, run_cache_d
 from tsdtp.translation.experiments import translation_config
 
 TRAINING_NOTEBOOKS: dict[str, Callable[..., RunConfig]] = {"01_train.ipynb": train_config,
-                                                           "05_translation.ipynb": translation_config}
+                                                           "05_translation.ipynb": translation_config,
+                                                           "08_llm_classify.ipynb": llm_config}
 """Notebooks that train one configuration, with the function building it from their parameters."""
 
 
@@ -148,6 +151,9 @@ def _train_step(checked: StepSpec, earlier: list[Step], profile: Profile, builde
     for name, parent in parents.items():
         if parent.config is not None and parent.config.task != config.task:
             raise ConfigError(f"{name} {parent.id!r} was trained on {parent.config.task}, not {config.task}")
+        if parent.config is not None and type(parent.config) is not type(config):
+            raise ConfigError(f"{name} {parent.id!r} is a {type(parent.config).__name__} run; {checked.id} needs a "
+                              f"{type(config).__name__} run")
     for override in checked.parameters.get("evals", [{}]):
         if not isinstance(override, dict):
             raise ConfigError(f"evals entries must be mappings of pruning settings (got {override!r})")

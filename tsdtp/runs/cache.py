@@ -1,12 +1,12 @@
 """One configuration at a time: its config, its cached run directory, training it, evaluating it.
 
 A run is of a kind its task package registered (`tsdtp.runs.kinds`: classification `TrainConfig`s,
-translation `MTConfig`s); `read_run_config` tells them apart by the task in config.json. Trained
-runs are cached by a hash of their config: `run_cache_dir` names the folder
-`<root>/<task>-<method>-<sha12>`. Within the hash, `init_from` and `teacher` (paths; `RUN_REFERENCES`)
-are replaced by the hash of the run they point to, so a pruned run started from (or distilled from)
-a dense run keeps its identity wherever that dense run lives. Numbers are hashed as floats (`epochs: 2` and
-`2.0` are the same run).
+translation `MTConfig`s, LLM classification `LlmTrainConfig`s); `read_run_config` tells them apart by the
+task in config.json (and a kind's marker key). Trained runs are cached by a hash of their config:
+`run_cache_dir` names the folder `<root>/<task>-<method>-<sha12>` (LLM runs: `llm-<task>-...`). Within the
+hash, `init_from` and `teacher` (paths; `RUN_REFERENCES`) are replaced by the hash of the run they point to,
+so a pruned run started from (or distilled from) a dense run keeps its identity wherever that dense run
+lives. Numbers are hashed as floats (`epochs: 2` and `2.0` are the same run).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tsdtp.errors import CheckpointError
-from tsdtp.runs.kinds import RunConfig, kind_of_config, kind_of_task
+from tsdtp.runs.kinds import RunConfig, kind_of_config, kind_of_run
 from tsdtp.runs.launch import launcher_from_env, train_launched
 from tsdtp.runs.training_data import check_training_data
 
@@ -56,7 +56,7 @@ def read_config_file(path: str | Path) -> RunConfig:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a JSON object of settings")
-    return kind_of_task(data.get("task"), path).config_class.from_dict(data)
+    return kind_of_run(data, path).config_class.from_dict(data)
 
 
 RUN_REFERENCES: tuple[str, ...] = ("init_from", "teacher")
@@ -76,8 +76,11 @@ def config_hash(config: RunConfig, init_hash: str | None = None, teacher_hash: s
 
 def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None,
                   teacher_hash: str | None = None) -> Path:
-    """Where the run of `config` is cached: `<root>/<task>-<method>-<first 12 hex of its hash>`."""
-    return Path(root) / f"{config.task}-{config.pruning.method}-{config_hash(config, init_hash, teacher_hash)[:12]}"
+    """Where the run of `config` is cached: `<root>/<prefix><task>-<method>-<first 12 hex of its hash>`, the prefix
+    a config class's `RUN_PREFIX` (`llm-` for LLM classification), else none."""
+    prefix = getattr(config, "RUN_PREFIX", "")
+    return Path(root) / (f"{prefix}{config.task}-{config.pruning.method}-"
+                         f"{config_hash(config, init_hash, teacher_hash)[:12]}")
 
 
 def run_finished(run_dir: str | Path) -> bool:
