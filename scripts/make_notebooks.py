@@ -239,6 +239,7 @@ figures_dir = "reports/figures"
 tables_dir = "reports/tables"
 results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = ["sst2", "qnli"]
+models = ["all-MiniLM-L6-v2"]  # the results.csv models compared (None: all; LLM rows have no keep traces)
 budgets = [0.7, 0.6, 0.5, 0.4]  # keep-ratio budgets settings are chosen for (on the selection split)
 pairs = [["ts-dtp", "general-dtp"], ["ts-dtp", "topk"], ["ts-dtp", "none"], ["general-dtp", "none"]]
 removal = "drop"  # how the compared runs remove tokens ("drop", or "fuse" for EViT fusion): one per comparison
@@ -255,7 +256,7 @@ from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
-results = frames.filter_results(read_results(results_csv), results_batch_size, tasks)
+results = frames.filter_results(read_results(results_csv), results_batch_size, tasks, models)
 results = results[results["removal"].fillna("drop") == removal]
 evaluation, selection = choose.split_rows(results)
 chosen = choose.choose_settings(results, budgets)
@@ -455,6 +456,7 @@ topk_final_keep = 0.3  # top-k: keep ratio at the last pruning layer of its line
 batch_size = 8  # training batch size
 lora_rank = 8
 max_length = 256  # prompt length limit in tokens (a longer text is cut at its end)
+prune_layers = None  # 0-based layers after which tokens are removed, e.g. [3, 7, 11] (None: every layer)
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"k": 1.0}]
 results_csv = None  # upsert one row per evaluation here
 results_batch_size = 16  # batch size of the evaluations
@@ -479,7 +481,7 @@ if threads:
     torch.set_num_threads(threads)
 config = experiments.llm_config(task, model, method, k, gamma, epochs, max_train_samples, seed, max_eval_samples,
                                 init_from, keep_target, teacher, hard_ratio, keep_ramp, topk_final_keep, batch_size,
-                                lora_rank, max_length)
+                                lora_rank, max_length, prune_layers)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)

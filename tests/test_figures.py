@@ -70,10 +70,14 @@ def test_pick_examples_prefers_correct_examples_with_sentiment_words():
     assert frames.pick_examples(traces.drop(columns="correct"), methods, 2, min_tokens=3) == [1, 0]
 
 
-def test_panels_split_a_task_by_test_set_only_when_it_has_several():
+def test_panels_split_a_task_by_model_and_by_test_set_only_when_it_has_several():
     rows = pd.DataFrame({"task": ["sst2", "wmt16", "wmt16"], "eval_split": ["dev", "captions", "news"]})
     assert [title for title, _ in frames.panels(rows)] == ["sst2", "wmt16: captions", "wmt16: news"]
     assert [len(frame) for _, frame in frames.panels(rows)] == [1, 1, 1]
+    models = pd.DataFrame({"task": ["sst2"] * 3 + ["qnli"], "eval_split": ["dev"] * 4,
+                           "model": ["MiniLM", "SmolLM2 LoRA r8", "MiniLM", "MiniLM"]})
+    assert [(title, len(frame)) for title, frame in frames.panels(models)] == [
+        ("qnli", 1), ("sst2: MiniLM", 2), ("sst2: SmolLM2 LoRA r8", 1)]
 
 
 def result_row(method: str, k: float, metric: float, flops: float, speedup: float, task: str = "sst2") -> dict:

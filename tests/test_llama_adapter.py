@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
-from tsdtp.adapters.llama import LlamaAdapter, last_valid_token
+from tsdtp.adapters.llama import LlamaAdapter, causal_attention_received, last_valid_token
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode, EngineOutput, run_layers
 from tsdtp.core.packing import TokenLayout
-from tsdtp.core.scoring import LayerRequest, TaskScorer
+from tsdtp.core.scoring import LayerRequest, TaskScorer, attention_received
 from tsdtp.gguf_models import DEFAULT_LLM, converted_dir
 from tsdtp.hub import load_causal_lm
 
@@ -211,3 +211,30 @@ def test_smollm2_with_pruning_off_matches_its_library_forward(smollm2_dir: Path)
         logits = adapter.head_logits(output.hidden)
     assert torch.allclose(logits, reference, atol=1e-4)
     assert torch.equal(logits[0, -1].argmax(), reference[0, -1].argmax())
+
+
+def uniform_causal_probs(positions: torch.Tensor, valid: torch.Tensor, heads: int = 2) -> torch.Tensor:
+    """Attention probabilities [B, H, n, n] of queries that spread evenly over the valid keys they can see."""
+    allowed = (positions[:, :, None] >= positions[:, None, :]) & valid[:, None, :]
+    probs = allowed.float() / allowed.sum(-1, keepdim=True).clamp_min(1)
+    return probs[:, None].expand(-1, heads, -1, -1)
+
+
+def test_uniform_causal_attention_scores_every_token_alike_where_the_plain_mean_favours_early_ones():
+    positions = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]])
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    probs = uniform_causal_probs(positions, valid)
+    scores = causal_attention_received(probs, valid.float(), positions)
+    torch.testing.assert_close(scores[valid], torch.ones(10))
+    plain = attention_received(probs, valid.float())[0]
+    assert (plain.diff() < 0).all(), "the plain mean over queries falls with the position"
+
+
+def test_causal_attention_received_follows_what_the_queries_attend_to_and_ignores_padding_queries():
+    positions = torch.arange(5)[None]
+    probs = uniform_causal_probs(positions, torch.ones(1, 5, dtype=torch.bool)).clone()
+    probs[:, :, 4] = torch.tensor([0.0, 0.0, 0.7, 0.1, 0.2])  # the last query favours key 2
+    scores = causal_attention_received(probs, torch.ones(1, 5), positions)[0]
+    assert scores.argmax() == 2 and scores[3] < 1 and scores[2] > 1
+    padded = causal_attention_received(probs, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]), positions)[0]
+    torch.testing.assert_close(padded[:4], torch.ones(4))

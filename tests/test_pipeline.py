@@ -51,6 +51,10 @@ FIGURE_STEPS = [
     {"id": "results", "notebook": "04_results.ipynb",
      "outputs": [{"table": "results_table.md", "caption": "Table."},
                  {"table": "results_table.tex", "caption": "TeX."}]},
+    {"id": "comparison", "notebook": "06_comparison.ipynb", "parameters": {"keep_points": [0.8], "flops_points": [0.8]},
+     "outputs": [{"figure": "pareto_seeds", "caption": "Seeds."},
+                 {"figure": "differences", "caption": "Differences.", "optional": True},
+                 {"table": "comparison.md", "caption": "Comparison.", "optional": True}]},
 ]
 
 

@@ -6,7 +6,9 @@ add a per-key bias and read the attention probabilities. Three things differ fro
 - rotary positions are applied per token from its original position, which the engine carries and never
   renumbers, so removing tokens never changes where the survivors are;
 - attention is causal over the survivors by original position (a query sees the keys at or before it);
-- grouped-query attention: each key/value head serves `num_heads / num_kv_heads` query heads.
+- grouped-query attention: each key/value head serves `num_heads / num_kv_heads` query heads;
+- the attention a token receives is averaged over the queries that can see it, each measured against its
+  uniform share (`causal_attention_received`), so a token's score does not fall with its position.
 The label (or the next token) is read at the last valid token, which `special_mask` marks so it is never pruned.
 """
 
@@ -31,7 +33,7 @@ from tsdtp.core.regions import (
     SCORER,
     region,
 )
-from tsdtp.core.scoring import LayerRequest, attention_received
+from tsdtp.core.scoring import LayerRequest, received_by_keys
 from tsdtp.errors import ConfigError
 
 LlamaModelWithHead = LlamaForCausalLM | LlamaForSequenceClassification
@@ -49,6 +51,27 @@ def causal_bias(key_bias: torch.Tensor, positions: torch.Tensor, dtype: torch.dt
     allowed = positions[:, None, :] <= positions[:, :, None]
     neg = torch.finfo(dtype).min
     return torch.where(allowed, key_bias[:, None, :].to(dtype), neg)[:, None]
+
+
+def causal_attention_received(probs: torch.Tensor, query_weight: torch.Tensor, positions: torch.Tensor
+                              ) -> torch.Tensor:
+    """The attention each token receives under causal attention, [B, n]: the mean over heads and over the
+    (weighted) queries that can see it, each query's probability measured against its uniform share.
+
+    A key is seen only by the queries at or after it, and a query spreads its attention over the keys it sees,
+    so the plain mean over every query (`tsdtp.core.scoring.attention_received`) ranks a token by its position
+    more than by its content: a prompt's last words, the text to classify, would be pruned first. Here query
+    i's probability on key j counts as `A[i, j] * n_i` (n_i: the weight of the keys i sees, so a query that
+    attends uniformly gives each 1), averaged over the queries that see j: uniform attention scores every
+    token 1. probs [B, H, n, n] (rows are queries), query_weight [B, n] (0 for padding; the soft mask in
+    training, which weighs keys too), positions [B, n] (original positions).
+    """
+    weight = query_weight.to(probs.dtype)
+    sees = (positions[:, :, None] >= positions[:, None, :]).to(probs.dtype)
+    keys_seen = (sees * weight[:, None, :]).sum(dim=-1)
+    viewers = (sees * weight[:, :, None]).sum(dim=1)
+    received = received_by_keys(probs, weight * keys_seen) / probs.shape[1]
+    return received / viewers.clamp_min(1e-9)
 
 
 class LlamaAdapter:
@@ -119,7 +142,7 @@ class LlamaAdapter:
             return output, None
         weight = request.query_weight if request.query_weight is not None else torch.ones(batch, length)
         with region(SCORER, index):
-            return output, attention_received(probs, weight.to(probs.device))
+            return output, causal_attention_received(probs, weight.to(probs.device), positions)
 
     def _rotated_projections(self, block: LlamaDecoderLayer, normed: torch.Tensor, positions: torch.Tensor,
                              layout: TokenLayout | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

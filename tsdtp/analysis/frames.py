@@ -39,28 +39,35 @@ def method_order(methods: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(methods), key=lambda name: (rank.get(name, len(rank)), name))
 
 
-def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: Sequence[str] | None = None
-                   ) -> pd.DataFrame:
-    """The rows measured at `batch_size` and of `tasks` (None keeps all)."""
+def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: Sequence[str] | None = None,
+                   models: Sequence[str] | None = None) -> pd.DataFrame:
+    """The rows measured at `batch_size`, of `tasks` and of `models` (None keeps all)."""
     keep = pd.Series(True, index=results.index)
     if batch_size is not None:
         keep &= results["batch_size"] == batch_size
     if tasks is not None:
         keep &= results["task"].isin(list(tasks))
+    if models is not None:
+        keep &= results["model"].isin(list(models))
     return results[keep].reset_index(drop=True)
 
 
 def panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(title, rows) per task, one panel per evaluation split when a task has several (translation: captions, news)."""
+    """(title, rows) per task; a task with rows of several models (an encoder and an LLM) gets a panel per model, and
+    one with several evaluation splits (translation: captions, news) a panel per split."""
     out = []
     for task in sorted(frame["task"].unique()):
-        one = frame[frame["task"] == task]
-        splits = sorted(one["eval_split"].dropna().unique()) if "eval_split" in one.columns else []
-        if len(splits) <= 1:
-            out.append((str(task), one))
-        else:
-            out += [(f"{task}: {split}", one[one["eval_split"] == split]) for split in splits]
+        for title, rows in _split_by(frame[frame["task"] == task], "model", str(task)):
+            out += _split_by(rows, "eval_split", title)
     return out
+
+
+def _split_by(frame: pd.DataFrame, column: str, title: str) -> list[tuple[str, pd.DataFrame]]:
+    """`frame` as one (title, rows) panel, or one per value of `column` when it holds several."""
+    values = sorted(frame[column].dropna().unique()) if column in frame.columns else []
+    if len(values) <= 1:
+        return [(title, frame)]
+    return [(f"{title}: {value}", frame[frame[column] == value]) for value in values]
 
 
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:

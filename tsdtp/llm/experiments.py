@@ -26,15 +26,16 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                max_eval_samples: int | None = None, init_from: str | None = None, keep_target: float = 0.5,
                teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
                topk_final_keep: float = 0.3, batch_size: int = 8, lora_rank: int = 8,
-               max_length: int = 256) -> LlmTrainConfig:
+               max_length: int = 256, prune_layers: list[int] | None = None) -> LlmTrainConfig:
     """The validated `LlmTrainConfig` of the LLM training notebook's parameters (everything else at its default).
 
-    `gamma=None` is the method's default, as for `tsdtp llm-train`; `topk_final_keep` sets top-k's linear keep
-    schedule over the model's many pruning layers.
+    `gamma=None` is the method's default, as for `tsdtp llm-train`; `prune_layers=None` prunes after every layer
+    but the first and the last; `topk_final_keep` sets top-k's linear keep schedule over the pruning layers.
     """
     get_task(task)
     given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp,
-             "topk_final_keep": topk_final_keep, **({} if gamma is None else {"gamma": gamma})}
+             "topk_final_keep": topk_final_keep, **({} if gamma is None else {"gamma": gamma}),
+             **({} if prune_layers is None else {"prune_layers": tuple(prune_layers)})}
     return LlmTrainConfig(task=task, model=model, pruning=PruningConfig().with_overrides(given),
                           epochs=float(epochs), max_train_samples=max_train_samples, seed=seed,
                           max_eval_samples=max_eval_samples, init_from=None if init_from is None else str(init_from),
