@@ -50,7 +50,8 @@ threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
 progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 
 import pandas as pd
 import torch
@@ -110,7 +111,8 @@ n_examples = 3
 max_tokens = {"sst2": 20, "qnli": 40, "wmt16": 20}  # longest example shown, per task
 examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples
 translation_split = "multi30k test_2016_flickr (captions)"  # the wmt16 test set whose source words are shown"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 
 from IPython.display import Markdown, display
 
@@ -162,7 +164,8 @@ figures_dir = "reports/figures"
 results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = None  # None: every task in results_csv
 profile_csv = None  # None: profile.csv beside bench_csv"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -245,7 +248,8 @@ pairs = [["ts-dtp", "general-dtp"], ["ts-dtp", "topk"], ["ts-dtp", "none"], ["ge
 removal = "drop"  # how the compared runs remove tokens ("drop", or "fuse" for EViT fusion): one per comparison
 keep_points = [0.6, 0.5]  # matched keep ratios of the comparison
 flops_points = [0.625]  # matched FLOPs ratios of the comparison"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -315,7 +319,8 @@ threads = 2  # torch CPU threads
 data_dir = None  # None: $TSDTP_DATA_DIR
 tables_dir = "reports/data"
 figures_dir = "reports/figures"  # where llm_prefill.png goes"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -392,7 +397,8 @@ threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
 progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 
 import pandas as pd
 import torch
@@ -463,7 +469,8 @@ results_batch_size = 16  # batch size of the evaluations
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
-        ("code", """import os
+        ("code", """%matplotlib inline
+import os
 
 import pandas as pd
 import torch

@@ -124,6 +124,8 @@ def test_every_notebook_runs_and_writes_its_declared_outputs(reproduced):
     progress = "".join(o.get("text", "") for c in training.cells for o in c.get("outputs", [])
                        if o.get("name") == "stderr")
     assert "epoch 1/1" in progress and "100%" in progress and "\r" not in progress
+    images = [o for c in training.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, "the training notebook's figures are drawn inline, not only as their text repr"
     assert {s["id"]: s["outputs"] for s in manifest["steps"]}["efficiency"][-1] == "figures/memory.pdf"
 
 
@@ -156,10 +158,10 @@ def test_reports_are_made_again_from_reports_data_alone_without_runs(reproduced,
     before = {s["id"]: s for s in manifest["steps"]}
     assert steps["sst2-none"] == {**before["sst2-none"], "kept": True}
     assert steps["heatmaps"]["action"] == "run" and not steps["heatmaps"]["pending"]
-    assert lines[0].startswith("plan: profile tiny, 10 steps") and "3 without training" in lines[0]
+    assert lines[0].startswith("plan: profile tiny, 11 steps") and "4 without training" in lines[0]
     assert any(line.startswith("   8. heatmaps") and "~" in line for line in lines)
     assert "7 training step(s) not run" in "\n".join(lines)
-    assert sum(line.startswith("    done in") for line in lines) == 3 and "figure(s) not regenerated" not in lines[-1]
+    assert sum(line.startswith("    done in") for line in lines) == 4 and "figure(s) not regenerated" not in lines[-1]
     assert "    " + str(Path("reports/.staging/tables/results_table.md")) in stream.getvalue()
     assert "without encryption" not in capfd.readouterr().err
     assert "This run (`tsdtp reproduce --profile tiny --figures-only`)" in (reports / "README.md").read_text()
@@ -230,7 +232,7 @@ def test_manifest_records_versions_data_checksums_parameters_and_wall_times(repr
         assert digest == hashlib.sha256((glue_dir / name).read_bytes()).hexdigest()
     steps = {s["id"]: s for s in manifest["steps"]}
     assert list(steps) == ["sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "qnli-none", "wmt16-none",
-                           "wmt16-ts-dtp", "wmt16-general-dtp", "heatmaps", "efficiency", "results"]
+                           "wmt16-ts-dtp", "wmt16-general-dtp", "heatmaps", "efficiency", "results", "comparison"]
     assert all(s["wall_s"] > 0 for s in steps.values())
     assert steps["sst2-ts-dtp"]["parameters"]["init_from"] == steps["sst2-none"]["run_dir"]
     assert steps["wmt16-ts-dtp"]["parameters"]["init_from"] == steps["wmt16-none"]["run_dir"]

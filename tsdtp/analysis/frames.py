@@ -45,29 +45,25 @@ def filter_results(results: pd.DataFrame, batch_size: int | None = None, tasks: 
     keep = pd.Series(True, index=results.index)
     if batch_size is not None:
         keep &= results["batch_size"] == batch_size
-    if tasks is not None:
-        keep &= results["task"].isin(list(tasks))
-    if models is not None:
-        keep &= results["model"].isin(list(models))
+    for column, allowed in (("task", tasks), ("model", models)):
+        if allowed is not None:
+            keep &= results[column].isin(list(allowed))
     return results[keep].reset_index(drop=True)
 
 
 def panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(title, rows) per task; a task with rows of several models (an encoder and an LLM) gets a panel per model, and
     one with several evaluation splits (translation: captions, news) a panel per split."""
-    out = []
-    for task in sorted(frame["task"].unique()):
-        for title, rows in _split_by(frame[frame["task"] == task], "model", str(task)):
-            out += _split_by(rows, "eval_split", title)
-    return out
+    return [panel for task in sorted(frame["task"].unique())
+            for title, rows in _split_by(frame[frame["task"] == task], "model", str(task))
+            for panel in _split_by(rows, "eval_split", title)]
 
 
 def _split_by(frame: pd.DataFrame, column: str, title: str) -> list[tuple[str, pd.DataFrame]]:
     """`frame` as one (title, rows) panel, or one per value of `column` when it holds several."""
     values = sorted(frame[column].dropna().unique()) if column in frame.columns else []
-    if len(values) <= 1:
-        return [(title, frame)]
-    return [(f"{title}: {value}", frame[frame[column] == value]) for value in values]
+    return [(f"{title}: {value}", frame[frame[column] == value]) for value in values] if len(values) > 1 else [
+        (title, frame)]
 
 
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
@@ -188,11 +184,8 @@ def speedup_basis(results: pd.DataFrame) -> pd.Series:
 
 
 def realization(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a measured speedup, with the FLOPs-implied speedup, realized/implied ratio and `speedup_basis` added.
-
-    Realization is against the fastest dense baseline; older rows, against the padded forward, are
-    kept and marked by `speedup_basis`.
-    """
+    """Rows with a measured speedup, with the FLOPs-implied speedup, realized/implied ratio and `speedup_basis` added
+    (against the fastest dense baseline; older rows, against the padded forward, are kept and so marked)."""
     measured = results[results["speedup"].notna() & results["flops_ratio"].notna()].copy()
     measured["implied_speedup"] = 1.0 / measured["flops_ratio"].astype(float)
     measured["realization"] = measured["speedup"].astype(float) / measured["implied_speedup"]

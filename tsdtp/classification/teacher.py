@@ -10,8 +10,6 @@ and a resumed run) reads them instead of running the teacher again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +25,7 @@ from tsdtp.errors import CheckpointError
 from tsdtp.runs.cache import read_run_config, run_finished
 from tsdtp.runs.device import CPU, model_device, on_device
 from tsdtp.runs.io import atomic_torch_save, load_torch_payload
-
-CACHE_FOLDER = "teacher_cache"
-"""The folder of a teacher's run directory that holds its cached outputs, one file per training split."""
+from tsdtp.runs.teacher_cache import CACHE_FOLDER, cache_key
 
 CACHE_FORMAT = "tsdtp-teacher-v1"
 TEACHER_BATCH_SIZE = 64
@@ -98,15 +94,6 @@ def teacher_pass(model: PrunedClassifier, split: EncodedSplit, pad_id: int, prog
     lengths = torch.tensor(split.lengths())
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
     return TeacherTargets(logits, torch.cat(pieces), offsets)  # type: ignore[arg-type]
-
-
-def cache_key(teacher_dir: Path, token_ids: object) -> str:
-    """What cached outputs depend on: the split's token ids in order (any JSON-able nesting) and the teacher's
-    checkpoint file."""
-    checkpoint = (teacher_dir / "checkpoint.pt").stat()
-    digest = hashlib.sha256(json.dumps(token_ids).encode())
-    digest.update(f"{checkpoint.st_size}:{checkpoint.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
 
 
 def check_teacher(config: TrainConfig) -> Path:

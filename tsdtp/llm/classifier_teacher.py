@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from tsdtp.classification.teacher import CACHE_FOLDER, cache_key
 from tsdtp.core.config import DENSE_METHOD
 from tsdtp.errors import CheckpointError
 from tsdtp.llm.classifier_checkpoint import load_checkpoint, run_complete
@@ -26,6 +25,7 @@ from tsdtp.llm.classifier_prompts import PromptSplit, collate
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.device import CPU, model_device, on_device
 from tsdtp.runs.io import atomic_torch_save, load_torch_payload
+from tsdtp.runs.teacher_cache import CACHE_FOLDER, cache_key
 
 CACHE_FORMAT = "tsdtp-llm-teacher-v1"
 
