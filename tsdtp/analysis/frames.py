@@ -62,8 +62,9 @@ def panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def _split_by(frame: pd.DataFrame, column: str, title: str) -> list[tuple[str, pd.DataFrame]]:
     """`frame` as one (title, rows) panel, or one per value of `column` when it holds several."""
     values = sorted(frame[column].dropna().unique()) if column in frame.columns else []
-    return [(f"{title}: {value}", frame[frame[column] == value]) for value in values] if len(values) > 1 else [
-        (title, frame)]
+    if len(values) <= 1:
+        return [(title, frame)]
+    return [(f"{title}: {value}", frame[frame[column] == value]) for value in values]
 
 
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:

@@ -9,12 +9,11 @@ same pruning terms. Every method trains with the same objective, the dense one i
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.model import ClassifierOutput, PrunedClassifier
 from tsdtp.classification.teacher import TeacherBatch
-from tsdtp.core.distillation import logit_distillation, rank_distillation
+from tsdtp.core.distillation import distilled_task_loss, rank_distillation
 
 
 def training_loss(model: PrunedClassifier, output: ClassifierOutput, labels: torch.Tensor, config: TrainConfig,
@@ -22,10 +21,8 @@ def training_loss(model: PrunedClassifier, output: ClassifierOutput, labels: tor
     """The loss of one batch and its parts as floats (`ce`: the plain cross-entropy, `kl`, `rank`, `aux`, ...)."""
     if teacher is None:
         return model.loss(output, labels)
-    ce = F.cross_entropy(output.logits, labels)
-    kl = logit_distillation(output.logits, teacher.logits, config.distill_temperature)
-    task = (1 - config.distill_weight) * ce + config.distill_weight * kl
-    parts = {"kl": float(kl.detach())}
+    task, parts = distilled_task_loss(output.logits, labels, teacher.logits, config.distill_weight,
+                                      config.distill_temperature)
     engine = output.engine
     if config.rank_weight > 0 and engine.prune_scores:
         assert engine.prune_candidates is not None
@@ -33,4 +30,4 @@ def training_loss(model: PrunedClassifier, output: ClassifierOutput, labels: tor
         task = task + config.rank_weight * rank
         parts["rank"] = float(rank.detach())
     loss, penalty_parts = model.add_pruning_penalty(task, engine)
-    return loss, {**penalty_parts, "ce": float(ce.detach()), **parts}
+    return loss, {**penalty_parts, **parts}

@@ -21,6 +21,14 @@ def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature
     return temperature ** 2 * F.kl_div(student_log, teacher_log, log_target=True, reduction="batchmean")
 
 
+def distilled_task_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor, weight: float,
+                        temperature: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """`(1 - weight) * CE + weight * logit_distillation`, and its parts `ce` and `kl` as floats."""
+    ce = F.cross_entropy(logits, labels)
+    kl = logit_distillation(logits, teacher, temperature)
+    return (1 - weight) * ce + weight * kl, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+
+
 def standardized(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Per-row z-scores of `scores` [B, n] over the `candidates`; a large negative number elsewhere.
 

@@ -9,4 +9,5 @@ from tsdtp.llm import classifier_checkpoint, classifier_config, classifier_train
 from tsdtp.runs.kinds import RunKind, register_run_kind
 
 register_run_kind(RunKind(classifier_config.LlmTrainConfig, tuple(TASKS), classifier_train.train_llm,
-                          classifier_checkpoint.run_complete, classifier_train.training_data, marker="lora_rank"))
+                          classifier_checkpoint.run_complete, classifier_train.training_data, marker="lora_rank",
+                          folder_prefix="llm-"))

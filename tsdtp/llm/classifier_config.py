@@ -25,7 +25,6 @@ class LlmTrainConfig(Settings):
     """One LoRA fine-tuning run of a Llama-architecture classifier (the help text of each field says more)."""
 
     LABEL: ClassVar[str] = "LLM training"
-    RUN_PREFIX: ClassVar[str] = "llm-"
 
     task: str = setting("sst2", choices=tuple(TASKS), help="GLUE task")
     model: str = setting(DEFAULT_LLM, help="hub id or local folder of the Llama-architecture model")

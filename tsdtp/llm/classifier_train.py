@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from tsdtp.core.distillation import logit_distillation
+from tsdtp.core.distillation import distilled_task_loss
 from tsdtp.data_files import DataSource
 from tsdtp.errors import CheckpointError
 from tsdtp.glue_tasks import data_source, get_task
@@ -70,11 +69,10 @@ def training_loss(model: PrunedLlamaClassifier, output: LlmClassifierOutput, lab
     teacher; with one, `(1 - w) * CE + w * T^2 * KL(teacher || student)` plus the same pruning terms."""
     if teacher is None:
         return model.loss(output, labels)
-    ce = F.cross_entropy(output.logits, labels)
-    kl = logit_distillation(output.logits, teacher, config.distill_temperature)
-    loss, parts = model.add_pruning_penalty((1 - config.distill_weight) * ce + config.distill_weight * kl,
-                                            output.engine)
-    return loss, {**parts, "ce": float(ce.detach()), "kl": float(kl.detach())}
+    task, parts = distilled_task_loss(output.logits, labels, teacher, config.distill_weight,
+                                      config.distill_temperature)
+    loss, penalty_parts = model.add_pruning_penalty(task, output.engine)
+    return loss, {**penalty_parts, **parts}
 
 
 def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None = None, progress: bool = True,

@@ -77,8 +77,8 @@ def config_hash(config: RunConfig, init_hash: str | None = None, teacher_hash: s
 def run_cache_dir(config: RunConfig, root: str | Path, init_hash: str | None = None,
                   teacher_hash: str | None = None) -> Path:
     """Where the run of `config` is cached: `<root>/<prefix><task>-<method>-<first 12 hex of its hash>`, the prefix
-    a config class's `RUN_PREFIX` (`llm-` for LLM classification), else none."""
-    prefix = getattr(config, "RUN_PREFIX", "")
+    its kind's `folder_prefix` (`llm-` for LLM classification, else none)."""
+    prefix = kind_of_config(config).folder_prefix
     return Path(root) / (f"{prefix}{config.task}-{config.pruning.method}-"
                          f"{config_hash(config, init_hash, teacher_hash)[:12]}")
 

@@ -45,7 +45,8 @@ class RunKind:
     finished(run_dir, config, metrics): whether `run_dir` holds the run trained to its last step;
     training_data(config, data_dir): the data it trains on (checked against a cached run's `data.json`);
     marker: a config.json key only this kind writes, which tells it from another kind of the same task (LLM
-    classification's `lora_rank` against classification's configs); None: the task alone decides.
+    classification's `lora_rank` against classification's configs); None: the task alone decides;
+    folder_prefix: put before `<task>-<method>-<sha12>` in its cache folders' names (`llm-`).
     """
 
     config_class: type
@@ -54,6 +55,7 @@ class RunKind:
     finished: Callable[[Path, Any, dict[str, Any]], bool]
     training_data: Callable[[Any, str | None], DataSource] | None = None
     marker: str | None = None
+    folder_prefix: str = ""
 
 
 _KINDS: list[RunKind] = []
