@@ -242,7 +242,7 @@ figures_dir = "reports/figures"
 tables_dir = "reports/tables"
 results_batch_size = 32  # use the results.csv rows measured at this batch size
 tasks = ["sst2", "qnli"]
-models = ["all-MiniLM-L6-v2"]  # the results.csv models compared (None: all; LLM rows have no keep traces)
+models = ["all-MiniLM-L6-v2"]  # the results.csv models compared, one per comparison (None: all)
 budgets = [0.7, 0.6, 0.5, 0.4]  # keep-ratio budgets settings are chosen for (on the selection split)
 pairs = [["ts-dtp", "general-dtp"], ["ts-dtp", "topk"], ["ts-dtp", "none"], ["general-dtp", "none"]]
 removal = "drop"  # how the compared runs remove tokens ("drop", or "fuse" for EViT fusion): one per comparison
@@ -254,14 +254,14 @@ import os
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tsdtp.analysis import choose, comparison, frames, paired, plots, seed_plots, stored_traces
+from tsdtp.analysis import choose, comparison, frames, layer_shares, paired, plots, seed_plots, stored_traces
 from tsdtp.analysis.pending import mark_pending
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = frames.filter_results(read_results(results_csv), results_batch_size, tasks, models)
-results = results[results["removal"].fillna("drop") == removal]
+results = results[results["removal"].astype(object).fillna("drop") == removal]
 evaluation, selection = choose.split_rows(results)
 chosen = choose.choose_settings(results, budgets)
 curves = choose.chosen_curves(results, budgets) if not chosen.empty else evaluation[evaluation["method"] != "none"]
@@ -293,6 +293,16 @@ else:
     display(fig)
     frames.write_table(table.round(3), "comparison", tables_dir)
 table"""),
+        ("md", """How much the threshold keeps at each pruning layer: the share of the tokens alive at a layer's input
+that survive it, mean over seeds, for every evaluated setting, next to Phi(k), what `mean - k * std` keeps of
+normally distributed scores (`tsdtp.analysis.layer_shares`). Where the two agree, the keep target did not
+reshape the scores."""),
+        ("code", """pruned = evaluation[evaluation["method"] != "none"]  # every evaluated setting, chosen or not
+shares = (layer_shares.share_table(layer_shares.layer_shares(pruned, traces_dir))
+          if not pruned.empty and not stored_traces.missing_traces(pruned, traces_dir) else pd.DataFrame())
+if not shares.empty:
+    frames.write_table(shares.round(3), "layer_shares", tables_dir)
+shares"""),
     ],
     "07_llm_prefill.ipynb": [
         ("md", """# 07 · Pruned prefill in a decoder-only LLM: time to first token and what it costs
@@ -439,7 +449,8 @@ The decoder-only counterpart of `01_train`: LoRA-fine-tunes a Llama-architecture
 by default) to read the label at the prompt's last token, dense or with pruning, into its hash-named run
 folder, or, when that folder holds the finished run, only evaluates it. `teacher` distils a dense LLM run's
 logits (cached once in its folder); `init_from` starts from a run's adapters and head. Each evaluation in
-`evals` is upserted into `results_csv`. See docs/llm-adapter.md.
+`evals` is upserted into `results_csv`, and its per-example keep trace is copied into `traces_dir`, where the
+heatmap (02) and comparison (06) notebooks read it. See docs/llm-adapter.md.
 
 Batch use: `papermill notebooks/08_llm_classify.ipynb out.ipynb -p method ts-dtp -p k 0.5`."""),
         ("parameters", """task = "sst2"
@@ -468,6 +479,7 @@ results_csv = None  # upsert one row per evaluation here
 results_batch_size = 16  # batch size of the evaluations
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
+traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
 progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
         ("code", """%matplotlib inline
 import os
@@ -476,7 +488,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from tsdtp.analysis import plots
+from tsdtp.analysis import plots, stored_traces
 from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.llm import experiments
 from tsdtp.pipeline.spec import project_root
@@ -501,6 +513,8 @@ if not curve.empty:
 curve.iloc[:: max(1, len(curve) // 10)]"""),
         ("code", """summary = experiments.evaluate_llm_settings(run_dir, evals, data_dir, results_csv,
                                            results_batch_size, max_eval_samples)
+if traces_dir:
+    stored_traces.store_traces(summary, traces_dir)
 summary.drop(columns=["layer_keep"])"""),
         ("code", """display(plots.layer_keep_plot(experiments.layer_keep_frame(summary)))"""),
     ],

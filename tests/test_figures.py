@@ -33,6 +33,14 @@ def test_sentencepiece_pieces_are_judged_by_their_whole_word():
                                                     "other word", "other word", "punctuation", "special"]
 
 
+def test_byte_level_pieces_and_chat_markers_are_judged_by_their_whole_word():
+    tokens = ["<|im_start|>", "user", "\u010a", "Review", ":", "\u0120a", "\u0120bor", "ing", "\u0120film",
+              "<|im_end|>", "\u010a\u010a"]
+    assert whole_words(tokens)[5:9] == ["a", "boring", "boring", "film"]
+    assert token_kinds(tokens) == ["special", "other word", "special", "other word", "punctuation", "stop word",
+                                   "sentiment word", "sentiment word", "other word", "special", "special"]
+
+
 def fake_traces() -> pd.DataFrame:
     """Two methods on two examples of 3 layers: ts-dtp drops 'the' after layer 0 and keeps 'great'."""
     rows = []

@@ -162,6 +162,18 @@ def test_training_evaluation_and_checkpoints(tiny_llama: Path, tmp_path: Path):
     assert row["metric"] == round(100 * record["accuracy"], 2)
     assert json.loads((tmp_path / "run" / "eval" / "ts-dtp_k1e+06_g0.5.json").read_text())["n_eval"] == 6
 
+    pruned = evaluate_llm_run(tmp_path / "run", progress=False)
+    trace = pd.read_parquet(tmp_path / "run" / "eval" / "ts-dtp_k0_g0.5.parquet")
+    _, split, _ = prepare_splits(config, tokenizer, None, include_train=False)
+    layers = model.adapter.num_layers
+    assert len(trace) == layers * sum(split.lengths()) and set(trace["task"]) == {"sst2"}
+    last = trace.groupby("example")["position"].transform("max") == trace["position"]
+    assert trace.loc[last, "kept"].all(), "the token the label is read at survives every layer"
+    per_example = trace.groupby("example")["correct"].first()
+    assert per_example.mean() == pytest.approx(pruned["accuracy"])
+    alive = trace.groupby("layer")["kept"].sum() / trace.groupby("layer").size()
+    assert alive.mean() == pytest.approx(pruned["keep_ratio"], abs=1e-4) and alive.min() < 1.0
+
 
 def test_collate_pads_on_the_right(tiny_llama: Path):
     tokenizer = load_tokenizer(str(tiny_llama))

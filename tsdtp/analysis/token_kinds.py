@@ -1,8 +1,9 @@
 """What kind of token a word piece is: special, punctuation, stop word, sentiment word or other word.
 
 Used to ask which kinds of token survive pruning. Word pieces are judged by the whole word
-they belong to, lowercased: WordPiece `play ##ing` and SentencePiece `▁play ing` are both
-the word "playing".
+they belong to, lowercased: WordPiece `play ##ing`, SentencePiece `▁play ing` and byte-level
+BPE `Ġplay ing` (GPT-2, Llama 3, SmolLM2) are all the word "playing". A chat template's markers
+(`<|im_start|>`) and its newlines (`Ċ`) count as special tokens.
 
 The two word lists are small and written for this project, not taken from a published
 resource:
@@ -55,7 +56,7 @@ lacks lacking lack wrong unfortunately sadly mediocrity
 
 def word_kind(word: str, sentiment: bool = True) -> str:
     """The kind of one whole (lowercased, de-pieced) word; `sentiment=False` folds sentiment into other."""
-    if word in SPECIAL_TOKENS:
+    if _is_special(word):
         return "special"
     if _is_punctuation(word):
         return "punctuation"
@@ -67,29 +68,38 @@ def word_kind(word: str, sentiment: bool = True) -> str:
     return "other word"
 
 
-SENTENCEPIECE_SPACE = "\u2581"
-"""The mark SentencePiece puts at the start of a piece that begins a word."""
+WORD_START_MARKS: tuple[str, ...] = ("\u2581", "\u0120")
+"""The marks SentencePiece (`▁`) and byte-level BPE (`Ġ`) put at the start of a piece that begins a word."""
+
+BYTE_LEVEL_NEWLINE = "\u010a"
+"""Byte-level BPE's newline (`Ċ`)."""
 
 
 def _is_punctuation(text: str) -> bool:
     return bool(text) and all(ch in string.punctuation for ch in text)
 
 
+def _is_special(token: str) -> bool:
+    return (token in SPECIAL_TOKENS or (token.startswith("<|") and token.endswith("|>"))
+            or (bool(token) and set(token) == {BYTE_LEVEL_NEWLINE}))
+
+
 def whole_words(tokens: Sequence[str]) -> list[str]:
     """For each token, the whole word it belongs to.
 
-    WordPiece (`##` marks a continuation) and SentencePiece (`▁` marks a word start; a piece
-    without it continues the word before, unless it is punctuation or special) are told apart
-    by whether any token carries the `▁` mark.
+    WordPiece (`##` marks a continuation) and SentencePiece or byte-level BPE (`▁` or `Ġ` marks a
+    word start; a piece without it continues the word before, unless it is punctuation or special, or
+    follows a special token) are told apart by whether any token carries a word-start mark.
     """
-    sentencepiece = any(token.startswith(SENTENCEPIECE_SPACE) for token in tokens)
+    marked = any(token.startswith(WORD_START_MARKS) for token in tokens)
     words: list[str] = []
     starts: list[int] = []
     for index, token in enumerate(tokens):
-        if sentencepiece:
-            continues = not (token.startswith(SENTENCEPIECE_SPACE) or token in SPECIAL_TOKENS
-                             or _is_punctuation(token))
-            piece = token.removeprefix(SENTENCEPIECE_SPACE)
+        if marked:
+            previous = tokens[index - 1] if index else ""
+            continues = not (token.startswith(WORD_START_MARKS) or _is_special(token) or _is_punctuation(token)
+                             or _is_special(previous))
+            piece = token[1:] if token.startswith(WORD_START_MARKS) else token
         else:
             continues, piece = token.startswith("##"), token.removeprefix("##")
         if continues and starts:

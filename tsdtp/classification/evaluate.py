@@ -15,6 +15,7 @@ from tsdtp.classification.reference import reference_masking_forward
 from tsdtp.core.flops import FlopsReport, encoder_shape, method_flops
 from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import gather_in_order, is_main, share
+from tsdtp.runs.keep_trace import trace_frame
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int
         batch = on_device(collate(split, indices, pad_id), device)
         logits, per_layer, trace = predict_batch(model, batch, record_trace=record_traces, generator=generator)
         predictions = logits.argmax(dim=-1)
-        frame = _trace_frame(split, indices, trace.cpu(), predictions.cpu(), tokenizer) if record_traces else None
+        frame = (trace_frame(split.input_ids, split.labels, indices, trace.cpu(), predictions.cpu(), tokenizer)
+                 if record_traces else None)
         outcomes.append((int((predictions == batch["labels"]).sum()), per_layer.cpu(), frame))
     model.train(was_training)
     correct, tokens, frames = zip(*(gather_in_order(outcomes) if sharded else outcomes))
@@ -80,18 +82,3 @@ def evaluate_model(model: PrunedClassifier, split: EncodedSplit, batch_size: int
     traces = [frame for frame in frames if frame is not None]
     return result, (pd.concat(traces, ignore_index=True) if traces else None)
 
-
-def _trace_frame(split: EncodedSplit, indices: list[int], trace: torch.Tensor, predictions: torch.Tensor,
-                 tokenizer: PreTrainedTokenizerBase) -> pd.DataFrame:
-    rows = []
-    for row, example in enumerate(indices):
-        ids = split.input_ids[example]
-        tokens = tokenizer.convert_ids_to_tokens(ids)
-        kept = trace[row, :, : len(ids)]
-        label, pred = split.labels[example], int(predictions[row])
-        for layer in range(kept.shape[0]):
-            for position, token in enumerate(tokens):
-                rows.append((example, layer, position, token, bool(kept[layer, position]), label, pred))
-    frame = pd.DataFrame(rows, columns=["example", "layer", "position", "token", "kept", "label", "pred"])
-    frame["correct"] = frame["label"] == frame["pred"]
-    return frame

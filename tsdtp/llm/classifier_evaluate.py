@@ -1,5 +1,6 @@
 """Accuracy, keep ratios and FLOPs of an LLM classifier, and `tsdtp llm-eval`: a run evaluated under any method,
-recorded in `eval/<name>.json` and, when asked, as a results.csv row like classification's.
+recorded in `eval/<name>.json`, its per-example keep trace in `eval/<name>.parquet` (as classification's, so
+the heatmap and paired-comparison notebooks read it) and, when asked, as a results.csv row.
 
 FLOPs count the Llama layer as it is: grouped-query key/value projections and the gated MLP's three matrices
 (`tsdtp.core.flops.EncoderShape`). Speed is not timed here yet: the row's speedup columns are empty (NaN).
@@ -11,8 +12,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from tsdtp.core.flops import EncoderShape, method_flops
 from tsdtp.data_files import tag_of_label
@@ -25,8 +28,9 @@ from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import is_main
-from tsdtp.runs.eval_files import eval_file
+from tsdtp.runs.eval_files import eval_file, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
+from tsdtp.runs.keep_trace import trace_frame
 from tsdtp.runs.results import build_result_row, upsert_results
 from tsdtp.runs.run_dir import holding_evaluation_lock, read_metrics
 
@@ -40,31 +44,41 @@ def llama_shape(model: PrunedLlamaClassifier) -> EncoderShape:
 
 @torch.no_grad()
 def evaluate_classifier(model: PrunedLlamaClassifier, split: PromptSplit, batch_size: int, pad_id: int,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, tokenizer: PreTrainedTokenizerBase | None = None
+                        ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Accuracy, keep ratios (mean and per layer), FLOPs ratio, scorer overhead, examples and cut prompts
-    (`truncated`) of hard pruning (real removal) in dataset order, rounded for JSON; on the device the model is on."""
+    (`truncated`) of hard pruning (real removal) in dataset order, rounded for JSON; on the device the model is on.
+
+    With a `tokenizer`, also the keep trace (`tsdtp.runs.keep_trace.trace_frame`: a row per example, layer and
+    prompt token); else None.
+    """
     if model.pruning.spec.masks:
         raise ConfigError(f"method {model.pruning.method!r} (two-pass masking) is not implemented for LLM runs")
     was_training = model.training
     model.eval()
     device = model_device(model)
     generator = draw_generator(device, model.pruning.seed)
-    correct, tokens = 0, []
+    correct, tokens, frames = 0, [], []
     batches = batch_indices(split.lengths(), batch_size, shuffle=False)
     for indices in tqdm(batches, desc=f"eval {model.pruning.method}", disable=not progress or not is_main(),
                         leave=False):
         batch = on_device(collate(split, indices, pad_id), device)
-        output = model(batch, generator=generator)
-        correct += int((output.logits.argmax(dim=-1) == batch["labels"]).sum())
+        output = model(batch, record_trace=tokenizer is not None, generator=generator)
+        predictions = output.logits.argmax(dim=-1)
+        correct += int((predictions == batch["labels"]).sum())
         tokens.append(output.engine.tokens_per_layer.cpu())
+        if tokenizer is not None:
+            frames.append(trace_frame(split.input_ids, split.labels, indices, output.engine.keep_trace.cpu(),
+                                      predictions.cpu(), tokenizer))
     model.train(was_training)
     per_layer = torch.cat(tokens)
     flops = method_flops(per_layer, llama_shape(model), model.pruning)
     layer_keep = (per_layer.double().sum(0) / per_layer[:, 0].double().sum()).tolist()
-    return {"accuracy": round(correct / len(split), 5), "n_eval": len(split),
-            "keep_ratio": round(sum(layer_keep) / len(layer_keep), 5), "layer_keep": [round(x, 4) for x in layer_keep],
-            "flops_ratio": round(flops.ratio, 5), "scorer_overhead": round(flops.scorer_overhead, 5),
-            "truncated": sum(split.truncated)}
+    summary = {"accuracy": round(correct / len(split), 5), "n_eval": len(split),
+               "keep_ratio": round(sum(layer_keep) / len(layer_keep), 5),
+               "layer_keep": [round(x, 4) for x in layer_keep], "flops_ratio": round(flops.ratio, 5),
+               "scorer_overhead": round(flops.scorer_overhead, 5), "truncated": sum(split.truncated)}
+    return summary, (pd.concat(frames, ignore_index=True) if frames else None)
 
 
 def model_label(config: LlmTrainConfig, train_examples: int | None) -> str:
@@ -79,7 +93,8 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
                      max_eval_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
-    Writes `eval/<name>.json` into the run directory and upserts a row into `results_csv` when given.
+    Writes `eval/<name>.json` and the keep trace `eval/<name>.parquet` into the run directory, and upserts a row
+    into `results_csv` when given.
     """
     run_dir = Path(run_dir)
     model, tokenizer, config = load_checkpoint(run_dir)
@@ -87,11 +102,13 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
     model.pruning = pruning
     eval_config = dataclasses.replace(config, max_eval_samples=max_eval_samples or config.max_eval_samples)
     _, split, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False)
-    result = evaluate_classifier(model, split, batch_size, tokenizer.pad_token_id, progress=progress)
+    result, traces = evaluate_classifier(model, split, batch_size, tokenizer.pad_token_id, progress, tokenizer)
     record = {"run_dir": str(run_dir), "task": config.task, "eval_split": split_name, "pruning": pruning.to_dict(),
               "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
               **result}
-    atomic_write_json(eval_file(run_dir, pruning, "json", tag_of_label(split_name)), record)
+    source = tag_of_label(split_name)
+    write_keep_traces(run_dir, pruning, config.task, traces, source)
+    atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
     if results_csv is not None:
         train_examples = (read_metrics(run_dir) or {}).get("train_examples")
         upsert_results(results_csv, [build_result_row(

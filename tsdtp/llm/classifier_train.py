@@ -103,7 +103,7 @@ def train_llm(config: LlmTrainConfig, run_dir: str | Path, data_dir: str | None 
         return training_loss(model, forward(batch), batch["labels"], config, targets)
 
     def epoch_record(epoch: int, step: int, parts: dict[str, float]) -> dict[str, Any]:
-        scores = evaluate_classifier(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
+        scores, _ = evaluate_classifier(model, eval_split, config.eval_batch_size, pad_id, progress=progress)
         return {"epoch": epoch + 1, "step": step, "loss": parts["ce"], **scores}
 
     def save_run(step: int, seconds: float, history: list[dict[str, Any]]) -> dict[str, Any]:
