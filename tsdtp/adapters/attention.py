@@ -60,6 +60,11 @@ def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
         dropout = dropout if training else 0.0
         received = None
         if request.scored:
+            # Head-major copies, one at a time, each replacing its token-major original: the chunks' matmuls
+            # then read views instead of copying the whole key and value for every chunk.
+            query = query.contiguous()
+            key = key.contiguous()
+            value = value.contiguous()
             scale = query.size(-1) ** -0.5 if scaling is None else scaling
             context, received = _scored_attention(query, key, value, bias, scale, request.query_weight, dropout,
                                                   training, index)
@@ -76,10 +81,11 @@ def biased_self_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
 def query_chunk(batch: int, heads: int, queries: int, keys: int, head_size: int) -> int:
     """Queries per chunk of a scored layer. Within `PROBABILITY_BUDGET`, twice the head size (one piece for
     most single sentences; a chunk's probabilities [B, H, chunk, n] then hold at most twice as many numbers as
-    the hidden states [B, n, d]); beyond it, half the head size (half as many numbers as the hidden states)."""
+    the hidden states [B, n, d]); beyond it, a quarter of the head size (a quarter as many numbers as the
+    hidden states, so the chunk fits in what the dense layer's own buffers leave free)."""
     if batch * heads * queries * keys <= PROBABILITY_BUDGET:
         return min(queries, 2 * head_size)
-    return max(1, head_size // 2)
+    return max(1, head_size // 4)
 
 
 def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None,
@@ -101,8 +107,9 @@ def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
         return F.dropout(probs, dropout, training) @ value, received
     context = query.new_empty(*query.shape[:3], value.shape[-1])
     received = None
+    in_place = not (torch.is_grad_enabled() and query.requires_grad)
     for start in range(0, queries, chunk):
-        probs = _probabilities(query[:, :, start:start + chunk], key, scale, bias)
+        probs = _probabilities(query[:, :, start:start + chunk], key, scale, bias, in_place)
         context[:, :, start:start + chunk] = F.dropout(probs, dropout, training) @ value
         with region(SCORER, index):
             part = received_by_keys(probs, None if shares is None else shares[:, start:start + chunk])
@@ -110,7 +117,17 @@ def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     return context, received.div_(count)
 
 
-def _probabilities(query: torch.Tensor, key: torch.Tensor, scale: float, bias: torch.Tensor | None) -> torch.Tensor:
-    """`softmax(query key^T * scale + bias)`; the logits are freed as soon as the softmax is made."""
+def _probabilities(query: torch.Tensor, key: torch.Tensor, scale: float, bias: torch.Tensor | None,
+                   in_place: bool = False) -> torch.Tensor:
+    """`softmax(query key^T * scale + bias)`; the logits are freed as soon as the softmax is made.
+
+    `in_place` (no autograd) turns the logits into the probabilities in their own storage, so a chunk never
+    holds two tensors of its size: the fused softmax allocates its output beside its input.
+    """
     logits = (query @ key.transpose(-1, -2)).mul_(scale)
-    return (logits if bias is None else logits.add_(bias)).softmax(dim=-1)
+    if bias is not None:
+        logits.add_(bias)
+    if not in_place:
+        return logits.softmax(dim=-1)
+    logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim=-1, keepdim=True))
