@@ -89,8 +89,10 @@ def test_mean_and_sd_over_seeds():
 def results_rows(split: str, rows: list[tuple[str, float, float, int, float, float]]) -> pd.DataFrame:
     """Results rows (method, keep target, k, seed, accuracy, keep ratio) on `split`."""
     frame = pd.DataFrame(rows, columns=["method", "keep_target", "k", "seed", "metric", "keep_ratio"])
+    runs = [f"runs/sst2-{method}-t{target}-s{seed}" for method, target, seed in
+            zip(frame["method"], frame["keep_target"], frame["seed"])]
     return frame.assign(task="sst2", model="m", gamma=0.0, eval_split=split, flops_ratio=frame["keep_ratio"],
-                        speedup=1.0)
+                        speedup=1.0, run_dir=runs)
 
 
 def test_settings_are_chosen_on_the_selection_split_and_read_on_the_evaluation_split():
@@ -201,3 +203,12 @@ def test_a_chosen_setting_brings_its_whole_k_curve_and_nothing_else():
     curves = chosen_curves(pd.concat([selection, evaluation]), budgets=[0.6])
     assert sorted(curves["k"]) == [0.0, 0.5, 1.0] and set(curves["keep_target"]) == {0.6}
     assert chosen_curves(evaluation, budgets=[0.6]).empty
+
+
+def test_a_chosen_top_k_run_brings_the_keep_schedules_it_was_evaluated_at():
+    trained, other = "0.65/0.45/0.3/0.2", "0.55/0.35/0.22/0.15"
+    selection = results_rows("sst2 train selection 2%", [("topk", None, 1.0, 0, 90.0, 0.6)]).assign(schedule=trained)
+    evaluation = results_rows("sst2 dev", [("topk", None, 1.0, 0, 85.0, 0.6), ("topk", None, 1.0, 0, 83.0, 0.55)])
+    evaluation = evaluation.assign(schedule=[trained, other])
+    curves = chosen_curves(pd.concat([selection, evaluation]), budgets=[0.6])
+    assert sorted(curves["schedule"]) == sorted([trained, other])

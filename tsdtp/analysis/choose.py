@@ -4,7 +4,8 @@ A setting is a trained configuration and how it is evaluated (`SETTING_COLUMNS`)
 each task, method and keep budget, `choose_settings` takes the setting with the best mean accuracy on
 the held-out selection split (`tsdtp.classification.selection`) among those whose mean keep ratio
 there is at most the budget; the reports then show only that setting's evaluation-split rows, or, for the
-headline comparison, the whole curve its trained configuration traces over `k` at evaluation (`chosen_curves`).
+headline comparison, the whole curve its trained configurations trace at evaluation, over k or over top-k's
+keep schedule (`chosen_curves`).
 """
 
 from __future__ import annotations
@@ -57,21 +58,21 @@ def choose_settings(results: pd.DataFrame, budgets: Sequence[float], x: str = "k
     return pd.DataFrame(chosen).merge(evaluation, on="setting").drop(columns="setting")
 
 
-CURVE_KNOB = "k"
-"""The evaluation-time knob that traces a trained configuration's curve (`chosen_curves`)."""
+CURVE_COLUMNS: tuple[str, ...] = ("run_dir", "method")
+"""What identifies one seed's trained configuration and the method it is read under (`chosen_curves`)."""
 
 
 def chosen_curves(results: pd.DataFrame, budgets: Sequence[float], x: str = "keep_ratio") -> pd.DataFrame:
-    """The whole evaluation-split curve (every `k` evaluated, every seed) of each trained configuration that
-    `choose_settings` chose at some budget; `k` at evaluation only traces the curve and is never chosen on the
-    evaluation split. Empty without selection rows."""
+    """The whole evaluation-split curve (every seed) of each trained configuration that `choose_settings` chose
+    at some budget: every row of its run folders under its method (`CURVE_COLUMNS`), whatever evaluation-time
+    knob traced it (k, or a top-k keep schedule), which is never chosen on the evaluation split. Empty without
+    selection rows."""
     chosen = choose_settings(results, budgets, x)
     if chosen.empty:
         return chosen.drop(columns=["budget"])
-    curve_columns = [column for column in SETTING_COLUMNS if column != CURVE_KNOB]
-    evaluation = _with_setting(split_rows(results)[0])
-    trained = set(row_keys(_with_setting(chosen), curve_columns))
-    return evaluation[[key in trained for key in row_keys(evaluation, curve_columns)]].drop(columns="setting")
+    evaluation = split_rows(results)[0]
+    trained = set(row_keys(chosen, CURVE_COLUMNS))
+    return evaluation[[key in trained for key in row_keys(evaluation, CURVE_COLUMNS)]]
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_is_better: bool = False) -> np.ndarray:
