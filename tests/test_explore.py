@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_pruning_for_gives_gamma_only_to_scorer_methods():
     assert pruning_for(base, "topk", 0.5, 0.7).d_task == 64
 
 
-def test_scan_runs_lists_folders_with_a_checkpoint(tmp_path: Path):
+def test_scan_runs_lists_folders_with_a_checkpoint_but_not_llm_or_translation_runs(tmp_path: Path):
     (tmp_path / "b-run").mkdir()
     (tmp_path / "b-run" / "checkpoint.pt").write_bytes(b"x")
     (tmp_path / "b-run" / "config.json").write_text('{"task": "sst2", "pruning": {"method": "ts-dtp", "k": 1.0}}')
@@ -116,6 +117,10 @@ def test_scan_runs_lists_folders_with_a_checkpoint(tmp_path: Path):
     (tmp_path / "training").mkdir()
     (tmp_path / "training" / "state.pt").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("not a run")
+    for name, config in (("c-llm", {"task": "sst2", "lora_rank": 8}), ("d-mt", {"task": "wmt16"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(b"x")
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
     entries = scan_runs(tmp_path)
     assert [entry.path.name for entry in entries] == ["a-run", "b-run"]
     assert entries[0].label == "a-run" and entries[1].label == "b-run · sst2 · ts-dtp k=1.0"
