@@ -107,9 +107,8 @@ def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
         return F.dropout(probs, dropout, training) @ value, received
     context = query.new_empty(*query.shape[:3], value.shape[-1])
     received = None
-    in_place = not (torch.is_grad_enabled() and query.requires_grad)
     for start in range(0, queries, chunk):
-        probs = _probabilities(query[:, :, start:start + chunk], key, scale, bias, in_place)
+        probs = _probabilities(query[:, :, start:start + chunk], key, scale, bias)
         context[:, :, start:start + chunk] = F.dropout(probs, dropout, training) @ value
         with region(SCORER, index):
             part = received_by_keys(probs, None if shares is None else shares[:, start:start + chunk])
@@ -117,17 +116,7 @@ def _scored_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     return context, received.div_(count)
 
 
-def _probabilities(query: torch.Tensor, key: torch.Tensor, scale: float, bias: torch.Tensor | None,
-                   in_place: bool = False) -> torch.Tensor:
-    """`softmax(query key^T * scale + bias)`; the logits are freed as soon as the softmax is made.
-
-    `in_place` (no autograd) turns the logits into the probabilities in their own storage, so a chunk never
-    holds two tensors of its size: the fused softmax allocates its output beside its input.
-    """
+def _probabilities(query: torch.Tensor, key: torch.Tensor, scale: float, bias: torch.Tensor | None) -> torch.Tensor:
+    """`softmax(query key^T * scale + bias)`; the logits are freed as soon as the softmax is made."""
     logits = (query @ key.transpose(-1, -2)).mul_(scale)
-    if bias is not None:
-        logits.add_(bias)
-    if not in_place:
-        return logits.softmax(dim=-1)
-    logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
-    return logits.div_(logits.sum(dim=-1, keepdim=True))
+    return (logits if bias is None else logits.add_(bias)).softmax(dim=-1)
