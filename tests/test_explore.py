@@ -117,7 +117,7 @@ def test_scan_runs_lists_folders_with_a_checkpoint_but_not_llm_or_translation_ru
     (tmp_path / "training").mkdir()
     (tmp_path / "training" / "state.pt").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("not a run")
-    for name, config in (("c-llm", {"task": "sst2", "lora_rank": 8}), ("d-mt", {"task": "wmt16"})):
+    for name, config in (("c-llm", {"task": "sst2", "lora_rank": 8}), ("d-mt", {"task": "wmt16", "exit_mode": "exit"})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "checkpoint.pt").write_bytes(b"x")
         (tmp_path / name / "config.json").write_text(json.dumps(config))

@@ -16,17 +16,15 @@ from pathlib import Path
 
 import torch
 
+from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.predict import Predictor, quiet_loading
 from tsdtp.classification.predict import load_run as load_predictor
 from tsdtp.classification.prediction import Prediction
 from tsdtp.core.config import PruningConfig, method_spec
 from tsdtp.core.pruned_model import special_token_ids
-from tsdtp.errors import CheckpointError, ConfigError
+from tsdtp.errors import ConfigError
 from tsdtp.hub import DEFAULT_MODEL, load_tokenizer, short_model_name
-from tsdtp.llm.classifier_config import LlmTrainConfig
-from tsdtp.runs.kinds import kind_of_run
-from tsdtp.translation.config import MTConfig
 
 DEFAULT_MAX_LENGTH = 128
 """Token limit of inputs to the default model (runs use their task's limit)."""
@@ -72,20 +70,21 @@ def _run_label(path: Path) -> str:
         return path.name
 
 
-OTHER_RUN_CONFIGS: tuple[type, ...] = (LlmTrainConfig, MTConfig)
-"""Configs of runs the explorer cannot show: it shows encoder classifiers, not translation or LLM runs."""
-
-
 def is_explorable_run(path: Path) -> bool:
-    """Whether `path` holds a `checkpoint.pt` and is not a run of another kind (`OTHER_RUN_CONFIGS`). A run whose
-    config.json is missing or unreadable stays listed, so that loading it names the problem."""
+    """Whether `path` holds a `checkpoint.pt` and a classification config: an LLM or translation run, or a
+    config.json this version cannot read as a `TrainConfig`, is left out. A run with no readable config.json
+    stays listed, so that loading it names the problem."""
     if not (path / "checkpoint.pt").is_file():
         return False
     try:
-        kind = kind_of_run(json.loads((path / "config.json").read_text()), path)
-    except (OSError, ValueError, CheckpointError):
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
         return True
-    return kind.config_class not in OTHER_RUN_CONFIGS
+    try:
+        TrainConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError):
+        return False
+    return True
 
 
 def scan_runs(runs_root: str | Path) -> list[RunEntry]:
