@@ -107,7 +107,8 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
               "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
               **result}
     source = tag_of_label(split_name)
-    write_keep_traces(run_dir, pruning, config.task, traces, source)
+    if traces is not None:
+        write_keep_traces(run_dir, pruning, config.task, traces, source)
     atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
     if results_csv is not None:
         train_examples = (read_metrics(run_dir) or {}).get("train_examples")
