@@ -25,6 +25,9 @@ from tsdtp.translation.config import MTConfig
     ({"task_features": "pixels"}, "task_features"),
     ({"prune_layers": (1, 1)}, "prune_layers"),
     ({"keep_schedule": (0.5, 0.0)}, "keep_schedule"),
+    ({"method": "ts-dtp", "k_offsets": (0.5, 11.0)}, r"k_offsets must hold values in \[-10, 10\]"),
+    ({"method": "topk", "gamma": 0.0, "k_offsets": (0.5, 0.0)}, "topk has none"),
+    ({"method": "reference-masking", "k_offsets": (0.5, 0.0)}, "reference-masking has none"),
 ])
 def test_out_of_range_pruning_settings_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -35,6 +38,16 @@ def test_prune_layers_are_checked_against_model_depth():
     assert PruningConfig().resolved_prune_layers(6) == (1, 2, 3, 4)
     with pytest.raises(ConfigError, match="out of range for a 6-layer model"):
         PruningConfig(prune_layers=(2, 9)).resolved_prune_layers(6)
+
+
+def test_k_offsets_give_one_threshold_width_per_pruning_layer():
+    config = PruningConfig(method="ts-dtp", k=0.5, k_offsets=(0.5, 0.25, 0.0, -0.25))
+    assert [config.k_at(step) for step in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert PruningConfig(method="ts-dtp", k=0.5).k_at(3) == 0.5
+    config.check_depth(6)
+    with pytest.raises(ConfigError, match="k_offsets has 4 offset.*3 pruning layer"):
+        config.replace(prune_layers=(1, 2, 3)).check_depth(6)
+    assert "k_offsets" not in PruningConfig(method="ts-dtp").to_dict()  # recorded runs keep their hash
 
 
 def test_pruning_switches_off_for_none_and_infinite_k():

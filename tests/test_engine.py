@@ -60,6 +60,26 @@ def test_keep_ratio_and_flops_fall_as_k_falls(model, batch):
     assert keep[-1] < keep[0] and flops[-1] < 0.7
 
 
+def test_k_offsets_set_each_pruning_layer_its_own_threshold_in_inference_and_training(model, batch):
+    valid = batch["attention_mask"].bool()
+    special = model.adapter.special_mask(batch["input_ids"])
+
+    def traces(config: PruningConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        model.pruning = config
+        with torch.no_grad():
+            inference = model(batch, record_trace=True).engine
+            trained = run_layers(model.adapter, model.scorers, config, model.adapter.embed(batch), valid, special,
+                                 mode=EngineMode.STRAIGHT_THROUGH, record_trace=True)
+        assert torch.equal(trained.keep_trace, inference.keep_trace)  # training keeps what inference keeps
+        return inference.keep_trace, inference.tokens_per_layer
+
+    shifted, _ = traces(PruningConfig(method="ts-dtp", k=0.0, k_offsets=(0.5,) * 4))
+    assert torch.equal(shifted, traces(PruningConfig(method="ts-dtp", k=0.5))[0])
+    _, tokens = traces(PruningConfig(method="ts-dtp", k=0.0, k_offsets=(10.0, 0.0, 0.0, 0.0)))
+    assert torch.equal(tokens[:, 2], tokens[:, 0])  # no token is 10 std below its row's mean after layer 1
+    assert (tokens[:, 3] < tokens[:, 2]).any()  # the later layers threshold at k = 0
+
+
 def test_special_tokens_and_at_least_one_token_always_survive(model, batch, tokenizer):
     model.pruning = PruningConfig(method="ts-dtp", k=-3.0)
     with torch.no_grad():

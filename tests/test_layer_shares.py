@@ -36,3 +36,8 @@ def test_shares_are_read_per_pruning_layer_from_a_stored_trace(tmp_path):
     table = share_table(shares)
     assert table[["after 1", "after 2"]].iloc[0].tolist() == pytest.approx([0.8, 0.5])
     assert table["Phi(k)"].iloc[0] == pytest.approx(0.6915, abs=1e-4)
+    tilted = {**row, "schedule": "dk 0.6/0.2/-0.2/-0.6"}
+    tilted_path = stored_trace_path(pd.Series(tilted), tmp_path)
+    compact(long).to_parquet(tilted_path)
+    assert tilted_path != path
+    assert layer_shares(pd.DataFrame([tilted]), tmp_path)["normal_share"].isna().all()  # no single k applies

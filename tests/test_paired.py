@@ -14,6 +14,7 @@ from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, pai
 from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
 from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import PruningConfig
+from tsdtp.runs.eval_files import schedule_label
 from tsdtp.runs.results import build_result_row, read_results, upsert_results
 
 
@@ -203,6 +204,23 @@ def test_a_chosen_setting_brings_its_whole_k_curve_and_nothing_else():
     curves = chosen_curves(pd.concat([selection, evaluation]), budgets=[0.6])
     assert sorted(curves["k"]) == [0.0, 0.5, 1.0] and set(curves["keep_target"]) == {0.6}
     assert chosen_curves(evaluation, budgets=[0.6]).empty
+
+
+def test_a_thresholded_run_read_at_several_k_offsets_keeps_one_curve_the_one_chosen_at_the_tightest_budget():
+    tilted = schedule_label(PruningConfig(method="ts-dtp", k_offsets=(0.5, 0.25, 0.0, -0.25)))
+    assert tilted == "dk 0.5/0.25/0/-0.25"
+    selection = results_rows("sst2 train selection 2%", [
+        ("ts-dtp", 0.6, 0.5, 0, 90.0, 0.58), ("ts-dtp", 0.6, 0.5, 0, 91.0, 0.68),
+        ("ts-dtp", 0.6, 1.0, 0, 92.0, 0.8)]).assign(schedule=[tilted, None, None])
+    evaluation = results_rows("sst2 dev", [
+        ("ts-dtp", 0.6, 0.5, 0, 85.0, 0.6), ("ts-dtp", 0.6, 1.0, 0, 86.0, 0.75),
+        ("ts-dtp", 0.6, 0.5, 0, 84.0, 0.7), ("ts-dtp", 0.6, 1.0, 0, 87.0, 0.8)]).assign(
+        schedule=[tilted, tilted, None, None])
+    both = pd.concat([selection, evaluation])
+    curves = chosen_curves(both, budgets=[0.7, 0.6])  # 0.7 chooses the uniform k, 0.6 the tilted pattern
+    assert set(curves["schedule"]) == {tilted} and sorted(curves["k"]) == [0.5, 1.0]
+    uniform = chosen_curves(both, budgets=[0.7])
+    assert uniform["schedule"].isna().all() and sorted(uniform["k"]) == [0.5, 1.0]
 
 
 def test_a_chosen_top_k_run_brings_the_keep_schedules_it_was_evaluated_at():

@@ -4,8 +4,8 @@ A setting is a trained configuration and how it is evaluated (`SETTING_COLUMNS`)
 each task, method and keep budget, `choose_settings` takes the setting with the best mean accuracy on
 the held-out selection split (`tsdtp.classification.selection`) among those whose mean keep ratio
 there is at most the budget; the reports then show only that setting's evaluation-split rows, or, for the
-headline comparison, the whole curve its trained configurations trace at evaluation, over k or over top-k's
-keep schedule (`chosen_curves`).
+headline comparison, the whole curve its trained configurations trace at evaluation, over k (at the chosen
+per-layer k offsets) or over top-k's keep schedule (`chosen_curves`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 
 from tsdtp.analysis.paired import seed_summary
 from tsdtp.classification.selection import is_selection_label
+from tsdtp.core.config import method_spec
 from tsdtp.runs.tables import row_keys
 
 SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal")
@@ -58,21 +59,39 @@ def choose_settings(results: pd.DataFrame, budgets: Sequence[float], x: str = "k
     return pd.DataFrame(chosen).merge(evaluation, on="setting").drop(columns="setting")
 
 
-CURVE_COLUMNS: tuple[str, ...] = ("run_dir", "method")
-"""What identifies one seed's trained configuration and the method it is read under (`chosen_curves`)."""
+CURVE_COLUMNS: tuple[str, ...] = ("run_dir", "method", "pattern")
+"""What identifies one curve (`chosen_curves`): a seed's trained configuration, the method it is read under, and,
+for a thresholded method, its per-layer k offsets (`pattern`: the `schedule` cell; empty for the default)."""
+
+
+def _with_pattern(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a `pattern` column: the `schedule` of thresholded methods' rows (their k offsets), empty for
+    scheduled methods, whose keep schedules are points along one curve."""
+    schedule = frame.reindex(columns=["schedule"])["schedule"]
+    thresholded = frame["method"].map(lambda name: method_spec(name).thresholded).astype(bool)
+    return frame.assign(pattern=schedule.where(thresholded, None))
 
 
 def chosen_curves(results: pd.DataFrame, budgets: Sequence[float], x: str = "keep_ratio") -> pd.DataFrame:
     """The whole evaluation-split curve (every seed) of each trained configuration that `choose_settings` chose
     at some budget: every row of its run folders under its method (`CURVE_COLUMNS`), whatever evaluation-time
     knob traced it (k, or a top-k keep schedule), which is never chosen on the evaluation split. Empty without
-    selection rows."""
+    selection rows.
+
+    A thresholded method evaluated with several k-offset patterns has one curve over k per pattern. Where the
+    budgets chose more than one pattern for a task and method, the curve is the pattern chosen at the tightest
+    budget, so each method keeps one curve per seed and its points are never mixed across patterns.
+    """
     chosen = choose_settings(results, budgets, x)
     if chosen.empty:
         return chosen.drop(columns=["budget"])
-    evaluation = split_rows(results)[0]
+    chosen = _with_pattern(chosen).sort_values("budget", kind="stable")
+    tightest = chosen.drop_duplicates(["task", "method"])[["task", "method", "pattern"]]
+    chosen = chosen.merge(tightest, on=["task", "method", "pattern"])
+    evaluation = _with_pattern(split_rows(results)[0])
     trained = set(row_keys(chosen, CURVE_COLUMNS))
-    return evaluation[[key in trained for key in row_keys(evaluation, CURVE_COLUMNS)]]
+    keep = [key in trained for key in row_keys(evaluation, CURVE_COLUMNS)]
+    return evaluation[keep].drop(columns="pattern")
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_is_better: bool = False) -> np.ndarray:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from tsdtp.analysis.stored_traces import KEPT_PREFIX, stored_trace_path
 from tsdtp.core.config import METHOD_TABLE
+from tsdtp.runs.eval_files import K_OFFSETS_PREFIX
 
 SHARE_COLUMNS: list[str] = ["task", "method", "keep_target", "schedule", "k", "seed", "layer", "share", "normal_share"]
 """Columns of `layer_shares`."""
@@ -35,10 +36,12 @@ def alive_counts(table: pd.DataFrame) -> list[int]:
 def layer_shares(rows: pd.DataFrame, traces_dir: str | Path) -> pd.DataFrame:
     """For each results row (its stored trace in `traces_dir`) and each layer that removed tokens, the share of
     the tokens alive at its input that are still alive at the next layer's input, and `normal_share(k)` (NaN for a
-    method that keeps a fixed schedule instead of thresholding at k)."""
+    method that keeps a fixed schedule instead of thresholding at k, and for per-layer k offsets, where no single k
+    applies)."""
     out = []
     for _, row in rows.iterrows():
-        thresholded = METHOD_TABLE[row["method"]].thresholded
+        offsets = str(row.get("schedule")).startswith(K_OFFSETS_PREFIX)
+        thresholded = METHOD_TABLE[row["method"]].thresholded and not offsets
         alive = alive_counts(pd.read_parquet(stored_trace_path(row, traces_dir)))
         for layer, (before, after) in enumerate(zip(alive, alive[1:])):
             if after < before:

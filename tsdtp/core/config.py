@@ -123,6 +123,10 @@ class PruningConfig(Settings):
     keep_ramp: float = setting(0.0, low=0.0, high=1.0, omit_default=True,
                                help="first fraction of training over which the keep-budget target falls linearly "
                                     "from 1 to keep_target")
+    k_offsets: tuple[float, ...] | None = setting(
+        None, low=-10.0, high=10.0, omit_default=True,
+        help="comma-separated offsets added to k at each pruning layer (thresholded methods): layer l thresholds "
+             "at mean - (k + offset_l) * std, e.g. 0.5,0.25,0,-0.25 prunes deeper layers harder")
     exit_mode: str = setting("delete", choices=EXIT_MODES, omit_default=True,
                              help="what becomes of a pruned token: deleted, kept at its last state in the output "
                                   "(exit), or merged into its most similar kept token (merge); see core/exits.py")
@@ -138,6 +142,9 @@ class PruningConfig(Settings):
             raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
         if self.fuses and self.task_features != "hidden":
             raise ConfigError("removal 'fuse' needs task_features 'hidden' (a fused token has no embedding)")
+        if self.k_offsets is not None and not (self.spec.thresholded and not self.spec.masks):
+            raise ConfigError(f"k_offsets set a per-layer threshold; {self.method} has none (it keeps a schedule, "
+                              "decides once, or prunes nothing)")
         if self.fuses and self.exit_mode != TokenExit.DELETE:
             raise ConfigError(f"removal 'fuse' already decides what becomes of pruned tokens: it needs exit_mode "
                               f"'delete' (got {self.exit_mode!r})")
@@ -167,6 +174,10 @@ class PruningConfig(Settings):
         """The gamma that acts: `gamma` where the scorer contributes, else 0 (what names and result rows show)."""
         return self.gamma if self.uses_scorer else 0.0
 
+    def k_at(self, step: int) -> float:
+        """The threshold width at pruning step `step` (the `step`-th pruning layer): k plus its offset, if any."""
+        return self.k + (self.k_offsets[step] if self.k_offsets is not None else 0.0)
+
     def check_trainable(self) -> None:
         """Raise ConfigError unless the method has its own fine-tuning recipe."""
         if not self.spec.trained:
@@ -185,12 +196,15 @@ class PruningConfig(Settings):
         return tuple(sorted(self.prune_layers))
 
     def check_depth(self, num_layers: int) -> None:
-        """Raise ConfigError unless the prune layers exist in a `num_layers`-layer model and a keep schedule,
-        when given, has one fraction per pruning layer."""
+        """Raise ConfigError unless the prune layers exist in a `num_layers`-layer model and a keep schedule or
+        k offsets, when given, have one entry per pruning layer."""
         layers = self.resolved_prune_layers(num_layers)
         if self.keep_schedule is not None and len(self.keep_schedule) != len(layers):
             raise ConfigError(f"keep_schedule has {len(self.keep_schedule)} fraction(s) for {len(layers)} pruning "
                               f"layer(s) {list(layers)} of a {num_layers}-layer model; give one per pruning layer")
+        if self.k_offsets is not None and len(self.k_offsets) != len(layers):
+            raise ConfigError(f"k_offsets has {len(self.k_offsets)} offset(s) for {len(layers)} pruning layer(s) "
+                              f"{list(layers)} of a {num_layers}-layer model; give one per pruning layer")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PruningConfig:
         """This setting changed by `overrides` (a command's or an evaluation's pruning settings), validated.

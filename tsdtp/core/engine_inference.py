@@ -198,7 +198,7 @@ def _hard_keep(config: PruningConfig, importance: torch.Tensor, candidates: torc
                ) -> torch.Tensor:
     """The tokens to keep after pruning step `step`: the dynamic threshold, or the scheduled count."""
     if not config.spec.scheduled:
-        return hard_keep_dynamic(importance, candidates, valid, config.k, rescue)
+        return hard_keep_dynamic(importance, candidates, valid, config.k_at(step), rescue)
     assert schedule is not None
     scores = importance
     if config.spec.random_scores:

@@ -66,11 +66,11 @@ class SoftMasks:
         """The query weights and the additive key bias of the next layer: `m` and `log m`."""
         return self.valid.float() * self.log_keep.exp(), torch.where(self.valid, self.log_keep, neg)
 
-    def prune(self, config: PruningConfig, special: torch.Tensor, weight: torch.Tensor) -> None:
-        """Multiply in this layer's soft keep mask (the hard rule's sigmoid) on the candidates."""
+    def prune(self, config: PruningConfig, step: int, special: torch.Tensor, weight: torch.Tensor) -> None:
+        """Multiply in pruning step `step`'s soft keep mask (the hard rule's sigmoid) on the candidates."""
         candidates = self.valid & ~special
-        step = soft_log_keep(self.importance, weight * candidates, config.k, config.temperature)
-        self.log_keep = self.log_keep + torch.where(candidates, step, 0.0)
+        log_keep = soft_log_keep(self.importance, weight * candidates, config.k_at(step), config.temperature)
+        self.log_keep = self.log_keep + torch.where(candidates, log_keep, 0.0)
 
     def output_log_keep(self, neg: float) -> torch.Tensor:
         """The cumulative log soft mask after the last layer."""
@@ -99,10 +99,10 @@ class StraightThroughMasks(SoftMasks):
         """The query weights (1 for kept tokens) and the straight-through key bias."""
         return self.alive.float(), self._straight_through(neg)
 
-    def prune(self, config: PruningConfig, special: torch.Tensor, weight: torch.Tensor) -> None:
+    def prune(self, config: PruningConfig, step: int, special: torch.Tensor, weight: torch.Tensor) -> None:
         """The soft mask as in soft training, and the hard rule applied to the tokens still alive."""
-        super().prune(config, special, weight)
-        self.alive = hard_keep_dynamic(self.importance, self.alive & ~special, self.alive, config.k)
+        super().prune(config, step, special, weight)
+        self.alive = hard_keep_dynamic(self.importance, self.alive & ~special, self.alive, config.k_at(step))
 
     def output_log_keep(self, neg: float) -> torch.Tensor:
         """The straight-through log mask after the last layer."""
@@ -152,7 +152,7 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
             prune_candidates.append((masks.alive & ~special)[:, :length])
             before = masks.kept() if fusing else None
             alive = masks.alive
-            masks.prune(config, special, weight)
+            masks.prune(config, plan.prune_layers.index(index), special, weight)
             if before is not None:
                 hidden = masks.fuse(hidden, before - masks.kept())
             if sizes is not None:

@@ -20,9 +20,16 @@ EVAL_FOLDER = "eval"
 """The folder of a run directory that holds its evaluations."""
 
 
+K_OFFSETS_PREFIX = "dk "
+"""How results.csv's `schedule` starts for a thresholded method's per-layer k offsets (`schedule_label`)."""
+
+
 def schedule_label(pruning: PruningConfig) -> str | None:
-    """A scheduled method's per-layer keep fractions as results.csv's `schedule` shows them when not the default
-    (a linear fall to the default `topk_final_keep`): `0.8/0.6/0.4/0.3`, or `linear 0.5`; else None."""
+    """What results.csv's `schedule` shows of a setting's per-layer rule when it is not the default: a scheduled
+    method's keep fractions (`0.8/0.6/0.4/0.3`, or `linear 0.5` for a linear fall to another final keep), or a
+    thresholded method's k offsets (`dk 0.5/0.25/0/-0.25`); else None."""
+    if pruning.k_offsets is not None:
+        return K_OFFSETS_PREFIX + "/".join(f"{offset:g}" for offset in pruning.k_offsets)
     if not pruning.spec.scheduled:
         return None
     if pruning.keep_schedule is not None:
