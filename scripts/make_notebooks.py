@@ -474,6 +474,7 @@ batch_size = 8  # training batch size
 lora_rank = 8
 max_length = 256  # prompt length limit in tokens (a longer text is cut at its end)
 prune_layers = None  # 0-based layers after which tokens are removed, e.g. [3, 7, 11] (None: every layer)
+selection_fraction = 0.0  # held-out part of the training data to choose settings on (evals run on it too)
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"k": 1.0}]
 results_csv = None  # upsert one row per evaluation here
 results_batch_size = 16  # batch size of the evaluations
@@ -500,7 +501,7 @@ if threads:
     torch.set_num_threads(threads)
 config = experiments.llm_config(task, model, method, k, gamma, epochs, max_train_samples, seed, max_eval_samples,
                                 init_from, keep_target, teacher, hard_ratio, keep_ramp, topk_final_keep, batch_size,
-                                lora_rank, max_length, prune_layers)
+                                lora_rank, max_length, prune_layers, selection_fraction)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
@@ -515,6 +516,9 @@ curve.iloc[:: max(1, len(curve) // 10)]"""),
                                            results_batch_size, max_eval_samples)
 if traces_dir:
     stored_traces.store_traces(summary, traces_dir)
+if config.selection_fraction > 0:  # the held-out split settings are chosen on (no stored traces)
+    display(experiments.evaluate_llm_settings(run_dir, evals, data_dir, results_csv, results_batch_size,
+                                              max_eval_samples, split="selection").drop(columns=["layer_keep"]))
 summary.drop(columns=["layer_keep"])"""),
         ("code", """display(plots.layer_keep_plot(experiments.layer_keep_frame(summary)))"""),
     ],

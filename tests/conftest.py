@@ -111,6 +111,22 @@ def glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def unique_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GLUE folder whose SST-2 and QNLI examples are all different, so examples can be told apart by text."""
+    root = tmp_path_factory.mktemp("unique")
+    sst2 = root / "glue" / "SST-2"
+    sst2.mkdir(parents=True)
+    lines = [f"film number {i} is {'good' if i % 2 else 'bad'}\t{i % 2}" for i in range(60)]
+    (sst2 / "train.tsv").write_text("\n".join(["sentence\tlabel", *lines[:50]]) + "\n")
+    (sst2 / "dev.tsv").write_text("\n".join(["sentence\tlabel", *lines[50:]]) + "\n")
+    qnli = root / "glue" / "QNLI"
+    qnli.mkdir(parents=True)
+    pairs = [f"{i}\tquestion {i}?\tanswer {i}.\t{'entailment' if i % 2 else 'not_entailment'}" for i in range(40)]
+    (qnli / "dev.tsv").write_text("\n".join(["index\tquestion\tsentence\tlabel", *pairs]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     """The packaged MiniLM tokenizer."""
     return load_tokenizer(MODEL)

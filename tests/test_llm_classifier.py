@@ -23,6 +23,7 @@ from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode
 from tsdtp.core.flops import counted_flops, layer_flops
 from tsdtp.core.scoring import LayerRequest
+from tsdtp.data_files import DATA_DIR_VARIABLE
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.hub import load_tokenizer
 from tsdtp.llm import classifier_teacher
@@ -173,6 +174,34 @@ def test_training_evaluation_and_checkpoints(tiny_llama: Path, tmp_path: Path):
     assert per_example.mean() == pytest.approx(pruned["accuracy"])
     alive = trace.groupby("layer")["kept"].sum() / trace.groupby("layer").size()
     assert alive.mean() == pytest.approx(pruned["keep_ratio"], abs=1e-4) and alive.min() < 1.0
+
+
+def test_an_llm_run_holds_out_a_selection_split_and_is_evaluated_on_it(tiny_llama: Path, unique_data: Path,
+                                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture):
+    monkeypatch.setenv(DATA_DIR_VARIABLE, str(unique_data))  # the standard data: plain labels and file names
+    config = tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.5), selection_fraction=0.2,
+                         max_train_samples=16, seed=2)
+    tokenizer = load_tokenizer(str(tiny_llama))
+    trained, selection, label = prepare_splits(config, tokenizer, None, split="selection")
+    evaluation = prepare_splits(config, tokenizer, None, include_train=False)[1]
+    assert trained is not None and len(trained) == 16 and len(selection) == 10 and label == "sst2 train selection 20%"
+    prompts = [{tuple(ids) for ids in split.input_ids} for split in (trained, selection, evaluation)]
+    assert not prompts[0] & prompts[1] and not prompts[1] & prompts[2]
+    again = prepare_splits(replace(config, seed=3), tokenizer, None, include_train=False, split="selection")[1]
+    assert again.input_ids == selection.input_ids  # the same held-out examples, whatever the run's seed
+
+    run_dir = tmp_path / "run"
+    train_llm(config, run_dir, progress=False)
+    results = tmp_path / "results.csv"
+    assert main(["llm-eval", "--run-dir", str(run_dir), "--results", str(results), "--split", "selection"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_eval"] == 10
+    assert sorted(path.name for path in (run_dir / "eval").iterdir()) == [
+        "ts-dtp_k0.5_g0.5_selection.json", "ts-dtp_k0.5_g0.5_selection.parquet"]
+    assert pd.read_csv(results)["eval_split"].tolist() == ["sst2 train selection 20%"]
+    with pytest.raises(ConfigError, match="holds out no selection split"):
+        prepare_splits(replace(config, selection_fraction=0.0), tokenizer, None, include_train=False,
+                       split="selection")
 
 
 def test_collate_pads_on_the_right(tiny_llama: Path):

@@ -31,6 +31,7 @@ from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce
 from tsdtp.pipeline.spec import notebook_parameters, project_root
 from tsdtp.runs import cache as run_cache
 from tsdtp.runs.results import RESULT_COLUMNS
+from tsdtp.runs.selection import is_selection_label
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -265,9 +266,10 @@ def test_trained_runs_are_cached_by_config_hash_and_not_retrained(reproduced, gl
 
 
 def llm_profiles(model: Path) -> dict:
-    """A dense LoRA run of a tiny Llama, a ts-dtp run started from and distilled from it, and the results table."""
+    """A dense LoRA run of a tiny Llama, a ts-dtp run started from and distilled from it, and the results table; both
+    hold out the same selection split."""
     llm = {"task": "sst2", "model": str(model), "max_length": 48, "max_train_samples": 16, "max_eval_samples": 8,
-           "threads": 1}
+           "threads": 1, "selection_fraction": 0.25}
     steps = [
         {"id": "llm-none", "notebook": "08_llm_classify.ipynb", "parameters": {**llm, "method": "none"}},
         {"id": "llm-ts-dtp", "notebook": "08_llm_classify.ipynb",
@@ -292,7 +294,9 @@ def test_llm_steps_train_into_their_own_cached_runs_and_join_the_results(tmp_pat
     assert pruned_dir.name == f"llm-sst2-ts-dtp-{run_cache.config_hash(pruned)[:12]}"
     assert len(list((dense_dir / "teacher_cache").glob("*.pt"))) == 1
     results = pd.read_csv(tmp_path / "reports" / "data" / "results.csv")
-    assert sorted(zip(results["method"], results["k"])) == [("none", 1.0), ("ts-dtp", 0.5), ("ts-dtp", 1.0)]
+    selection = results["eval_split"].map(is_selection_label)
+    for rows in (results[selection], results[~selection]):
+        assert sorted(zip(rows["method"], rows["k"])) == [("none", 1.0), ("ts-dtp", 0.5), ("ts-dtp", 1.0)]
     assert set(results["model"]) == {f"{tiny_llama.name} LoRA r8 (16 train)"} and set(results["n_eval"]) == {8}
     assert (tmp_path / "reports" / "tables" / "results_table.md").is_file()
     again = json.loads(reproduce("llm", spec_path=spec, data_dir=glue_dir, log=lambda line: None).read_text())

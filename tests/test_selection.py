@@ -10,28 +10,12 @@ import pytest
 from tsdtp.analysis import frames
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
-from tsdtp.classification.selection import is_selection_label, selection_indices, selection_label
 from tsdtp.classification.train import prepare_data, train
 from tsdtp.cli import main
 from tsdtp.core.config import PruningConfig
 from tsdtp.data_files import DATA_DIR_VARIABLE
 from tsdtp.errors import ConfigError, DataError
-
-
-@pytest.fixture(scope="module")
-def unique_data(tmp_path_factory):
-    """A GLUE folder whose SST-2 and QNLI examples are all different, so examples can be told apart by text."""
-    root = tmp_path_factory.mktemp("unique")
-    sst2 = root / "glue" / "SST-2"
-    sst2.mkdir(parents=True)
-    lines = [f"film number {i} is {'good' if i % 2 else 'bad'}\t{i % 2}" for i in range(60)]
-    (sst2 / "train.tsv").write_text("\n".join(["sentence\tlabel", *lines[:50]]) + "\n")
-    (sst2 / "dev.tsv").write_text("\n".join(["sentence\tlabel", *lines[50:]]) + "\n")
-    qnli = root / "glue" / "QNLI"
-    qnli.mkdir(parents=True)
-    pairs = [f"{i}\tquestion {i}?\tanswer {i}.\t{'entailment' if i % 2 else 'not_entailment'}" for i in range(40)]
-    (qnli / "dev.tsv").write_text("\n".join(["index\tquestion\tsentence\tlabel", *pairs]) + "\n")
-    return root
+from tsdtp.runs.selection import is_selection_label, selection_indices, selection_label
 
 
 def test_the_selection_indices_are_a_fixed_disjoint_part_of_the_training_split():

@@ -2,7 +2,7 @@
 
 A setting is a trained configuration and how it is evaluated (`SETTING_COLUMNS`), over its seeds. For
 each task, method and keep budget, `choose_settings` takes the setting with the best mean accuracy on
-the held-out selection split (`tsdtp.classification.selection`) among those whose mean keep ratio
+the held-out selection split (`tsdtp.runs.selection`) among those whose mean keep ratio
 there is at most the budget; the reports then show only that setting's evaluation-split rows, or, for the
 headline comparison, the whole curve its trained configurations trace at evaluation, over k (at the chosen
 per-layer k offsets) or over top-k's keep schedule (`chosen_curves`).
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from tsdtp.analysis.paired import seed_summary
-from tsdtp.classification.selection import is_selection_label
 from tsdtp.core.config import method_spec
+from tsdtp.runs.selection import is_selection_label
 from tsdtp.runs.tables import row_keys
 
 SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal")

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from tsdtp.analysis.token_kinds import KINDS, token_kinds
-from tsdtp.classification.selection import SELECTION_WORD, is_selection_label
 from tsdtp.core.config import METHODS
 from tsdtp.data_files import tag_of_label
 from tsdtp.runs.eval_files import eval_stem
 from tsdtp.runs.io import atomic_write_bytes
+from tsdtp.runs.selection import SELECTION_WORD, is_selection_label
 
 SENTIMENT_TASKS: tuple[str, ...] = ("sst2",)
 """Tasks whose token-kind breakdown separates sentiment-bearing words."""

@@ -37,7 +37,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     `speed_repeats > 0` also measures throughput against the dense baselines, side by side, on the
     first `SPEED_SAMPLES` examples (`measured_speedup`: `speedup` is against the fastest baseline;
     the full `tsdtp bench` times everything). `split="selection"` evaluates on the run's held-out
-    selection split instead (`tsdtp.classification.selection`): its own label and `<name>_selection` files.
+    selection split instead (`tsdtp.runs.selection`): its own label and `<name>_selection` files.
     """
     run_dir = Path(run_dir)
     model, config = load_checkpoint(run_dir)

@@ -27,7 +27,6 @@ from tsdtp.classification.encoding import (
 from tsdtp.classification.evaluate import evaluate_model
 from tsdtp.classification.model import PrunedClassifier
 from tsdtp.classification.objective import training_loss
-from tsdtp.classification.selection import SELECTION_WORD, training_and_evaluation
 from tsdtp.classification.teacher import teacher_targets
 from tsdtp.core.pruned_model import special_token_ids
 from tsdtp.data_files import DataSource
@@ -37,6 +36,7 @@ from tsdtp.hub import load_tokenizer
 from tsdtp.runs.data_parallel import Forward
 from tsdtp.runs.device import CPU, on_device
 from tsdtp.runs.run_dir import open_run
+from tsdtp.runs.selection import SELECTION_WORD, training_and_evaluation
 from tsdtp.runs.training_data import check_training_data, record_training_data
 from tsdtp.runs.training_loop import RunHooks, plan_epochs, seed_everything, train_with_adamw
 
@@ -46,7 +46,7 @@ def prepare_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, data_d
     """Encoded train and eval splits (subsampled as configured) and the eval split's label.
 
     The training split never holds the selection split; `split="selection"` evaluates on that instead
-    (`tsdtp.classification.selection`).
+    (`tsdtp.runs.selection`).
     """
     task = get_task(config.task)
     data = load_task_data(task, data_dir, need_train=include_train or split == SELECTION_WORD)

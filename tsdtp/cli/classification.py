@@ -7,9 +7,15 @@ import argparse
 
 from tsdtp.classification.config import TrainConfig
 from tsdtp.classification.report import evaluate_run
-from tsdtp.classification.selection import SPLITS
 from tsdtp.classification.train import train
-from tsdtp.cli.flags import add_evaluation_flags, add_setting_flags, add_training_flags, flag_values, train_with_flags
+from tsdtp.cli.flags import (
+    add_evaluation_flags,
+    add_setting_flags,
+    add_split_flag,
+    add_training_flags,
+    flag_values,
+    train_with_flags,
+)
 from tsdtp.core.config import PruningConfig
 from tsdtp.glue_tasks import TASKS
 from tsdtp.runs.io import strict_json
@@ -29,9 +35,7 @@ def add_classification_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a run, optionally under another method or k")
     add_evaluation_flags(evaluate, "append the row to this results.csv",
                          "measure speedup vs the fastest dense baseline (0: skip)")
-    evaluate.add_argument("--split", choices=SPLITS, default="eval",
-                          help="evaluate on the task's evaluation split, or on the run's held-out selection split "
-                               "(train --selection-fraction) to choose settings without peeking")
+    add_split_flag(evaluate)
 
 
 def run_classification_command(args: argparse.Namespace) -> int:

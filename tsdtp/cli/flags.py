@@ -20,6 +20,7 @@ from tsdtp.core.settings import Rule, Settings, field_types, nested_settings, ru
 from tsdtp.runs.device import TRAINING_DEVICES, training_device
 from tsdtp.runs.distributed import DEFAULT_TIMEOUT_S, process_group
 from tsdtp.runs.io import strict_json
+from tsdtp.runs.selection import SPLITS
 
 
 def ints(text: str) -> tuple[int, ...]:
@@ -104,6 +105,13 @@ PARSERS: dict[Any, Callable[[str], Any] | None] = {
     int: int, float: float, str: None, tuple[int, ...]: ints, tuple[float, ...]: floats, tuple[str, ...]: names,
 }
 """How a flag's text becomes a field's type (None: argparse keeps the text)."""
+
+
+def add_split_flag(parser: argparse.ArgumentParser) -> None:
+    """`--split`: the task's evaluation split, or the run's held-out selection split (`tsdtp.runs.selection`)."""
+    parser.add_argument("--split", choices=SPLITS, default="eval",
+                        help="evaluate on the task's evaluation split, or on the run's held-out selection split "
+                             "(train --selection-fraction) to choose settings without peeking")
 
 
 def _without_none(hint: Any) -> Any:

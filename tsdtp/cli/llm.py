@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from tsdtp.cli.flags import add_setting_flags, add_training_flags, at_least, flag_values, train_with_flags
+from tsdtp.cli.flags import (
+    add_setting_flags,
+    add_split_flag,
+    add_training_flags,
+    at_least,
+    flag_values,
+    train_with_flags,
+)
 from tsdtp.core.config import PruningConfig
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_llm_run
@@ -32,6 +39,7 @@ def add_llm_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-eval-samples", type=at_least(1), default=None,
                           help="evaluate the first N examples (default: the run's own limit, else all)")
     evaluate.add_argument("--results", default=None, help="upsert the row into this results.csv")
+    add_split_flag(evaluate)
     add_setting_flags(evaluate, PruningConfig, None)
 
 
@@ -44,7 +52,7 @@ def run_llm_command(args: argparse.Namespace) -> int:
         train_with_flags(train_llm, config, args)
     elif args.command == "llm-eval":
         record = evaluate_llm_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
-                                  args.max_eval_samples)
+                                  args.max_eval_samples, split=args.split)
         print(strict_json({key: value for key, value in record.items() if key != "pruning"}))
     else:
         raise ValueError(f"not an LLM command: {args.command}")

@@ -47,6 +47,9 @@ class LlmTrainConfig(Settings):
     max_eval_samples: int | None = setting(None, low=1, help="evaluate on the first this-many examples "
                                                              "(default: all)")
     seed: int = setting(0, help="seed of initialisation and data order")
+    selection_fraction: float = setting(0.0, low=0.0, high=1.0, high_open=True, omit_default=True,
+                                        help="fraction of the training split held out, by a fixed seed, before "
+                                             "max_train_samples, to choose settings on (llm-eval --split selection)")
     init_from: str | None = setting(None, help="start from this LLM run's adapters and head")
     save_every: int = setting(200, low=1, help="steps between resumable checkpoints")
     hard_ratio: float = setting(0.0, low=0.0, high=1.0,

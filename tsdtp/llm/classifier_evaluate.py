@@ -90,26 +90,28 @@ def model_label(config: LlmTrainConfig, train_examples: int | None) -> str:
 @holding_evaluation_lock
 def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                      results_csv: str | Path | None = None, batch_size: int = 16,
-                     max_eval_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
+                     max_eval_samples: int | None = None, progress: bool = True, split: str = "eval"
+                     ) -> dict[str, Any]:
     """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the keep trace `eval/<name>.parquet` into the run directory, and upserts a row
-    into `results_csv` when given.
+    into `results_csv` when given. `split="selection"` evaluates on the run's held-out selection split instead
+    (`tsdtp.runs.selection`): its own label and `<name>_selection` files.
     """
     run_dir = Path(run_dir)
     model, tokenizer, config = load_checkpoint(run_dir)
     pruning = config.pruning.with_overrides(overrides or {})
     model.pruning = pruning
     eval_config = dataclasses.replace(config, max_eval_samples=max_eval_samples or config.max_eval_samples)
-    _, split, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False)
-    result, traces = evaluate_classifier(model, split, batch_size, tokenizer.pad_token_id, progress, tokenizer)
+    _, prompts, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False, split=split)
+    result, traces = evaluate_classifier(model, prompts, batch_size, tokenizer.pad_token_id, progress, tokenizer)
     record = {"run_dir": str(run_dir), "task": config.task, "eval_split": split_name, "pruning": pruning.to_dict(),
               "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
               **result}
     source = tag_of_label(split_name)
     if traces is not None:
-        write_keep_traces(run_dir, pruning, config.task, traces, source)
-    atomic_write_json(eval_file(run_dir, pruning, "json", source), record)
+        write_keep_traces(run_dir, pruning, config.task, traces, source, split)
+    atomic_write_json(eval_file(run_dir, pruning, "json", source, split), record)
     if results_csv is not None:
         train_examples = (read_metrics(run_dir) or {}).get("train_examples")
         upsert_results(results_csv, [build_result_row(

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.errors import ConfigError, DataError
 from tsdtp.glue_tasks import get_task, load_task_data
 from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.runs.selection import SELECTION_WORD, training_and_evaluation
 
 PLACEHOLDER = "\ue000"
 """A private-use character that stands for the example while the chat template is rendered."""
@@ -126,17 +127,19 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, task: str, split: Dataset, 
 
 
 def prepare_splits(config: LlmTrainConfig, tokenizer: PreTrainedTokenizerBase, data_dir: str | None,
-                   include_train: bool = True) -> tuple[PromptSplit | None, PromptSplit, str]:
-    """The train prompts (a seeded subset of `max_train_samples`; None without `include_train`), the eval
-    prompts (the first `max_eval_samples`) and the eval split's label."""
-    data = load_task_data(get_task(config.task), data_dir, need_train=include_train)
-    train, evaluation = data.train, data.eval
+                   include_train: bool = True, split: str = "eval") -> tuple[PromptSplit | None, PromptSplit, str]:
+    """The train prompts (a seeded subset of `max_train_samples`, without the held-out selection part; None without
+    `include_train`), the prompts of `split` (`eval`, or the held-out `selection` part: the first
+    `max_eval_samples`) and that split's label (`tsdtp.runs.selection`)."""
+    need_train = include_train or split == SELECTION_WORD
+    data = load_task_data(get_task(config.task), data_dir, need_train=need_train)
+    train, evaluation, name = training_and_evaluation(data, config.selection_fraction, split)
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
     if config.max_eval_samples is not None and config.max_eval_samples < len(evaluation):
         evaluation = evaluation.select(range(config.max_eval_samples))
     encoded_train = encode_split(tokenizer, config.task, train, config.max_length) if include_train else None
-    return encoded_train, encode_split(tokenizer, config.task, evaluation, config.max_length), data.eval_name
+    return encoded_train, encode_split(tokenizer, config.task, evaluation, config.max_length), name
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, task: str) -> list[int]:

@@ -26,11 +26,13 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                max_eval_samples: int | None = None, init_from: str | None = None, keep_target: float = 0.5,
                teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
                topk_final_keep: float = 0.3, batch_size: int = 8, lora_rank: int = 8,
-               max_length: int = 256, prune_layers: list[int] | None = None) -> LlmTrainConfig:
+               max_length: int = 256, prune_layers: list[int] | None = None,
+               selection_fraction: float = 0.0) -> LlmTrainConfig:
     """The validated `LlmTrainConfig` of the LLM training notebook's parameters (everything else at its default).
 
     `gamma=None` is the method's default, as for `tsdtp llm-train`; `prune_layers=None` prunes after every layer
-    but the first and the last; `topk_final_keep` sets top-k's linear keep schedule over the pruning layers.
+    but the first and the last; `topk_final_keep` sets top-k's linear keep schedule over the pruning layers;
+    `selection_fraction` holds out part of the training data to choose settings on (`tsdtp.runs.selection`).
     """
     get_task(task)
     given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp,
@@ -40,17 +42,21 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                           epochs=float(epochs), max_train_samples=max_train_samples, seed=seed,
                           max_eval_samples=max_eval_samples, init_from=None if init_from is None else str(init_from),
                           teacher=None if teacher is None else str(teacher), hard_ratio=float(hard_ratio),
-                          batch_size=batch_size, lora_rank=lora_rank, max_length=max_length)
+                          batch_size=batch_size, lora_rank=lora_rank, max_length=max_length,
+                          selection_fraction=float(selection_fraction))
 
 
 def evaluate_llm_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,
                           results_csv: str | Path | None = None, batch_size: int = 16,
-                          max_eval_samples: int | None = None, progress: bool = False) -> pd.DataFrame:
+                          max_eval_samples: int | None = None, progress: bool = False, split: str = "eval"
+                          ) -> pd.DataFrame:
     """Evaluate an LLM run under each override of `evals` (`PruningConfig.with_overrides`; `{}` is its own
-    setting), upserting each row into `results_csv`; one summary row per evaluation."""
+    setting) on `split` (`eval`, or the held-out `selection` split), upserting each row into `results_csv`; one
+    summary row per evaluation."""
     rows = []
     for override in evals:
-        record = evaluate_llm_run(run_dir, data_dir, override, results_csv, batch_size, max_eval_samples, progress)
+        record = evaluate_llm_run(run_dir, data_dir, override, results_csv, batch_size, max_eval_samples, progress,
+                                  split)
         pruning = PruningConfig.from_dict(record["pruning"])
         rows.append({"task": record["task"], "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
                      "schedule": schedule_label(pruning), "eval_split": record["eval_split"],
