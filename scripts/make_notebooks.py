@@ -269,8 +269,8 @@ rows = pd.concat([curves.drop(columns=["budget"], errors="ignore"), evaluation[e
 rows = rows.drop_duplicates(subset=["task", "method", "keep_target", "k", "schedule", "removal", "seed"])
 display(Markdown(f"{len(selection)} selection rows; curves from "
                  + ("the settings chosen on them" if not chosen.empty else "every evaluation row (no selection)")))
-(chosen[["task", "method", "budget", "keep_target", "k", "seed", "selection_metric", "metric", "keep_ratio"]]
- if not chosen.empty else rows[["task", "method", "keep_target", "k", "seed", "metric", "keep_ratio"]])"""),
+shown = ["task", "method", "keep_target", "k", "schedule", "seed", "metric", "keep_ratio"]
+chosen[["budget", "selection_metric", *shown]] if not chosen.empty else rows[shown]"""),
         ("code", """summary = paired.seed_summary(rows, ["task", "method", "keep_target", "k", "schedule", "removal"])
 if summary.empty:
     display(Markdown(mark_pending("pareto_seeds", "results.csv has no rows for " + ", ".join(tasks), figures_dir)))
