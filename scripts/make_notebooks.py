@@ -42,6 +42,7 @@ rank_weight = 0.0  # weight of the ranking distillation (ToP); needs a teacher
 selection_fraction = 0.0  # held-out part of the training data to choose settings on (evals run on it too)
 removal = "drop"  # drop the pruned tokens, or fuse them into one kept token (EViT)
 keep_schedule = None  # top-k: keep fraction after each pruning layer, e.g. [0.8, 0.6, 0.45, 0.3]
+k_offsets = None  # thresholded methods: added to k at each pruning layer, e.g. [0.6, 0.2, -0.2, -0.6]
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"method": "topk"}]
 results_csv = None  # append one row per evaluation here
 results_batch_size = 32  # batch size of the evaluations, their results.csv rows and speed measurement
@@ -69,7 +70,7 @@ if threads:
     torch.set_num_threads(threads)
 config = experiments.train_config(task, model, method, k, gamma, epochs, max_train_samples, seed,
                                   max_eval_samples, init_from, keep_target, teacher, hard_ratio, keep_ramp,
-                                  rank_weight, selection_fraction, removal, keep_schedule)
+                                  rank_weight, selection_fraction, removal, keep_schedule, k_offsets)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)

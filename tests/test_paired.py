@@ -14,7 +14,7 @@ from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, pai
 from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
 from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import PruningConfig
-from tsdtp.runs.eval_files import schedule_label
+from tsdtp.runs.eval_files import schedule_label, training_variant
 from tsdtp.runs.results import build_result_row, read_results, upsert_results
 
 
@@ -221,6 +221,23 @@ def test_a_thresholded_run_read_at_several_k_offsets_keeps_one_curve_the_one_cho
     assert set(curves["schedule"]) == {tilted} and sorted(curves["k"]) == [0.5, 1.0]
     uniform = chosen_curves(both, budgets=[0.7])
     assert uniform["schedule"].isna().all() and sorted(uniform["k"]) == [0.5, 1.0]
+
+
+def test_a_run_trained_with_k_offsets_is_its_own_setting_and_curve_beside_a_run_read_at_them():
+    offsets = PruningConfig(method="ts-dtp", k_offsets=(0.6, 0.2, -0.2, -0.6))
+    trained, read = training_variant(offsets), schedule_label(offsets)
+    assert trained == "trained dk 0.6/0.2/-0.2/-0.6" and training_variant(PruningConfig(method="ts-dtp")) == ""
+    selection = results_rows("sst2 train selection 2%", [
+        ("ts-dtp", 0.6, 0.5, 0, 90.0, 0.58), ("ts-dtp", 0.6, 0.5, 0, 91.0, 0.58)]).assign(
+        schedule=read, variant=["", trained], run_dir=["runs/uniform", "runs/late"])
+    evaluation = results_rows("sst2 dev", [
+        ("ts-dtp", 0.6, 0.5, 0, 85.0, 0.6), ("ts-dtp", 0.6, 1.0, 0, 86.0, 0.75),
+        ("ts-dtp", 0.6, 0.5, 0, 87.0, 0.6), ("ts-dtp", 0.6, 1.0, 0, 88.0, 0.75)]).assign(
+        schedule=read, variant=["", "", trained, trained], run_dir=["runs/uniform"] * 2 + ["runs/late"] * 2)
+    chosen = choose_settings(pd.concat([selection, evaluation]), budgets=[0.6])
+    assert chosen["run_dir"].tolist() == ["runs/late"] and chosen["metric"].tolist() == [87.0]
+    curves = chosen_curves(pd.concat([selection, evaluation]), budgets=[0.6])
+    assert set(curves["run_dir"]) == {"runs/late"} and sorted(curves["metric"]) == [87.0, 88.0]
 
 
 def test_a_chosen_top_k_run_brings_the_keep_schedules_it_was_evaluated_at():

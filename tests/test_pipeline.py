@@ -29,6 +29,7 @@ from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.pipeline.plan import make_plan
 from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce
 from tsdtp.pipeline.spec import notebook_parameters, project_root
+from tsdtp.pipeline.staging import forget_runs
 from tsdtp.runs import cache as run_cache
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.selection import is_selection_label
@@ -190,6 +191,17 @@ def test_a_figure_without_its_data_is_listed_and_the_others_are_drawn(reproduced
     assert (reports / "figures" / "keep_heatmaps_sst2.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((reports / "figures").glob("*.pending"))
     assert "**Not drawn again by the last run:** no keep traces" in (reports / "README.md").read_text()
+
+
+def test_staging_forgets_the_rows_and_traces_of_the_runs_a_reproduce_evaluates_again(tmp_path):
+    staging = tmp_path / ".staging"
+    for run in ("runs/a", "runs/b"):
+        (staging / "data" / "traces" / Path(run).name).mkdir(parents=True)
+    pd.DataFrame({"method": ["ts-dtp", "ts-dtp", "none"], "device": ["cpu x1", "cpu x2", "cpu x1"],
+                  "run_dir": ["runs/a", "runs/a", "runs/b"]}).to_csv(staging / "data" / "results.csv", index=False)
+    forget_runs(staging, {"runs/a"})
+    assert pd.read_csv(staging / "data" / "results.csv")["run_dir"].tolist() == ["runs/b"]
+    assert sorted(p.name for p in (staging / "data" / "traces").iterdir()) == ["b"]
 
 
 def test_figures_only_and_force_are_refused_together(tmp_path):

@@ -20,7 +20,8 @@ from tsdtp.core.config import method_spec
 from tsdtp.runs.selection import is_selection_label
 from tsdtp.runs.tables import row_keys
 
-SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal")
+SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal",
+                                    "variant")
 """What makes a setting, whatever the seed (results.csv columns)."""
 
 
@@ -78,16 +79,16 @@ def chosen_curves(results: pd.DataFrame, budgets: Sequence[float], x: str = "kee
     knob traced it (k, or a top-k keep schedule), which is never chosen on the evaluation split. Empty without
     selection rows.
 
-    A thresholded method evaluated with several k-offset patterns has one curve over k per pattern. Where the
-    budgets chose more than one pattern for a task and method, the curve is the pattern chosen at the tightest
-    budget, so each method keeps one curve per seed and its points are never mixed across patterns.
+    Each task and method keeps one curve per seed: that of the setting chosen at the tightest budget any
+    setting meets. Its points are never mixed across trained configurations or, for a thresholded method
+    evaluated at several k-offset patterns, across patterns (each pattern is its own curve over k).
     """
     chosen = choose_settings(results, budgets, x)
     if chosen.empty:
         return chosen.drop(columns=["budget"])
-    chosen = _with_pattern(chosen).sort_values("budget", kind="stable")
-    tightest = chosen.drop_duplicates(["task", "method"])[["task", "method", "pattern"]]
-    chosen = chosen.merge(tightest, on=["task", "method", "pattern"])
+    chosen = _with_pattern(chosen)
+    tightest = chosen.groupby(["task", "method"])["budget"].transform("min")
+    chosen = chosen[chosen["budget"] == tightest]
     evaluation = _with_pattern(split_rows(results)[0])
     trained = set(row_keys(chosen, CURVE_COLUMNS))
     keep = [key in trained for key in row_keys(evaluation, CURVE_COLUMNS)]

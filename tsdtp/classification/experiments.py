@@ -25,17 +25,18 @@ def train_config(task: str = "sst2", model: str = DEFAULT_MODEL, method: str = "
                  max_eval_samples: int | None = None, init_from: str | None = None, keep_target: float = 0.5,
                  teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
                  rank_weight: float = 0.0, selection_fraction: float = 0.0, removal: str = "drop",
-                 keep_schedule: list[float] | None = None) -> TrainConfig:
+                 keep_schedule: list[float] | None = None, k_offsets: list[float] | None = None) -> TrainConfig:
     """The validated `TrainConfig` of the training notebook's parameters (everything else at its default).
 
     `gamma=None` is the method's default (the gamma rule of `PruningConfig.with_overrides`), as for `tsdtp train`.
     The recipe's parameters (teacher, hard phase, keep ramp, ranking distillation, selection split, fusion, a
-    top-k keep schedule) leave the config, and its hash, as before while at their defaults.
+    top-k keep schedule, per-layer k offsets) leave the config, and its hash, as before while at their defaults.
     """
     get_task(task)
     given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp, "removal": removal,
              **({} if gamma is None else {"gamma": gamma}),
-             **({} if keep_schedule is None else {"keep_schedule": keep_schedule})}
+             **({} if keep_schedule is None else {"keep_schedule": keep_schedule}),
+             **({} if k_offsets is None else {"k_offsets": k_offsets})}
     pruning = PruningConfig().with_overrides(given)
     return TrainConfig(task=task, model=model, pruning=pruning, epochs=float(epochs),
                        max_train_samples=max_train_samples, seed=seed, max_eval_samples=max_eval_samples,

@@ -16,7 +16,7 @@ from tsdtp.classification.train import prepare_data
 from tsdtp.core.config import PruningConfig
 from tsdtp.data_files import tag_of_label
 from tsdtp.hub import load_tokenizer, short_model_name
-from tsdtp.runs.eval_files import eval_file, write_keep_traces
+from tsdtp.runs.eval_files import eval_file, training_variant, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.results import build_result_row, upsert_results
 from tsdtp.runs.run_dir import holding_evaluation_lock
@@ -60,17 +60,18 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, overrides: di
     if results_csv is not None:
         upsert_results(results_csv, [result_row(config.task, config.model, pruning, result, split_name,
                                                 speedups["speedup"], batch_size, str(run_dir), speedups,
-                                                config.seed)])
+                                                config.seed, training_variant(config.pruning))])
     return record
 
 
 def result_row(task: str, model: str, pruning: PruningConfig, result: EvalResult, split_name: str, speedup: float,
-               batch_size: int, run_dir: str, speedups: Mapping[str, Any] | None = None, seed: int | None = None
-               ) -> dict[str, Any]:
+               batch_size: int, run_dir: str, speedups: Mapping[str, Any] | None = None, seed: int | None = None,
+               variant: str = "") -> dict[str, Any]:
     """One row of results.csv (metric: accuracy in percent); `speedups`: the ratios to each dense baseline;
-    `seed`: the trained run's."""
+    `seed`: the trained run's; `variant`: what else tells the trained run apart (`training_variant`)."""
     return build_result_row(task=task, model=short_model_name(model), pruning=pruning, metric_name="accuracy",
                             metric=100 * result.accuracy, keep_ratio=result.keep_ratio,
                             flops_ratio=result.flops_ratio, speedup=speedup, batch_size=batch_size,
                             threads=torch.get_num_threads(), n_eval=result.n_eval, eval_split=split_name,
-                            scorer_overhead=result.scorer_overhead, run_dir=run_dir, speedups=speedups, seed=seed)
+                            scorer_overhead=result.scorer_overhead, run_dir=run_dir, speedups=speedups, seed=seed,
+                            variant=variant)

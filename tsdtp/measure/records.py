@@ -21,6 +21,7 @@ from tsdtp.measure.bench import BenchResult, BenchSettings, run_benchmark
 from tsdtp.measure.methods import BenchSpec
 from tsdtp.measure.profile import ProfileResult, ProfileSettings, run_profile
 from tsdtp.measure.session import LoadedRun, Workload
+from tsdtp.runs.eval_files import training_variant
 from tsdtp.runs.results import SPEED_COLUMNS, onto_fuller_evaluations, upsert_results
 from tsdtp.runs.speedups import RATIO_COLUMNS
 from tsdtp.runs.tables import upsert_csv
@@ -67,7 +68,8 @@ def results_rows(result: BenchResult, specs: list[BenchSpec], runs: dict[str, Lo
         evaluation = EvalResult(row["accuracy"], int(row["n_eval"]), row["keep_ratio"], (), row["flops_ratio"],
                                 row["scorer_overhead"])
         record = result_row(row["task"], row["model"], pruning, evaluation, split, row["speedup"], batch_size,
-                            spec.run_dir, row[list(SPEED_COLUMNS)].to_dict(), run.config.seed)
+                            spec.run_dir, row[list(SPEED_COLUMNS)].to_dict(), run.config.seed,
+                            training_variant(run.config.pruning))
         record["device"] = device_label(row)
         rows.append(record)
     return rows

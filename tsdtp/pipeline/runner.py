@@ -44,7 +44,7 @@ from tsdtp.pipeline.progress import (
     remaining,
     step_action,
 )
-from tsdtp.pipeline.staging import DATA_FOLDER, publish, stage, take_pending
+from tsdtp.pipeline.staging import DATA_FOLDER, forget_runs, publish, stage, take_pending
 from tsdtp.runs.cache import adopt_run, config_hash, read_run_config, run_finished
 from tsdtp.runs.launch import launcher_environment
 
@@ -174,6 +174,8 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     data = old.get("data", {}) if figures_only else data_checksums(plan)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     staging, carried = stage(plan.out_dir)
+    forget_runs(staging, {display_path(step.run_dir, plan.root) for step in plan.steps
+                          if step.run_dir is not None and actions[step.id] in (TRAIN, EVALUATE)})
     run = _Run(plan, staging, force, figures_only, actions, estimates, log, stream)
     with launcher_environment(plan.launcher):
         records = _run_steps(run, previous)

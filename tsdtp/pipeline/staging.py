@@ -2,7 +2,8 @@
 
 The reports' data (`<out_dir>/data/`: results.csv, translation.csv, bench.csv, profile tables
 and the stored keep traces) is copied in first, so the steps update it row by row and the
-figure notebooks read it; every new or changed file is renamed into `<out_dir>/` at the end.
+figure notebooks read it; the rows and traces of the runs this reproduce evaluates again are dropped
+first (`forget_runs`). Every new or changed file is renamed into `<out_dir>/` at the end.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from tsdtp.analysis.pending import PENDING_SUFFIX, read_pending
 from tsdtp.data_files import file_sha256
+from tsdtp.runs.io import atomic_write_bytes
 
 DATA_FOLDER = "data"
 """The reports' data: what the figure and results notebooks read, what training steps refresh."""
@@ -37,6 +41,29 @@ def stage(out_dir: Path) -> tuple[Path, dict[str, str]]:
             shutil.copy2(path, staging / relative)
             carried[relative] = file_sha256(path)
     return staging, carried
+
+
+RUN_TABLES: tuple[str, ...] = ("results.csv", "translation.csv")
+"""The data tables whose rows an evaluating step writes, one per evaluation of its run (by `run_dir`)."""
+
+TRACES_FOLDER = "traces"
+"""The stored keep traces in the data folder, one subfolder per run (`tsdtp.analysis.stored_traces`)."""
+
+
+def forget_runs(staging: Path, run_dirs: set[str]) -> None:
+    """Drop the staged rows and stored traces of `run_dirs` (as the tables write them), which this reproduce
+    evaluates again: their evaluations then stand as this run wrote them, and none is left from an earlier
+    run with other settings or another thread count."""
+    data = staging / DATA_FOLDER
+    for name in RUN_TABLES:
+        path = data / name
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path)
+        if "run_dir" in table.columns:
+            atomic_write_bytes(path, table[~table["run_dir"].isin(run_dirs)].to_csv(index=False).encode())
+    for run_dir in run_dirs:
+        shutil.rmtree(data / TRACES_FOLDER / Path(run_dir).name, ignore_errors=True)
 
 
 def take_pending(staging: Path) -> dict[str, str]:

@@ -38,6 +38,13 @@ def schedule_label(pruning: PruningConfig) -> str | None:
     return None if pruning.topk_final_keep == default else f"linear {pruning.topk_final_keep:g}"
 
 
+def training_variant(trained: PruningConfig) -> str:
+    """What results.csv's `variant` says of a classification run trained with per-layer k offsets (`trained dk
+    0.6/0.2/-0.2/-0.6`), so its rows never share a key with a run trained without them and read at the same
+    offsets; empty otherwise."""
+    return f"trained {schedule_label(trained)}" if trained.k_offsets is not None else ""
+
+
 def eval_stem(method: str, k: float, gamma: float, source: SourceTag | None = None, removal: str = "drop",
               split: str = "eval", schedule: str | None = None) -> str:
     """File stem of one evaluation, e.g. `ts-dtp_k1_g0.5`; `gamma` is the effective one (0 without the scorer),
