@@ -48,6 +48,9 @@ def test_k_offsets_give_one_threshold_width_per_pruning_layer():
     with pytest.raises(ConfigError, match="k_offsets has 4 offset.*3 pruning layer"):
         config.replace(prune_layers=(1, 2, 3)).check_depth(6)
     assert "k_offsets" not in PruningConfig(method="ts-dtp").to_dict()  # recorded runs keep their hash
+    for method in ("topk", "random", "reference-masking", "none"):  # no per-layer threshold: the offsets go
+        assert config.with_overrides({"method": method}).k_offsets is None
+    assert config.with_overrides({"method": "general-dtp-posthoc"}).k_offsets == config.k_offsets
 
 
 def test_pruning_switches_off_for_none_and_infinite_k():

@@ -51,6 +51,11 @@ class Method:
         """Whether it decides with the threshold `mean - k * std` (so k matters)."""
         return self.prunes and not self.scheduled
 
+    @property
+    def layer_thresholds(self) -> bool:
+        """Whether it thresholds after each pruning layer, so per-layer k offsets apply (not a two-pass mask)."""
+        return self.thresholded and not self.masks
+
 
 METHOD_TABLE: dict[str, Method] = {method.name: method for method in (
     Method("none", trained=True, uses_scorer=False, default_gamma=0.0, scheduled=False, differentiable=True,
@@ -142,7 +147,7 @@ class PruningConfig(Settings):
             raise ConfigError(f"{self.method} masks tokens instead of removing them: it has no removal 'fuse'")
         if self.fuses and self.task_features != "hidden":
             raise ConfigError("removal 'fuse' needs task_features 'hidden' (a fused token has no embedding)")
-        if self.k_offsets is not None and not (self.spec.thresholded and not self.spec.masks):
+        if self.k_offsets is not None and not self.spec.layer_thresholds:
             raise ConfigError(f"k_offsets set a per-layer threshold; {self.method} has none (it keeps a schedule, "
                               "decides once, or prunes nothing)")
         if self.fuses and self.exit_mode != TokenExit.DELETE:
@@ -211,7 +216,8 @@ class PruningConfig(Settings):
 
         The gamma rule: an override without gamma keeps this setting's gamma when the method stays the
         same, or when both methods use the scorer (the trained gamma carries over, e.g. ts-dtp to
-        reference-masking); otherwise the new method's default gamma applies. Whole numbers given for
+        reference-masking); otherwise the new method's default gamma applies. k offsets are dropped for a
+        method without per-layer thresholds (top-k, random, reference-masking, none). Whole numbers given for
         float settings (`k: 0` in YAML) become floats, lists become tuples.
         """
         defaults = {item.name: item.default for item in dataclasses.fields(self)}
@@ -224,4 +230,6 @@ class PruningConfig(Settings):
         if "gamma" not in changes and method.name != self.method and not (method.uses_scorer
                                                                           and self.spec.uses_scorer):
             changes["gamma"] = method.default_gamma
+        if "k_offsets" not in changes and not method.layer_thresholds:
+            changes["k_offsets"] = None
         return self.replace(**changes)

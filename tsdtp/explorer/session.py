@@ -119,8 +119,10 @@ def load_run(run_dir: str | Path) -> LoadedModel:
 
 
 def pruning_for(base: PruningConfig, method: str, k: float, gamma: float) -> PruningConfig:
-    """`base` switched to `method` with threshold width `k`; gamma is 0 for methods without the scorer."""
-    return base.replace(method=method, k=float(k), gamma=float(gamma) if method_spec(method).uses_scorer else 0.0)
+    """`base` switched to `method` with threshold width `k` (`PruningConfig.with_overrides`); gamma is 0 for methods
+    without the scorer."""
+    gamma = float(gamma) if method_spec(method).uses_scorer else 0.0
+    return base.with_overrides({"method": method, "k": float(k), "gamma": gamma})
 
 
 def _clean_texts(texts: Sequence[str]) -> tuple[str, ...]:
