@@ -38,7 +38,7 @@ from tsdtp.translation.encoding import (
     token_batches,
 )
 from tsdtp.translation.model import cross_attention_mask
-from tsdtp.translation.report import evaluate_translation
+from tsdtp.translation.report import evaluate_translation, run_variant
 from tsdtp.translation.train import train_translation
 
 
@@ -377,6 +377,16 @@ def test_a_finished_translation_run_is_not_rerun_on_other_data(dense_run, wmt_di
         train_translation(tiny_config(), run_dir, str(other), progress=False)
     with pytest.raises(CheckpointError, match=f"not on {re.escape(str(other.resolve()))} "):
         ensure_trained(tiny_config(), run_dir, str(other), progress=False)
+
+
+def test_the_variant_names_the_resolved_pruning_layers_and_distillation():
+    pruning = PruningConfig(method="ts-dtp", k=0.5, exit_mode="exit")
+    config = MTConfig(pruning=pruning, distill_weight=0.5, init_from="runs/dense")
+    assert run_variant(config, pruning) == "exit after 1,2,3,4; kd 0.5"
+    gate = pruning.with_overrides({"prune_layers": (2,)})
+    assert run_variant(config, gate) == "exit after 2; kd 0.5"
+    assert run_variant(config, gate.with_overrides({"exit_mode": "delete"})) == "delete after 2; trained exit; kd 0.5"
+    assert run_variant(MTConfig(), PruningConfig()) == ""
 
 
 def test_an_exit_evaluation_reads_every_source_token_and_times_the_encoder(dense_run, wmt_dir, tmp_path):

@@ -142,11 +142,13 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
 
 def run_variant(config: MTConfig, pruning: PruningConfig) -> str:
     """What tells this evaluation apart from others of the same method, k, gamma and keep target (results.csv's
-    `variant`): the exit mode and pruning layers of a pruning method (and the trained exit mode when evaluated
-    under another) and distillation; the seed has its own column. Empty for a dense run."""
+    `variant`): the exit mode and the 0-based pruning layers of a pruning method (resolved, so the default reads
+    `exit after 1,2,3,4` for six layers), the trained exit mode when evaluated under another, and distillation;
+    the seed has its own column. Empty for a dense run."""
     parts = []
     if pruning.prunes:
-        parts.append(f"{pruning.exit_mode} after {','.join(map(str, pruning.prune_layers or ()))}")
+        layers = pruning.resolved_prune_layers(config.encoder_layers)
+        parts.append(f"{pruning.exit_mode} after {','.join(map(str, layers))}")
         if pruning.exit_mode != config.pruning.exit_mode:
             parts.append(f"trained {config.pruning.exit_mode}")
     if config.distill_weight:
