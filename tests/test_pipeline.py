@@ -193,15 +193,17 @@ def test_a_figure_without_its_data_is_listed_and_the_others_are_drawn(reproduced
     assert "**Not drawn again by the last run:** no keep traces" in (reports / "README.md").read_text()
 
 
-def test_staging_forgets_the_rows_and_traces_of_the_runs_a_reproduce_evaluates_again(tmp_path):
+def test_staging_forgets_the_rows_traces_and_translations_of_the_runs_a_reproduce_evaluates_again(tmp_path):
     staging = tmp_path / ".staging"
     for run in ("runs/a", "runs/b"):
-        (staging / "data" / "traces" / Path(run).name).mkdir(parents=True)
+        for folder in ("traces", "hypotheses"):
+            (staging / "data" / folder / Path(run).name).mkdir(parents=True)
     pd.DataFrame({"method": ["ts-dtp", "ts-dtp", "none"], "device": ["cpu x1", "cpu x2", "cpu x1"],
                   "run_dir": ["runs/a", "runs/a", "runs/b"]}).to_csv(staging / "data" / "results.csv", index=False)
     forget_runs(staging, {"runs/a"})
     assert pd.read_csv(staging / "data" / "results.csv")["run_dir"].tolist() == ["runs/b"]
-    assert sorted(p.name for p in (staging / "data" / "traces").iterdir()) == ["b"]
+    for folder in ("traces", "hypotheses"):
+        assert sorted(p.name for p in (staging / "data" / folder).iterdir()) == ["b"]
 
 
 def test_figures_only_and_force_are_refused_together(tmp_path):
@@ -440,6 +442,7 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                 "04_results.ipynb": {"results_csv", "bench_csv", "tables_dir"},
                 "05_translation.ipynb": {"method", "k", "gamma", "keep_target", "epochs", "lr", "init_from",
                                          "run_dir", "data_dir", "evals", "splits", "results_csv", "traces_dir",
+                                         "hypotheses_dir",
                                          "progress"},
                 "07_llm_prefill.ipynb": {"model_id", "measure", "lengths", "few_shot", "passages", "speed_repeats",
                                          "data_dir", "tables_dir", "figures_dir"},

@@ -98,13 +98,13 @@ SUMMARY_VALUES: tuple[str, ...] = ("metric", "keep_ratio", "flops_ratio", "speed
 """The results columns `seed_summary` averages over seeds."""
 
 
-def seed_summary(results: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """One row per group of `by` (a setting): `<value>_mean`, `<value>_sd` of `SUMMARY_VALUES` over its seeds,
+def seed_summary(results: pd.DataFrame, by: Sequence[str], values: Sequence[str] = SUMMARY_VALUES) -> pd.DataFrame:
+    """One row per group of `by` (a setting): `<value>_mean`, `<value>_sd` of each of `values` over its seeds,
     and `seeds`, how many rows (seeds) it has."""
     rows = []
     for key, group in results.groupby(list(by), dropna=False, sort=True):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        for value in SUMMARY_VALUES:
+        for value in values:
             mean, sd, _ = mean_sd(group[value].astype(float).tolist()) if value in group else (np.nan, np.nan, 0)
             row[f"{value}_mean"], row[f"{value}_sd"] = mean, sd
         row["seeds"] = len(group)

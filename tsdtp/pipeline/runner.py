@@ -44,7 +44,15 @@ from tsdtp.pipeline.progress import (
     remaining,
     step_action,
 )
-from tsdtp.pipeline.staging import DATA_FOLDER, forget_runs, publish, stage, take_pending
+from tsdtp.pipeline.staging import (
+    DATA_FOLDER,
+    HYPOTHESES_FOLDER,
+    TRACES_FOLDER,
+    forget_runs,
+    publish,
+    stage,
+    take_pending,
+)
 from tsdtp.runs.cache import adopt_run, config_hash, read_run_config, run_finished
 from tsdtp.runs.launch import launcher_environment
 
@@ -73,7 +81,8 @@ def _injected(run: _Run, step: Step) -> dict[str, Any]:
         "data_dir": str(plan.data_dir) if plan.data_dir else None,
         "results_csv": display_path(data / "results.csv", plan.root),
         "bench_csv": display_path(data / "bench.csv", plan.root),
-        "traces_dir": display_path(data / "traces", plan.root),
+        "traces_dir": display_path(data / TRACES_FOLDER, plan.root),
+        "hypotheses_dir": display_path(data / HYPOTHESES_FOLDER, plan.root),
         "figures_dir": display_path(run.staging / "figures", plan.root),
         "tables_dir": display_path(run.staging / "tables", plan.root),
         "force": run.force,

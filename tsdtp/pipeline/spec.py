@@ -18,8 +18,8 @@ from tsdtp.errors import ConfigError
 from tsdtp.runs.launch import launcher_words
 
 SPEC_FILE = "pipeline.yaml"
-INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "traces_dir", "figures_dir",
-                             "tables_dir", "force", "progress")
+INJECTED: tuple[str, ...] = ("run_dir", "data_dir", "results_csv", "bench_csv", "traces_dir", "hypotheses_dir",
+                             "figures_dir", "tables_dir", "force", "progress")
 """Parameters the pipeline fills in itself; a spec may not set them."""
 OUTPUT_KEYS = frozenset({"figure", "table", "caption", "optional"})
 

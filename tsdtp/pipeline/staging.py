@@ -1,7 +1,7 @@
 """The staging folder `<out_dir>/.staging/`: a run writes there, and only a finished run is moved into place.
 
-The reports' data (`<out_dir>/data/`: results.csv, translation.csv, bench.csv, profile tables
-and the stored keep traces) is copied in first, so the steps update it row by row and the
+The reports' data (`<out_dir>/data/`: results.csv, translation.csv, bench.csv, profile tables,
+the stored keep traces and translations) is copied in first, so the steps update it row by row and the
 figure notebooks read it; the rows and traces of the runs this reproduce evaluates again are dropped
 first (`forget_runs`). Every new or changed file is renamed into `<out_dir>/` at the end.
 """
@@ -49,9 +49,13 @@ RUN_TABLES: tuple[str, ...] = ("results.csv", "translation.csv")
 TRACES_FOLDER = "traces"
 """The stored keep traces in the data folder, one subfolder per run (`tsdtp.analysis.stored_traces`)."""
 
+HYPOTHESES_FOLDER = "hypotheses"
+"""The stored translations in the data folder, one subfolder per run (`tsdtp.translation.stored_hypotheses`)."""
+
 
 def forget_runs(staging: Path, run_dirs: set[str]) -> None:
-    """Drop the staged rows and stored traces of `run_dirs` (as the tables write them), which this reproduce
+    """Drop the staged rows, stored traces and translations of `run_dirs` (as the tables write them), which this
+    reproduce
     evaluates again: their evaluations then stand as this run wrote them, and none is left from an earlier
     run with other settings or another thread count."""
     data = staging / DATA_FOLDER
@@ -63,7 +67,8 @@ def forget_runs(staging: Path, run_dirs: set[str]) -> None:
         if "run_dir" in table.columns:
             atomic_write_bytes(path, table[~table["run_dir"].isin(run_dirs)].to_csv(index=False).encode())
     for run_dir in run_dirs:
-        shutil.rmtree(data / TRACES_FOLDER / Path(run_dir).name, ignore_errors=True)
+        for folder in (TRACES_FOLDER, HYPOTHESES_FOLDER):
+            shutil.rmtree(data / folder / Path(run_dir).name, ignore_errors=True)
 
 
 def take_pending(staging: Path) -> dict[str, str]:

@@ -29,12 +29,21 @@ BOOTSTRAP_SEED = 12345
 """sacreBLEU's default seed (`SACREBLEU_SEED`)."""
 
 
+def sentence_statistics(metric: BLEU | CHRF, hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Each sentence's sufficient statistics of `metric`, `[n, F]`; their sum over sentences gives the corpus score."""
+    return np.array(metric._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype="float64")
+
+
+def corpus_score(metric: BLEU | CHRF, statistics: np.ndarray) -> float:
+    """The corpus score of sentence statistics `[n, F]` (`sentence_statistics`, or interpolations of them)."""
+    return float(metric._compute_score_from_stats(statistics.sum(0)).score)
+
+
 def _resampled(metric: BLEU | CHRF, hypotheses: Sequence[str], references: Sequence[str],
                indices: np.ndarray) -> tuple[float, np.ndarray]:
     """The corpus score of `hypotheses` and its value on every resample of sentence `indices` [R, n]."""
-    stats = np.array(metric._extract_corpus_statistics(list(hypotheses), [list(references)]), dtype="float64")
-    full = metric._compute_score_from_stats(stats.sum(0)).score
-    return full, np.array([metric._compute_score_from_stats(stats[row].sum(0)).score for row in indices])
+    stats = sentence_statistics(metric, hypotheses, references)
+    return corpus_score(metric, stats), np.array([corpus_score(metric, stats[row]) for row in indices])
 
 
 def paired_bootstrap(hypotheses_a: Sequence[str], hypotheses_b: Sequence[str], references: Sequence[str],

@@ -49,8 +49,9 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
                                   speed_repeats: int = 0, progress: bool = True) -> pd.DataFrame:
     """Evaluate a translation run under each override of `evals`; one summary row per evaluation and test set.
 
-    The rows carry `task`, `method`, `k`, the effective `gamma` and `run_dir` (for
-    `tsdtp.analysis.frames.load_traces`).
+    The rows carry `task`, `method`, `k`, the effective `gamma`, `run_dir` (for
+    `tsdtp.analysis.frames.load_traces`) and the test set's name in `split` (for
+    `tsdtp.translation.stored_hypotheses.store_hypotheses`).
     """
     config = read_config(run_dir)
     rows = []
@@ -63,7 +64,8 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
             evaluated = PruningConfig.from_dict(record["pruning"])
             rows.append({"task": config.task, "method": pruning.method, "k": pruning.k,
                          "gamma": pruning.effective_gamma, "variant": run_variant(config, evaluated),
-                         "eval_split": figures["eval_split"], "bleu": figures["bleu"], "chrf": figures["chrf"],
+                         "split": split, "eval_split": figures["eval_split"], "bleu": figures["bleu"],
+                         "chrf": figures["chrf"],
                          "keep_ratio": figures["keep_ratio"], "flops_ratio": figures["flops_ratio"],
                          "cross_flops_ratio": figures["cross_flops_ratio"], "speedup": speed.get("speedup"),
                          "encoder_speedup": speed.get("encoder_speedup"), "n_eval": figures["n_eval"],
