@@ -57,6 +57,12 @@ FIGURE_STEPS = [
      "outputs": [{"figure": "pareto_seeds", "caption": "Seeds."},
                  {"figure": "differences", "caption": "Differences.", "optional": True},
                  {"table": "comparison.md", "caption": "Comparison.", "optional": True}]},
+    {"id": "mt-comparison", "notebook": "09_translation_comparison.ipynb",
+     "parameters": {"systems": {"TS-DTP": ["ts-dtp", None], "General DTP": ["general-dtp", None],
+                                "dense": ["none", None]},
+                    "pairs": [["TS-DTP", "General DTP"], ["TS-DTP", "dense"]], "flops_points": [0.7], "resamples": 20},
+     "outputs": [{"figure": "mt_matched", "caption": "Matched."}, {"table": "mt_settings.md", "caption": "Settings."},
+                 {"table": "mt_comparison.md", "caption": "Matched table."}]},
 ]
 
 
@@ -160,10 +166,10 @@ def test_reports_are_made_again_from_reports_data_alone_without_runs(reproduced,
     before = {s["id"]: s for s in manifest["steps"]}
     assert steps["sst2-none"] == {**before["sst2-none"], "kept": True}
     assert steps["heatmaps"]["action"] == "run" and not steps["heatmaps"]["pending"]
-    assert lines[0].startswith("plan: profile tiny, 11 steps") and "4 without training" in lines[0]
+    assert lines[0].startswith("plan: profile tiny, 12 steps") and "5 without training" in lines[0]
     assert any(line.startswith("   8. heatmaps") and "~" in line for line in lines)
     assert "7 training step(s) not run" in "\n".join(lines)
-    assert sum(line.startswith("    done in") for line in lines) == 4 and "figure(s) not regenerated" not in lines[-1]
+    assert sum(line.startswith("    done in") for line in lines) == 5 and "figure(s) not regenerated" not in lines[-1]
     assert "    " + str(Path("reports/.staging/tables/results_table.md")) in stream.getvalue()
     assert "without encryption" not in capfd.readouterr().err
     assert "This run (`tsdtp reproduce --profile tiny --figures-only`)" in (reports / "README.md").read_text()
@@ -447,7 +453,9 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                 "07_llm_prefill.ipynb": {"model_id", "measure", "lengths", "few_shot", "passages", "speed_repeats",
                                          "data_dir", "tables_dir", "figures_dir"},
                 "08_llm_classify.ipynb": {"task", "model", "method", "k", "gamma", "init_from", "teacher", "keep_ramp",
-                                          "hard_ratio", "run_dir", "data_dir", "evals", "results_csv", "progress"}}
+                                          "hard_ratio", "run_dir", "data_dir", "evals", "results_csv", "progress"},
+                "09_translation_comparison.ipynb": {"results_csv", "hypotheses_dir", "data_dir", "figures_dir",
+                                                    "tables_dir", "split", "systems", "pairs", "flops_points"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
 

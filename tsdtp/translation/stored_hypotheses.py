@@ -48,3 +48,9 @@ def load_hypotheses(row: pd.Series, split: str, hypotheses_dir: str | Path) -> l
         raise DataError(f"no stored hypotheses {path} for {row['method']} k={row['k']} ({row['run_dir']}); "
                         "run the translation step again (notebooks/05_translation.ipynb with hypotheses_dir)")
     return path.read_text(encoding="utf-8").splitlines()
+
+
+def missing_hypotheses(rows: pd.DataFrame, split: str, hypotheses_dir: str | Path) -> list[str]:
+    """A label (`method k=... (run folder)`) for each results row whose translations of `split` are not stored."""
+    return [f"{row['method']} k={float(row['k']):g} ({Path(str(row['run_dir'])).name})" for _, row in rows.iterrows()
+            if not stored_hypotheses_path(row, split, hypotheses_dir).is_file()]
