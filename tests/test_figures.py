@@ -94,6 +94,15 @@ def result_row(method: str, k: float, metric: float, flops: float, speedup: floa
             "device": "cpu x2", "n_eval": 8}
 
 
+def test_the_runs_shown_are_one_seed_and_the_variant_named_per_task():
+    results = pd.DataFrame({"task": ["sst2", "sst2", "wmt16", "wmt16", "wmt16"], "seed": [0, 1, 0, 0, np.nan],
+                            "variant": [np.nan, np.nan, "exit after 1,2,3,4; kd 0.5", "exit after 1; kd 0.5", ""]})
+    shown = frames.runs_shown(results, 0, {"wmt16": "exit after 1,2,3,4; kd 0.5"})
+    assert shown.index.tolist() == [0, 2]
+    assert frames.runs_shown(results, None, {"wmt16": ""}).index.tolist() == [0, 1, 4]
+    assert frames.runs_shown(results).index.tolist() == [0, 2, 3, 4]
+
+
 def test_select_settings_realization_and_results_table(tmp_path):
     rows = [result_row("none", 1.0, 90.0, 1.0, 1.0), result_row("ts-dtp", 1.0, 89.0, 0.5, 1.8),
             result_row("ts-dtp", 0.0, 85.0, 0.3, 2.5), result_row("topk", 1.0, 80.0, 0.6, float("nan"))]
