@@ -96,7 +96,8 @@ summary"""),
 
 Per-layer keep traces of the evaluations in `results_csv`: heatmaps of single examples (TS-DTP and
 General DTP side by side on the same sentence), the keep ratio by layer, and which kinds of token
-survive to the last layer. For each task and method the setting whose k is closest to `k` is used.
+survive to the last layer. For each task and method the setting whose k is closest to `k` is used,
+from the runs of `seed` and, where `variants` names one for the task, of that variant (exit mode and layers).
 For translation (`wmt16`) the heatmaps show which source words the encoder keeps, layer by layer.
 
 Reads only the reports' data: `results_csv` and the keep traces the training notebooks stored in
@@ -108,6 +109,8 @@ figures_dir = "reports/figures"
 tasks = ["sst2", "qnli"]
 methods = ["ts-dtp", "general-dtp"]  # shown side by side in the heatmaps
 k = 0.5
+seed = 0  # the runs of this seed (None: every seed)
+variants = {}  # task -> the results variant shown, e.g. {"wmt16": "exit after 1,2,3,4; kd 0.5"} (missing: any)
 n_examples = 3
 max_tokens = {"sst2": 20, "qnli": 40, "wmt16": 20}  # longest example shown, per task
 examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples
@@ -125,7 +128,7 @@ from tsdtp.runs.results import read_results
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
 shown = results["task"].isin(tasks) & ((results["task"] != "wmt16") | (results["eval_split"] == translation_split))
-chosen = frames.select_settings(results[shown], k)
+chosen = frames.select_settings(frames.runs_shown(results[shown], seed, variants), k)
 traces, why = stored_traces.traces_or_reason(chosen, traces_dir, ", ".join(tasks))
 chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
         ("code", """for task in tasks:
@@ -407,6 +410,7 @@ speed_repeats = 0  # > 0: also time generation and the encoder alone against the
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
+hypotheses_dir = None  # also copy each evaluation's translations here (reproduce: reports/data/hypotheses)
 progress = False  # show the training progress bar (reproduce forwards it to the terminal)"""),
         ("code", """%matplotlib inline
 import os
@@ -419,6 +423,7 @@ from tsdtp.analysis import frames, plots, stored_traces
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs import cache
 from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
+from tsdtp.translation.stored_hypotheses import store_hypotheses
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
@@ -436,6 +441,8 @@ pd.DataFrame(metrics["history"])"""),
                                         progress=False)
 if traces_dir:
     stored_traces.store_traces(summary, traces_dir)
+if hypotheses_dir:
+    store_hypotheses(summary, hypotheses_dir)
 summary"""),
         ("code", """if summary.empty:
     print("no evaluations requested")
@@ -522,6 +529,87 @@ if config.selection_fraction > 0:  # the held-out split settings are chosen on (
                                               max_eval_samples, split="selection").drop(columns=["layer_keep"]))
 summary.drop(columns=["layer_keep"])"""),
         ("code", """display(plots.layer_keep_plot(experiments.layer_keep_frame(summary)))"""),
+    ],
+    "09_translation_comparison.ipynb": [
+        ("md", """# 09 · Translation: systems compared at matched encoder FLOPs, over seeds
+
+Reads the translation rows (`translation.csv` beside `results_csv`) and the stored translations
+(`hypotheses_dir`, written by `05_translation.ipynb`) of one test set. A *system* is a method and a
+results variant (exit mode, pruning layers, distillation), e.g. TS-DTP with early exit after layers 1-4.
+Each system's curve per seed is its settings over k; at each matched encoder FLOPs ratio every sentence's
+sacreBLEU statistics are interpolated along the curve, and each pair's BLEU and chrF difference gets a
+paired bootstrap 95% interval over sentences and seeds (`tsdtp.translation.matched`). The dense system
+is read as it is at every point. A curve that does not reach a point gives no value there (no
+extrapolation)."""),
+        ("parameters", """results_csv = "reports/data/results.csv"  # translation.csv beside it holds the translation rows
+hypotheses_dir = "reports/data/hypotheses"  # the stored translations (tsdtp.translation.stored_hypotheses)
+data_dir = None  # the test set's references: $TSDTP_DATA_DIR, else the hub
+figures_dir = "reports/figures"
+tables_dir = "reports/tables"
+split = "multi30k-test2016"  # the test set compared
+systems = {  # name -> [method, results variant] (variant None: the method's only one)
+    "TS-DTP": ["ts-dtp", "exit after 1,2,3,4; kd 0.5"],
+    "General DTP": ["general-dtp", "exit after 1,2,3,4; kd 0.5"],
+    "dense": ["none", ""],
+    "TS-DTP, delete": ["ts-dtp", "delete after 1,2,3,4; kd 0.5"],
+    "TS-DTP, merge": ["ts-dtp", "merge after 1,2,3,4; kd 0.5"],
+    "TS-DTP, gate after layer 2": ["ts-dtp", "exit after 1; kd 0.5"],
+    "TS-DTP, gate after layer 3": ["ts-dtp", "exit after 2; kd 0.5"],
+}
+pairs = [["TS-DTP", "General DTP"], ["TS-DTP", "dense"], ["General DTP", "dense"], ["TS-DTP, delete", "TS-DTP"],
+         ["TS-DTP, merge", "TS-DTP"], ["TS-DTP, gate after layer 2", "TS-DTP"], ["TS-DTP, gate after layer 3", "TS-DTP"]]
+flops_points = [0.6, 0.7]  # matched encoder FLOPs ratios
+resamples = 1000  # bootstrap resamples of each interval"""),
+        ("code", """%matplotlib inline
+import os
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from tsdtp.analysis import frames, paired, plots
+from tsdtp.analysis.pending import mark_pending
+from tsdtp.pipeline.spec import project_root
+from tsdtp.translation import comparison_plots, matched
+from tsdtp.translation.data import load_corpus
+from tsdtp.translation.report import TRANSLATION_TABLE
+from tsdtp.translation.stored_hypotheses import missing_hypotheses
+
+os.chdir(project_root())  # relative paths are relative to the repository root
+corpus = load_corpus(split, data_dir)
+table_path = Path(results_csv).parent / TRANSLATION_TABLE
+translation = pd.read_csv(table_path) if table_path.is_file() else pd.DataFrame(columns=["eval_split", "method"])
+found = matched.read_system_rows(translation, {name: tuple(system) for name, system in systems.items()},
+                                 corpus.split_label)
+found = {name: rows for name, rows in found.items() if not rows.empty}
+rows = pd.concat([r.assign(system=name) for name, r in found.items()]) if found else pd.DataFrame()
+absent = [name for name in systems if name not in found]
+display(Markdown(f"{corpus.split_label}: {len(rows)} rows of {len(found)} system(s)"
+                 + (f"; no rows for {', '.join(absent)}" if absent else "")))"""),
+        ("code", """values = [v for v in ("metric", "chrf", "keep_ratio", "flops_ratio", "cross_flops_ratio", "speedup",
+                     "encoder_speedup") if v in rows]
+summary = paired.seed_summary(rows, ["system", "method", "k"], values) if found else pd.DataFrame()
+if not summary.empty:
+    frames.write_table(summary.round(3), "mt_settings", tables_dir)
+summary"""),
+        ("code", """missing = missing_hypotheses(rows, split, hypotheses_dir) if found else []
+if len(found) < 2 or missing:
+    why = (f"fewer than two systems have rows on {corpus.split_label}" if len(found) < 2 else
+           f"no stored translations in {hypotheses_dir} for {len(missing)} evaluation(s): {', '.join(missing[:3])}")
+    display(Markdown(mark_pending("mt_matched", why, figures_dir)))
+    comparison = pd.DataFrame()
+else:
+    reader = matched.hypotheses_reader(split, hypotheses_dir)
+    comparison = pd.concat([
+        matched.compare_matched({name: matched.system_curves(system_rows, reader, corpus.targets, metric())
+                                 for name, system_rows in found.items()},
+                                [tuple(pair) for pair in pairs], flops_points, name, resamples)
+        for name, metric in matched.METRICS.items()], ignore_index=True)
+    frames.write_table(comparison.round(3), "mt_comparison", tables_dir)
+    fig = comparison_plots.matched_plot(summary, comparison)
+    plots.save_figure(fig, "mt_matched", figures_dir)
+    display(fig)
+comparison"""),
     ],
 }
 
