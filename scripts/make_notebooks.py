@@ -541,7 +541,7 @@ sacreBLEU statistics are interpolated along the curve, and each pair's BLEU and 
 paired bootstrap 95% interval over sentences and seeds (`tsdtp.translation.matched`). The dense system
 is read as it is at every point. A curve that does not reach a point gives no value there (no
 extrapolation)."""),
-        ("parameters", """results_csv = "reports/data/results.csv"  # translation.csv beside it holds the translation rows
+        ("parameters", """results_csv = "reports/data/results.csv"  # translation.csv beside it holds the rows
 hypotheses_dir = "reports/data/hypotheses"  # the stored translations (tsdtp.translation.stored_hypotheses)
 data_dir = None  # the test set's references: $TSDTP_DATA_DIR, else the hub
 figures_dir = "reports/figures"
@@ -557,7 +557,8 @@ systems = {  # name -> [method, results variant] (variant None: the method's onl
     "TS-DTP, gate after layer 3": ["ts-dtp", "exit after 2; kd 0.5"],
 }
 pairs = [["TS-DTP", "General DTP"], ["TS-DTP", "dense"], ["General DTP", "dense"], ["TS-DTP, delete", "TS-DTP"],
-         ["TS-DTP, merge", "TS-DTP"], ["TS-DTP, gate after layer 2", "TS-DTP"], ["TS-DTP, gate after layer 3", "TS-DTP"]]
+         ["TS-DTP, merge", "TS-DTP"], ["TS-DTP, gate after layer 2", "TS-DTP"],
+         ["TS-DTP, gate after layer 3", "TS-DTP"]]
 flops_points = [0.6, 0.7]  # matched encoder FLOPs ratios
 resamples = 1000  # bootstrap resamples of each interval"""),
         ("code", """%matplotlib inline
