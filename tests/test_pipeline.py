@@ -175,6 +175,28 @@ def test_reports_are_made_again_from_reports_data_alone_without_runs(reproduced,
     assert "This run (`tsdtp reproduce --profile tiny --figures-only`)" in (reports / "README.md").read_text()
 
 
+def test_until_runs_the_training_steps_up_to_one_then_every_step_that_trains_nothing(reproduced, tmp_path):
+    root, spec, _, _ = reproduced
+    clone = clone_reports(root, spec, tmp_path / "clone")
+    (tmp_path / "clone" / "runs").symlink_to(root / "runs")
+    lines: list[str] = []
+    again = json.loads(reproduce("tiny", spec_path=clone, log=lines.append, until="sst2-ts-dtp").read_text())
+    steps = {s["id"]: s for s in again["steps"]}
+    assert [steps[i]["action"] for i in ("sst2-none", "sst2-ts-dtp", "heatmaps", "mt-comparison")] == [
+        "evaluate", "evaluate", "run", "run"]
+    later = ("sst2-general-dtp", "qnli-none", "wmt16-none", "wmt16-ts-dtp", "wmt16-general-dtp")
+    assert all(steps[i]["kept"] for i in later) and "5 training step(s) not run" in "\n".join(lines)
+    assert again["command"] == "tsdtp reproduce --profile tiny --until sst2-ts-dtp" and again["until"] == "sst2-ts-dtp"
+    gallery = (tmp_path / "clone" / "reports" / "README.md").read_text()
+    assert "(`tsdtp reproduce --profile tiny --until sst2-ts-dtp`) ran the training steps up to `sst2-ts-dtp`" in (
+        gallery)
+    with pytest.raises(ConfigError, match="'heatmaps' is not a training step of profile tiny; its training steps are "
+                                          "sst2-none, sst2-ts-dtp,"):
+        reproduce("tiny", spec_path=clone, until="heatmaps", log=lambda line: None)
+    with pytest.raises(ConfigError, match="--until has nothing to stop"):
+        reproduce("tiny", spec_path=clone, until="sst2-none", figures_only=True, log=lambda line: None)
+
+
 def test_a_figure_without_its_data_is_listed_and_the_others_are_drawn(reproduced, tmp_path):
     root, spec, manifest, _ = reproduced
     heatmaps = {**FIGURE_STEPS[0], "outputs": FIGURE_STEPS[0]["outputs"][:2]}

@@ -16,6 +16,9 @@ def add_reproduce_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser.add_argument("--force", action="store_true", help="retrain runs even when their cache folder is finished")
     parser.add_argument("--figures-only", action="store_true",
                         help="train and evaluate nothing: make the figures and tables again from the reports' data/")
+    parser.add_argument("--until", default=None, metavar="STEP",
+                        help="run the training steps up to this one (its id) and none after, then every step that "
+                             "trains nothing, and publish: a long profile in parts")
     parser.add_argument("--spec", default=SPEC_FILE, help=f"the pipeline spec (default ./{SPEC_FILE})")
     parser.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     parser.add_argument("--runs-root", default=None, help="the run cache (default: runs/ beside the spec)")
@@ -32,5 +35,5 @@ def reproduce_command(args: argparse.Namespace) -> int:
             print(f"adopted {step_id}: {path}", file=sys.stderr)
     reproduce(args.profile, args.force, args.spec, args.data_dir, args.runs_root, args.out_dir,
               log=lambda line: print(line, file=sys.stderr, flush=True), figures_only=args.figures_only,
-              stream=sys.stderr)
+              stream=sys.stderr, until=args.until)
     return 0

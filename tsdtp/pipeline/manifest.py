@@ -71,16 +71,20 @@ def _task_files(task: str, plan: Plan, data_dir: Path) -> list[Path]:
 
 
 def write_manifest(path: Path, plan: Plan, force: bool, started: datetime, wall_s: float, data: dict[str, Any],
-                   steps: list[dict[str, Any]], figures_only: bool = False) -> dict[str, Any]:
+                   steps: list[dict[str, Any]], figures_only: bool = False, until: str | None = None
+                   ) -> dict[str, Any]:
     """Write `manifest.json` for a run of `plan` (`data`: `data_checksums`, `steps`: one record each); returns it.
 
     With `figures_only` the training steps' records (marked `kept`) and `data` are those of the
-    last run that trained, which made the reports' data the figures were drawn from.
+    last run that trained, which made the reports' data the figures were drawn from; with `until` those of the
+    training steps after that one.
     """
-    flags = (" --force" if force else "") + (" --figures-only" if figures_only else "")
+    flags = ((" --force" if force else "") + (" --figures-only" if figures_only else "")
+             + (f" --until {until}" if until else ""))
     manifest = {
         "profile": plan.profile, "description": plan.description,
         "command": f"tsdtp reproduce --profile {plan.profile}{flags}", "figures_only": figures_only,
+        "until": until,
         "spec": plan.spec_path.name, "spec_sha256": file_sha256(plan.spec_path),
         "started": started.isoformat(timespec="seconds"), "wall_s": wall_s,
         "git": git_state(plan.root), "platform": platform.platform(), "packages": package_versions(),

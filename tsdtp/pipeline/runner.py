@@ -157,24 +157,38 @@ def _pending_lines(plan: Plan, records: list[dict[str, Any]]) -> list[str]:
     return [header] + [f"  {name}: {reason}" for name, reason in pending]
 
 
+def _steps_after(plan: Plan, until: str) -> list[Step]:
+    """The training steps after the training step `until`; ConfigError when `until` is not one."""
+    training = [step.id for step in plan.steps if step.run_dir is not None]
+    if until not in training:
+        raise ConfigError(f"--until {until!r} is not a training step of profile {plan.profile}; "
+                          f"its training steps are {', '.join(training) or 'none'}")
+    return [step for step in plan.steps[[s.id for s in plan.steps].index(until) + 1:] if step.run_dir is not None]
+
+
 def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = None,
               data_dir: str | Path | None = None, runs_root: str | Path | None = None,
               out_dir: str | Path | None = None, log: Callable[[str], None] = print, figures_only: bool = False,
-              stream: TextIO | None = None) -> Path:
+              stream: TextIO | None = None, until: str | None = None) -> Path:
     """Run every step of `profile` and publish its notebooks, figures, tables, data, manifest and gallery.
 
     `force` retrains every training step even when its cached run is finished. `figures_only`
     runs only the steps that train nothing (figures and tables from `<out_dir>/data/`); there a
-    figure whose data is missing is listed, not an error. Before running, the plan is logged with
-    estimates from the last run's manifest; each step's notebook output goes to `stream` (None:
-    not shown). Returns the path of the written manifest.json. Raises ConfigError before running
-    anything when the profile is invalid, and PipelineError when a notebook fails or misses an output.
+    figure whose data is missing is listed, not an error. `until` (a training step's id) runs the training
+    steps up to it and none after, then every step that trains nothing: a long profile published in parts.
+    Before running, the plan is logged with estimates from the last run's manifest; each step's notebook
+    output goes to `stream` (None: not shown). Returns the path of the written manifest.json. Raises
+    ConfigError before running anything when the profile is invalid, and PipelineError when a notebook fails
+    or misses an output.
     """
     if figures_only and force:
         raise ConfigError("--figures-only trains nothing, so --force has nothing to retrain; drop one of them")
+    if figures_only and until:
+        raise ConfigError("--figures-only runs no training step, so --until has nothing to stop; drop one of them")
     plan = make_plan(profile, spec_path, data_dir, runs_root, out_dir)
     old, previous = previous_records(plan.out_dir)
     actions = {step.id: step_action(step, force, figures_only) for step in plan.steps}
+    actions.update({step.id: KEPT for step in (_steps_after(plan, until) if until else [])})
     estimates = {step.id: estimate(step, actions[step.id], previous) for step in plan.steps}
     for line in plan_lines(plan, actions, estimates):
         log(line)
@@ -189,8 +203,8 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     with launcher_environment(plan.launcher):
         records = _run_steps(run, previous)
     wall = round(time.perf_counter() - clock, 1)
-    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only)
-    write_gallery(plan, staging, records, figures_only)
+    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only, until)
+    write_gallery(plan, staging, records, figures_only, until)
     publish(staging, plan.out_dir, carried)
     log(f"reports written to {display_path(plan.out_dir, plan.root)} in {duration(wall)}")
     for line in _pending_lines(plan, records):
