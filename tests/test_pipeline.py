@@ -459,6 +459,12 @@ def test_the_repository_spec_is_valid_and_matches_the_documented_runs():
         assert (config.pruning.k, config.pruning.keep_target, config.hard_ratio) == (0.5, 0.6, 0.67)
     assert full["wmt16-general-dtp-k0.5"].config.pruning.gamma == 0.0
     assert full["wmt16-ts-dtp-k0.5"].config.pruning.gamma == 0.5
+    compare_mt = make_plan("compare-mt", REPO / "pipeline.yaml").steps
+    assert all(step.config_hash == full[step.id].config_hash for step in compare_mt if step.config is not None)
+    assert {"mt-comparison", "heatmaps"} <= {step.id for step in compare_mt}
+    for profile in ("quick", "full"):
+        steps = {step.id: step for step in make_plan(profile, REPO / "pipeline.yaml").steps}
+        assert steps["llm-prefill"].figures_only_parameters == {"measure": False} and "mt-comparison" in steps
 
 
 def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
@@ -473,7 +479,7 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                                          "hypotheses_dir",
                                          "progress"},
                 "07_llm_prefill.ipynb": {"model_id", "measure", "lengths", "few_shot", "passages", "speed_repeats",
-                                         "data_dir", "tables_dir", "figures_dir"},
+                                         "data_dir", "results_csv", "figures_dir"},
                 "08_llm_classify.ipynb": {"task", "model", "method", "k", "gamma", "init_from", "teacher", "keep_ramp",
                                           "hard_ratio", "run_dir", "data_dir", "evals", "results_csv", "progress"},
                 "09_translation_comparison.ipynb": {"results_csv", "hypotheses_dir", "data_dir", "figures_dir",
@@ -553,6 +559,24 @@ def test_a_failing_notebook_stops_the_pipeline_and_the_last_good_reports_stay(tm
     assert (figures / "curve.png").read_bytes() == b"last good png"
     assert not (tmp_path / "reports" / "manifest.json").exists()
     assert (tmp_path / "reports" / ".staging" / "figures" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_measuring_step_draws_from_data_alone_under_figures_only(tmp_path):
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    small_notebook(notebooks / "measure.ipynb",
+                   "from pathlib import Path\nPath(figures_dir, 'how.txt').write_text(message)")
+    step = {"id": "measure", "notebook": "measure.ipynb", "parameters": {"message": "measured"},
+            "figures_only_parameters": {"message": "drawn from data"}}
+    spec = write_spec(tmp_path, {"p": {"steps": [step]}}, notebooks)
+    reproduce("p", spec_path=spec, log=lambda line: None)
+    assert (tmp_path / "reports" / "figures" / "how.txt").read_text() == "measured"
+    reproduce("p", spec_path=spec, log=lambda line: None, figures_only=True)
+    assert (tmp_path / "reports" / "figures" / "how.txt").read_text() == "drawn from data"
+    bad = write_spec(tmp_path / "bad", {"p": {"steps": [{**step, "figures_only_parameters": {"measur": False}}]}},
+                     notebooks)
+    with pytest.raises(ConfigError, match=r"figures_only_parameters \['measur'\] are not parameters of measure.ipynb"):
+        make_plan("p", bad)
 
 
 def test_notebooks_started_in_notebooks_folder_find_the_repository_root(tmp_path):

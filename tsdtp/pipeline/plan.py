@@ -51,6 +51,7 @@ class Step:
     config: RunConfig | None = None
     config_hash: str | None = None
     run_dir: Path | None = None
+    figures_only_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ def _plan_step(profile: Profile, checked: StepSpec, earlier: list[Step]) -> Step
             step = _train_step(checked, earlier, profile, builder)
     except (TsdtpError, TypeError, ValueError) as exc:
         raise ConfigError(f"step {checked.id} ({checked.notebook.name}): {exc}") from exc
-    return dataclasses.replace(step, outputs=read_outputs(checked.id, checked.outputs))
+    return dataclasses.replace(step, outputs=read_outputs(checked.id, checked.outputs),
+                               figures_only_parameters=checked.figures_only_parameters)
 
 
 def _check_plain_parameters(parameters: dict[str, Any]) -> None:

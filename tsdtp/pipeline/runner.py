@@ -108,7 +108,8 @@ def _run_step(run: _Run, step: Step, number: int) -> dict[str, Any]:
     plan, action = run.plan, run.actions[step.id]
     executed = run.staging / "notebooks" / plan.executed_name(step)
     injected = _injected(run, step)
-    parameters = {**step.parameters, **{k: v for k, v in injected.items() if k in step.declared}}
+    parameters = {**step.parameters, **(step.figures_only_parameters if run.figures_only else {}),
+                  **{k: v for k, v in injected.items() if k in step.declared}}
     what = {TRAIN: " (training)", EVALUATE: " (cached run, evaluating)"}.get(action, "")
     run.log(f"[{number}/{len(plan.steps)}] {step.id}: {step.notebook.name}{what}")
     began = time.perf_counter()

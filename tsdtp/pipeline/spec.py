@@ -66,6 +66,7 @@ class StepSpec:
     parameters: dict[str, Any]
     defaulted: frozenset[str]
     outputs: Any
+    figures_only_parameters: dict[str, Any]
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -170,7 +171,12 @@ def read_step(profile: Profile, raw: Any, earlier_ids: set[str]) -> StepSpec:
     if reserved:
         raise ConfigError(f"step {step_id}: {sorted(reserved)} are filled in by the pipeline; remove them")
     applied = {key: value for key, value in profile.defaults.items() if key in declared and key not in given}
-    return StepSpec(step_id, notebook, declared, {**applied, **given}, frozenset(applied), raw.get("outputs"))
+    redraw = dict(raw.get("figures_only_parameters") or {})
+    if set(redraw) - declared:
+        raise ConfigError(f"step {step_id}: figures_only_parameters {sorted(set(redraw) - declared)} are not "
+                          f"parameters of {notebook.name}")
+    return StepSpec(step_id, notebook, declared, {**applied, **given}, frozenset(applied), raw.get("outputs"),
+                    redraw)
 
 
 def read_outputs(step_id: str, raw: Any) -> tuple[Output, ...]:
