@@ -488,6 +488,7 @@ selection_fraction = 0.0  # held-out part of the training data to choose setting
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"k": 1.0}]
 results_csv = None  # upsert one row per evaluation here
 results_batch_size = 16  # batch size of the evaluations
+speed_repeats = 0  # > 0: also time each evaluation against the dense forwards (length-sorted batches)
 threads = 1  # torch CPU threads (None: torch's default)
 force = False  # retrain even if the run exists
 traces_dir = None  # also copy each evaluation's keep traces here, compactly (reproduce: reports/data/traces)
@@ -523,7 +524,7 @@ if not curve.empty:
     display(learning_curve_plot(curve))
 curve.iloc[:: max(1, len(curve) // 10)]"""),
         ("code", """summary = experiments.evaluate_llm_settings(run_dir, evals, data_dir, results_csv,
-                                           results_batch_size, max_eval_samples)
+                                           results_batch_size, max_eval_samples, speed_repeats=speed_repeats)
 if traces_dir:
     stored_traces.store_traces(summary, traces_dir)
 if config.selection_fraction > 0:  # the held-out split settings are chosen on (no stored traces)

@@ -29,8 +29,8 @@ from tsdtp.hub import load_tokenizer
 from tsdtp.llm import classifier_teacher
 from tsdtp.llm.classifier_checkpoint import load_checkpoint
 from tsdtp.llm.classifier_config import LlmTrainConfig
-from tsdtp.llm.classifier_evaluate import evaluate_llm_run, llama_shape
-from tsdtp.llm.classifier_model import PrunedLlamaClassifier, sequence_classifier
+from tsdtp.llm.classifier_evaluate import evaluate_llm_run
+from tsdtp.llm.classifier_model import PrunedLlamaClassifier, llama_shape, sequence_classifier
 from tsdtp.llm.classifier_prompts import (
     PROMPTS,
     PromptFrame,
@@ -40,6 +40,7 @@ from tsdtp.llm.classifier_prompts import (
     label_token_ids,
     prepare_splits,
 )
+from tsdtp.llm.classifier_speed import classifier_speed
 from tsdtp.llm.classifier_train import train_llm, training_loss
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
@@ -174,6 +175,18 @@ def test_training_evaluation_and_checkpoints(tiny_llama: Path, tmp_path: Path):
     assert per_example.mean() == pytest.approx(pruned["accuracy"])
     alive = trace.groupby("layer")["kept"].sum() / trace.groupby("layer").size()
     assert alive.mean() == pytest.approx(pruned["keep_ratio"], abs=1e-4) and alive.min() < 1.0
+
+    timed = evaluate_llm_run(tmp_path / "run", results_csv=results, progress=False, speed_repeats=2,
+                             speed_samples=5)
+    speed = timed["speed"]
+    assert speed["speedup_baseline"] in ("hf_sorted", "engine_sorted") and speed["speed_prompts"] == 5
+    assert speed["realization"] == pytest.approx(speed["speedup"] * speed["flops_ratio"])
+    assert speed["flops_speedup"] == pytest.approx(1 / speed["flops_ratio"])
+    assert min(speed[f"{name}_seconds"] for name in ("hf_sorted", "engine_sorted", "pruned")) > 0
+    row = pd.read_csv(results).set_index("k").loc[0.0]
+    assert row["speedup"] == round(speed["speedup"], 3) and row["speedup_baseline"] == speed["speedup_baseline"]
+    with pytest.raises(ConfigError, match="at least one repeat and one prompt"):
+        classifier_speed(model, split, 4, tokenizer.pad_token_id, repeats=0)
 
 
 def test_an_llm_run_holds_out_a_selection_split_and_is_evaluated_on_it(tiny_llama: Path, unique_data: Path,

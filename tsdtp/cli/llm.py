@@ -39,6 +39,8 @@ def add_llm_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-eval-samples", type=at_least(1), default=None,
                           help="evaluate the first N examples (default: the run's own limit, else all)")
     evaluate.add_argument("--results", default=None, help="upsert the row into this results.csv")
+    evaluate.add_argument("--speed-repeats", type=at_least(0), default=0,
+                          help="> 0: also time the pruned forward against the dense ones (medians over repeats)")
     add_split_flag(evaluate)
     add_setting_flags(evaluate, PruningConfig, None)
 
@@ -52,7 +54,7 @@ def run_llm_command(args: argparse.Namespace) -> int:
         train_with_flags(train_llm, config, args)
     elif args.command == "llm-eval":
         record = evaluate_llm_run(args.run_dir, args.data_dir, pruning_flags, args.results, args.batch_size,
-                                  args.max_eval_samples, split=args.split)
+                                  args.max_eval_samples, split=args.split, speed_repeats=args.speed_repeats)
         print(strict_json({key: value for key, value in record.items() if key != "pruning"}))
     else:
         raise ValueError(f"not an LLM command: {args.command}")

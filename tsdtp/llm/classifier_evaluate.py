@@ -3,7 +3,8 @@ recorded in `eval/<name>.json`, its per-example keep trace in `eval/<name>.parqu
 the heatmap and paired-comparison notebooks read it) and, when asked, as a results.csv row.
 
 FLOPs count the Llama layer as it is: grouped-query key/value projections and the gated MLP's three matrices
-(`tsdtp.core.flops.EncoderShape`). Speed is not timed here yet: the row's speedup columns are empty (NaN).
+(`tsdtp.core.flops.EncoderShape`). With `speed_repeats` the pruned forward is timed against the dense ones
+(`tsdtp.llm.classifier_speed`); otherwise the row's speedup columns are empty (NaN).
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from tsdtp.core.flops import EncoderShape, method_flops
+from tsdtp.core.flops import method_flops
 from tsdtp.data_files import tag_of_label
 from tsdtp.errors import ConfigError
 from tsdtp.hub import short_model_name
 from tsdtp.llm.classifier_checkpoint import load_checkpoint
 from tsdtp.llm.classifier_config import LlmTrainConfig
-from tsdtp.llm.classifier_model import PrunedLlamaClassifier
+from tsdtp.llm.classifier_model import PrunedLlamaClassifier, llama_shape
 from tsdtp.llm.classifier_prompts import PromptSplit, collate, prepare_splits
+from tsdtp.llm.classifier_speed import classifier_speed
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import is_main
@@ -33,13 +35,6 @@ from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.keep_trace import trace_frame
 from tsdtp.runs.results import build_result_row, upsert_results
 from tsdtp.runs.run_dir import holding_evaluation_lock, read_metrics
-
-
-def llama_shape(model: PrunedLlamaClassifier) -> EncoderShape:
-    """The FLOPs-relevant sizes of the classifier: grouped-query keys and values, a three-matrix gated MLP."""
-    adapter = model.adapter
-    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, model.pruning.d_task,
-                        kv_hidden=adapter.num_kv_heads * adapter.head_dim, ffn_matrices=3)
 
 
 @torch.no_grad()
@@ -90,13 +85,15 @@ def model_label(config: LlmTrainConfig, train_examples: int | None) -> str:
 @holding_evaluation_lock
 def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides: dict[str, Any] | None = None,
                      results_csv: str | Path | None = None, batch_size: int = 16,
-                     max_eval_samples: int | None = None, progress: bool = True, split: str = "eval"
-                     ) -> dict[str, Any]:
+                     max_eval_samples: int | None = None, progress: bool = True, split: str = "eval",
+                     speed_repeats: int = 0, speed_samples: int = 256) -> dict[str, Any]:
     """Evaluate `run_dir`'s checkpoint, optionally under another method or k (`PruningConfig.with_overrides`).
 
     Writes `eval/<name>.json` and the keep trace `eval/<name>.parquet` into the run directory, and upserts a row
     into `results_csv` when given. `split="selection"` evaluates on the run's held-out selection split instead
-    (`tsdtp.runs.selection`): its own label and `<name>_selection` files.
+    (`tsdtp.runs.selection`): its own label and `<name>_selection` files. `speed_repeats > 0` also times the
+    first `speed_samples` prompts against the dense forwards (`tsdtp.llm.classifier_speed`) into `speed` and
+    the row's speedup columns.
     """
     run_dir = Path(run_dir)
     model, tokenizer, config = load_checkpoint(run_dir)
@@ -105,8 +102,11 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
     eval_config = dataclasses.replace(config, max_eval_samples=max_eval_samples or config.max_eval_samples)
     _, prompts, split_name = prepare_splits(eval_config, tokenizer, data_dir, include_train=False, split=split)
     result, traces = evaluate_classifier(model, prompts, batch_size, tokenizer.pad_token_id, progress, tokenizer)
+    speed = (classifier_speed(model, prompts, batch_size, tokenizer.pad_token_id, speed_repeats, speed_samples)
+             if speed_repeats > 0 else {})
+    speedup = float(speed.get("speedup", float("nan")))
     record = {"run_dir": str(run_dir), "task": config.task, "eval_split": split_name, "pruning": pruning.to_dict(),
-              "speedup": float("nan"), "batch_size": batch_size, "threads": torch.get_num_threads(),
+              "speedup": speedup, "speed": speed, "batch_size": batch_size, "threads": torch.get_num_threads(),
               **result}
     source = tag_of_label(split_name)
     if traces is not None:
@@ -117,7 +117,7 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
         upsert_results(results_csv, [build_result_row(
             task=config.task, model=model_label(config, train_examples), pruning=pruning, metric_name="accuracy",
             metric=100 * result["accuracy"], keep_ratio=result["keep_ratio"], flops_ratio=result["flops_ratio"],
-            speedup=float("nan"), batch_size=batch_size, threads=torch.get_num_threads(), n_eval=result["n_eval"],
+            speedup=speedup, batch_size=batch_size, threads=torch.get_num_threads(), n_eval=result["n_eval"],
             eval_split=split_name, scorer_overhead=result["scorer_overhead"], run_dir=str(run_dir),
-            seed=config.seed)])
+            speedups=speed, seed=config.seed)])
     return record

@@ -23,6 +23,7 @@ from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTr
 from tsdtp.adapters.llama import LlamaAdapter
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineOutput, run_layers
+from tsdtp.core.flops import EncoderShape
 from tsdtp.core.pruned_model import PrunedModel, special_token_ids
 from tsdtp.errors import ConfigError
 from tsdtp.hub import load_causal_lm
@@ -57,6 +58,13 @@ def add_lora(model: LlamaForSequenceClassification, config: LlmTrainConfig) -> N
                       target_modules=list(config.lora_targets))
     inject_adapter_in_model(lora, model.model)
     model.score.weight.requires_grad_(True)
+
+
+def llama_shape(model: PrunedLlamaClassifier) -> EncoderShape:
+    """The FLOPs-relevant sizes of the classifier: grouped-query keys and values, a three-matrix gated MLP."""
+    adapter = model.adapter
+    return EncoderShape(adapter.hidden_size, adapter.intermediate_size, adapter.num_layers, model.pruning.d_task,
+                        kv_hidden=adapter.num_kv_heads * adapter.head_dim, ffn_matrices=3)
 
 
 class PrunedLlamaClassifier(PrunedModel):

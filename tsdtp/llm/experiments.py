@@ -48,20 +48,20 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
 
 def evaluate_llm_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,
                           results_csv: str | Path | None = None, batch_size: int = 16,
-                          max_eval_samples: int | None = None, progress: bool = False, split: str = "eval"
-                          ) -> pd.DataFrame:
+                          max_eval_samples: int | None = None, progress: bool = False, split: str = "eval",
+                          speed_repeats: int = 0) -> pd.DataFrame:
     """Evaluate an LLM run under each override of `evals` (`PruningConfig.with_overrides`; `{}` is its own
     setting) on `split` (`eval`, or the held-out `selection` split), upserting each row into `results_csv`; one
-    summary row per evaluation."""
+    summary row per evaluation. `speed_repeats > 0` also times each against the dense forwards (`speedup`)."""
     rows = []
     for override in evals:
         record = evaluate_llm_run(run_dir, data_dir, override, results_csv, batch_size, max_eval_samples, progress,
-                                  split)
+                                  split, speed_repeats)
         pruning = PruningConfig.from_dict(record["pruning"])
         rows.append({"task": record["task"], "method": pruning.method, "k": pruning.k, "gamma": pruning.effective_gamma,
                      "schedule": schedule_label(pruning), "eval_split": record["eval_split"],
                      "accuracy": record["accuracy"], "keep_ratio": record["keep_ratio"],
-                     "flops_ratio": record["flops_ratio"], "n_eval": record["n_eval"],
+                     "flops_ratio": record["flops_ratio"], "speedup": record["speedup"], "n_eval": record["n_eval"],
                      "layer_keep": record["layer_keep"], "run_dir": str(run_dir)})
     return pd.DataFrame(rows)
 

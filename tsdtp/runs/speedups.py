@@ -18,7 +18,8 @@ the rule have no `speedup_baseline`: their `speedup` is against `hf` (the padded
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 DATASET_ORDER, SORTED_ORDER = "dataset", "length-sorted"
 ORDERS: tuple[str, ...] = (DATASET_ORDER, SORTED_ORDER)
@@ -67,3 +68,15 @@ def speedup_columns(method: Mapping[str, Sequence[float]], baselines: Mapping[st
     columns.update(speedup=statistics.median(best) if best else nan, speedup_min=min(best) if best else nan,
                    speedup_max=max(best) if best else nan, speedup_baseline=fastest if best else None)
     return columns
+
+
+def interleaved_times(passes: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each pass per repeat, the passes run in turn within every repeat (after `warmup` rounds)."""
+    times: dict[str, list[float]] = {name: [] for name in passes}
+    for round_ in range(warmup + repeats):
+        for name, run in passes.items():
+            started = time.perf_counter()
+            run()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - started)
+    return times

@@ -12,8 +12,7 @@ dense `generate()`.
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -21,7 +20,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.core.config import DENSE_METHOD
 from tsdtp.core.exits import TokenExit
 from tsdtp.core.flops import encoder_shape, method_flops
-from tsdtp.runs.speedups import SORTED_ORDER, speedup_columns
+from tsdtp.runs.speedups import SORTED_ORDER, interleaved_times, speedup_columns
 from tsdtp.translation.encoding import collate_sources
 from tsdtp.translation.evaluate import generation_budget, length_sorted
 from tsdtp.translation.model import PrunedTranslator
@@ -37,18 +36,6 @@ def sorted_batches(tokenizer: PreTrainedTokenizerBase, source_ids: Sequence[Sequ
         batches.append((collate_sources([source_ids[i] for i in indices], tokenizer.pad_token_id),
                         max(len(source_ids[i]) for i in indices)))
     return batches
-
-
-def interleaved_times(passes: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds of each pass per repeat, the passes run in turn within every repeat (after `warmup` rounds)."""
-    times: dict[str, list[float]] = {name: [] for name in passes}
-    for round_ in range(warmup + repeats):
-        for name, run in passes.items():
-            started = time.perf_counter()
-            run()
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - started)
-    return times
 
 
 @torch.inference_mode()
