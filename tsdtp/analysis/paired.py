@@ -7,7 +7,7 @@ examples, in the same order, for every method compared).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,17 +50,25 @@ def paired_bootstrap(first: np.ndarray, second: np.ndarray, level: float = 0.95,
     if first.shape[1] != second.shape[1] or first.shape[1] == 0:
         raise ValueError(f"paired correctness needs the same examples: got {first.shape[1]} and "
                          f"{second.shape[1]} example(s)")
+    low, high = bootstrap_interval(first, second, lambda rows: rows.mean(), level, resamples, seed)
+    return Interval(100 * (first.mean() - second.mean()), 100 * low, 100 * high, level)
+
+
+def bootstrap_interval(first: np.ndarray, second: np.ndarray, score: Callable[[np.ndarray], float],
+                       level: float, resamples: int, seed: int) -> tuple[float, float]:
+    """The percentile interval of `score(first) - score(second)` over paired resamples: per resample, the
+    examples (axis 1, the same for both) and each side's seeds (axis 0) are drawn with replacement."""
     rng = np.random.default_rng(seed)
     examples = first.shape[1]
     differences = np.empty(resamples)
     for index in range(resamples):
         chosen = rng.integers(0, examples, examples)
-        mine = first[rng.integers(0, len(first), len(first))][:, chosen].mean()
-        theirs = second[rng.integers(0, len(second), len(second))][:, chosen].mean()
+        mine = score(first[rng.integers(0, len(first), len(first))][:, chosen])
+        theirs = score(second[rng.integers(0, len(second), len(second))][:, chosen])
         differences[index] = mine - theirs
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(differences, [tail, 100 - tail])
-    return Interval(100 * (first.mean() - second.mean()), 100 * low, 100 * high, level)
+    return float(low), float(high)
 
 
 def interpolate_correct(xs: Sequence[float], correct: np.ndarray, x: float) -> np.ndarray | None:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
-from tsdtp.analysis.paired import Interval, interpolate_correct, mean_sd
+from tsdtp.analysis.paired import Interval, bootstrap_interval, interpolate_correct, mean_sd
 from tsdtp.core.config import DENSE_METHOD
 from tsdtp.errors import DataError
 from tsdtp.translation.compare import BOOTSTRAP_SEED, corpus_score, sentence_statistics
@@ -76,18 +76,10 @@ def matched_difference(metric: BLEU | CHRF, first: np.ndarray, second: np.ndarra
     if first.shape[1] != second.shape[1] or first.shape[1] == 0:
         raise DataError(f"a paired comparison needs the same test sentences: got {first.shape[1]} and "
                         f"{second.shape[1]}")
-    rng = np.random.default_rng(seed)
-    sentences = first.shape[1]
-    differences = np.empty(resamples)
-    for index in range(resamples):
-        chosen = rng.integers(0, sentences, sentences)
-        mine = first[rng.integers(0, len(first), len(first))][:, chosen]
-        theirs = second[rng.integers(0, len(second), len(second))][:, chosen]
-        differences[index] = seed_scores(metric, mine).mean() - seed_scores(metric, theirs).mean()
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(differences, [tail, 100 - tail])
+    low, high = bootstrap_interval(first, second, lambda per_seed: seed_scores(metric, per_seed).mean(), level,
+                                   resamples, seed)
     difference = seed_scores(metric, first).mean() - seed_scores(metric, second).mean()
-    return Interval(float(difference), float(low), float(high), level)
+    return Interval(float(difference), low, high, level)
 
 
 def compare_matched(curves: dict[str, list[Curve]], pairs: Sequence[tuple[str, str]], points: Sequence[float],
