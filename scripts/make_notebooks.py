@@ -425,7 +425,7 @@ from tsdtp.analysis import frames, plots, stored_traces
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs import cache
 from tsdtp.translation.experiments import evaluate_translation_settings, translation_config
-from tsdtp.translation.stored_hypotheses import store_hypotheses
+from tsdtp.analysis.stored_hypotheses import store_hypotheses
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 if threads:
@@ -541,11 +541,11 @@ Reads the translation rows (`translation.csv` beside `results_csv`) and the stor
 results variant (exit mode, pruning layers, distillation), e.g. TS-DTP with early exit after layers 1-4.
 Each system's curve per seed is its settings over k; at each matched encoder FLOPs ratio every sentence's
 sacreBLEU statistics are interpolated along the curve, and each pair's BLEU and chrF difference gets a
-paired bootstrap 95% interval over sentences and seeds (`tsdtp.translation.matched`). The dense system
-is read as it is at every point. A curve that does not reach a point gives no value there (no
+paired bootstrap 95% interval over sentences and seeds (`tsdtp.analysis.translation_matched`). The
+dense system is read as it is at every point. A curve that does not reach a point gives no value there (no
 extrapolation)."""),
         ("parameters", """results_csv = "reports/data/results.csv"  # translation.csv beside it holds the rows
-hypotheses_dir = "reports/data/hypotheses"  # the stored translations (tsdtp.translation.stored_hypotheses)
+hypotheses_dir = "reports/data/hypotheses"  # the stored translations (tsdtp.analysis.stored_hypotheses)
 data_dir = None  # the test set's references: $TSDTP_DATA_DIR, else the hub
 figures_dir = "reports/figures"
 tables_dir = "reports/tables"
@@ -571,13 +571,13 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tsdtp.analysis import frames, paired, plots
+from tsdtp.analysis import frames, paired, plots, translation_plots
+from tsdtp.analysis import translation_matched as matched
 from tsdtp.analysis.pending import mark_pending
+from tsdtp.analysis.stored_hypotheses import missing_hypotheses
 from tsdtp.pipeline.spec import project_root
-from tsdtp.translation import comparison_plots, matched
 from tsdtp.translation.data import load_corpus
 from tsdtp.translation.report import TRANSLATION_TABLE
-from tsdtp.translation.stored_hypotheses import missing_hypotheses
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 corpus = load_corpus(split, data_dir)
@@ -610,7 +610,7 @@ else:
                                 [tuple(pair) for pair in pairs], flops_points, name, resamples)
         for name, metric in matched.METRICS.items()], ignore_index=True)
     frames.write_table(comparison.round(3), "mt_comparison", tables_dir)
-    fig = comparison_plots.matched_plot(summary, comparison)
+    fig = translation_plots.matched_plot(summary, comparison)
     plots.save_figure(fig, "mt_matched", figures_dir)
     display(fig)
 comparison"""),

@@ -7,10 +7,16 @@ import pandas as pd
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
+from tsdtp.analysis.stored_hypotheses import load_hypotheses, store_hypotheses, stored_hypotheses_path
+from tsdtp.analysis.translation_matched import (
+    Curve,
+    compare_matched,
+    matched_difference,
+    read_system_rows,
+    system_curves,
+)
 from tsdtp.errors import DataError
 from tsdtp.translation.compare import corpus_score, sentence_statistics
-from tsdtp.translation.matched import Curve, compare_matched, matched_difference, read_system_rows, system_curves
-from tsdtp.translation.stored_hypotheses import load_hypotheses, store_hypotheses, stored_hypotheses_path
 
 REFERENCES = ["ein Hund läuft über die Wiese", "zwei Männer spielen Fußball im Park", "eine Frau liest ein Buch",
               "ein Kind springt ins Wasser", "Leute sitzen vor einem Café"]

@@ -50,7 +50,7 @@ TRACES_FOLDER = "traces"
 """The stored keep traces in the data folder, one subfolder per run (`tsdtp.analysis.stored_traces`)."""
 
 HYPOTHESES_FOLDER = "hypotheses"
-"""The stored translations in the data folder, one subfolder per run (`tsdtp.translation.stored_hypotheses`)."""
+"""The stored translations in the data folder, one subfolder per run (`tsdtp.analysis.stored_hypotheses`)."""
 
 
 def forget_runs(staging: Path, run_dirs: set[str]) -> None:

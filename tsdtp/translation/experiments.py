@@ -51,7 +51,7 @@ def evaluate_translation_settings(run_dir: str | Path, evals: Iterable[dict[str,
 
     The rows carry `task`, `method`, `k`, the effective `gamma`, `run_dir` (for
     `tsdtp.analysis.frames.load_traces`) and the test set's name in `split` (for
-    `tsdtp.translation.stored_hypotheses.store_hypotheses`).
+    `tsdtp.analysis.stored_hypotheses.store_hypotheses`).
     """
     config = read_config(run_dir)
     rows = []

@@ -21,10 +21,10 @@ import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
 from tsdtp.analysis.paired import Interval, bootstrap_interval, interpolate_correct, mean_sd
+from tsdtp.analysis.stored_hypotheses import load_hypotheses
 from tsdtp.core.config import DENSE_METHOD
 from tsdtp.errors import DataError
 from tsdtp.translation.compare import BOOTSTRAP_SEED, corpus_score, sentence_statistics
-from tsdtp.translation.stored_hypotheses import load_hypotheses
 
 METRICS: dict[str, Callable[[], BLEU | CHRF]] = {"bleu": BLEU, "chrf": CHRF}
 """The corpus metrics compared, by results column name."""
@@ -131,5 +131,5 @@ def read_system_rows(translation: pd.DataFrame, systems: dict[str, tuple[str, st
 
 
 def hypotheses_reader(split: str, hypotheses_dir: str | Path) -> Callable[[pd.Series], list[str]]:
-    """A function reading a results row's stored translations of `split` (`tsdtp.translation.stored_hypotheses`)."""
+    """A function reading a results row's stored translations of `split` (`tsdtp.analysis.stored_hypotheses`)."""
     return lambda row: load_hypotheses(row, split, hypotheses_dir)

@@ -2,7 +2,7 @@
 
 An evaluation writes its hypotheses into its run directory (`eval/<name>.<split>.txt`), which is not
 committed. The translation notebook copies them beside the keep traces with `store_hypotheses`, so the
-paired comparisons of `tsdtp.translation.matched` are made again from `reports/data/` alone, as the
+paired comparisons of `tsdtp.analysis.translation_matched` are made again from `reports/data/` alone, as the
 classification comparison is from the stored traces.
 """
 
