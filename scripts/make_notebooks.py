@@ -120,7 +120,7 @@ import os
 
 from IPython.display import Markdown, display
 
-from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis import choose, frames, plots, stored_traces
 from tsdtp.analysis.pending import mark_pending
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
@@ -128,7 +128,7 @@ from tsdtp.runs.results import read_results
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = read_results(results_csv)
 shown = results["task"].isin(tasks) & ((results["task"] != "wmt16") | (results["eval_split"] == translation_split))
-chosen = frames.select_settings(frames.runs_shown(results[shown], seed, variants), k)
+chosen = frames.select_settings(choose.runs_shown(results[shown], seed, variants), k)
 traces, why = stored_traces.traces_or_reason(chosen, traces_dir, ", ".join(tasks))
 chosen[["task", "method", "k", "metric", "keep_ratio", "flops_ratio", "run_dir"]]"""),
         ("code", """for task in tasks:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tsdtp.analysis import frames, plots, stored_traces
+from tsdtp.analysis import choose, frames, plots, stored_traces
 from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.analysis.pending import mark_pending, read_pending
 from tsdtp.analysis.token_kinds import token_kinds, whole_words
@@ -97,10 +97,10 @@ def result_row(method: str, k: float, metric: float, flops: float, speedup: floa
 def test_the_runs_shown_are_one_seed_and_the_variant_named_per_task():
     results = pd.DataFrame({"task": ["sst2", "sst2", "wmt16", "wmt16", "wmt16"], "seed": [0, 1, 0, 0, np.nan],
                             "variant": [np.nan, np.nan, "exit after 1,2,3,4; kd 0.5", "exit after 1; kd 0.5", ""]})
-    shown = frames.runs_shown(results, 0, {"wmt16": "exit after 1,2,3,4; kd 0.5"})
+    shown = choose.runs_shown(results, 0, {"wmt16": "exit after 1,2,3,4; kd 0.5"})
     assert shown.index.tolist() == [0, 2]
-    assert frames.runs_shown(results, None, {"wmt16": ""}).index.tolist() == [0, 1, 4]
-    assert frames.runs_shown(results).index.tolist() == [0, 2, 3, 4]
+    assert choose.runs_shown(results, None, {"wmt16": ""}).index.tolist() == [0, 1, 4]
+    assert choose.runs_shown(results).index.tolist() == [0, 2, 3, 4]
 
 
 def test_select_settings_realization_and_results_table(tmp_path):

@@ -275,7 +275,8 @@ def test_manifest_records_versions_data_checksums_parameters_and_wall_times(repr
         assert digest == hashlib.sha256((glue_dir / name).read_bytes()).hexdigest()
     steps = {s["id"]: s for s in manifest["steps"]}
     assert list(steps) == ["sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "qnli-none", "wmt16-none",
-                           "wmt16-ts-dtp", "wmt16-general-dtp", "heatmaps", "efficiency", "results", "comparison"]
+                           "wmt16-ts-dtp", "wmt16-general-dtp", "heatmaps", "efficiency", "results", "comparison",
+                           "mt-comparison"]
     assert all(s["wall_s"] > 0 for s in steps.values())
     assert steps["sst2-ts-dtp"]["parameters"]["init_from"] == steps["sst2-none"]["run_dir"]
     assert steps["wmt16-ts-dtp"]["parameters"]["init_from"] == steps["wmt16-none"]["run_dir"]

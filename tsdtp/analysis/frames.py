@@ -67,20 +67,6 @@ def _split_by(frame: pd.DataFrame, column: str, title: str) -> list[tuple[str, p
     return [(f"{title}: {value}", frame[frame[column] == value]) for value in values]
 
 
-def runs_shown(results: pd.DataFrame, seed: int | None = 0, variants: dict[str, str] | None = None) -> pd.DataFrame:
-    """The rows of one `seed` (None: every seed; a row without a seed counts as seed 0) and, for each task named in
-    `variants`, of that results variant only (a row without one has the empty variant), e.g.
-    `{"wmt16": "exit after 1,2,3,4; kd 0.5"}` so that other exit modes and gates of the same method are not shown."""
-    shown = pd.Series(True, index=results.index)
-    if seed is not None and "seed" in results.columns:
-        shown &= results["seed"].fillna(0).astype(int) == seed
-    column = results["variant"].astype(object).fillna("") if "variant" in results.columns else pd.Series(
-        "", index=results.index, dtype=object)
-    for task, variant in (variants or {}).items():
-        shown &= (results["task"] != task) | (column == variant)
-    return results[shown]
-
-
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
     """One row per task, model and method: the setting whose k is closest to `k` (dense, top-k and random have one)."""
     if results.empty:
