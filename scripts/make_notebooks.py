@@ -110,7 +110,7 @@ tasks = ["sst2", "qnli"]
 methods = ["ts-dtp", "general-dtp"]  # shown side by side in the heatmaps
 k = 0.5
 seed = 0  # the runs of this seed (None: every seed)
-variants = {}  # task -> the results variant shown, e.g. {"wmt16": "exit after 1,2,3,4; kd 0.5"} (missing: any)
+variants = {}  # task -> the results variant shown, e.g. {"wmt16": "exit after 1,2,3,4,5; kd 0.5"} (missing: any)
 n_examples = 3
 max_tokens = {"sst2": 20, "qnli": 40, "wmt16": 20}  # longest example shown, per task
 examples = {}  # task -> example indices to show; missing: chosen by analysis.pick_examples
@@ -551,11 +551,11 @@ figures_dir = "reports/figures"
 tables_dir = "reports/tables"
 split = "multi30k-test2016"  # the test set compared
 systems = {  # name -> [method, results variant] (variant None: the method's only one)
-    "TS-DTP": ["ts-dtp", "exit after 1,2,3,4; kd 0.5"],
-    "General DTP": ["general-dtp", "exit after 1,2,3,4; kd 0.5"],
+    "TS-DTP": ["ts-dtp", "exit after 1,2,3,4,5; kd 0.5"],
+    "General DTP": ["general-dtp", "exit after 1,2,3,4,5; kd 0.5"],
     "dense": ["none", ""],
-    "TS-DTP, delete": ["ts-dtp", "delete after 1,2,3,4; kd 0.5"],
-    "TS-DTP, merge": ["ts-dtp", "merge after 1,2,3,4; kd 0.5"],
+    "TS-DTP, delete": ["ts-dtp", "delete after 1,2,3,4,5; kd 0.5"],
+    "TS-DTP, merge": ["ts-dtp", "merge after 1,2,3,4,5; kd 0.5"],
     "TS-DTP, gate after layer 2": ["ts-dtp", "exit after 1; kd 0.5"],
     "TS-DTP, gate after layer 3": ["ts-dtp", "exit after 2; kd 0.5"],
 }

@@ -97,7 +97,7 @@ def test_a_curve_needs_every_translation_of_the_test_set():
 
 
 def test_system_rows_are_picked_by_method_and_variant_and_an_ambiguous_system_is_refused():
-    rows = pd.DataFrame([row("ts-dtp", 0.5, 0.6, variant="exit after 1,2,3,4; kd 0.5"),
+    rows = pd.DataFrame([row("ts-dtp", 0.5, 0.6, variant="exit after 1,2,3,4,5; kd 0.5"),
                          row("ts-dtp", 0.5, 0.6, variant="exit after 1; kd 0.5"), row("none", 1.0, 1.0)])
     label = rows["eval_split"].iloc[0]
     found = read_system_rows(rows, {"gate": ("ts-dtp", "exit after 1; kd 0.5"), "dense": ("none", "")}, label)

@@ -26,7 +26,7 @@ from tsdtp.runs.cache import ensure_trained, run_finished
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 from tsdtp.translation.checkpoint import load_translator
-from tsdtp.translation.config import MTConfig
+from tsdtp.translation.config import MTConfig, translation_pruning
 from tsdtp.translation.data import ParallelCorpus, load_corpus
 from tsdtp.translation.distill import Teacher
 from tsdtp.translation.encoding import (
@@ -380,9 +380,10 @@ def test_a_finished_translation_run_is_not_rerun_on_other_data(dense_run, wmt_di
 
 
 def test_the_variant_names_the_resolved_pruning_layers_and_distillation():
-    pruning = PruningConfig(method="ts-dtp", k=0.5, exit_mode="exit")
+    pruning = translation_pruning(PruningConfig(method="ts-dtp", k=0.5, exit_mode="exit"), 6)
     config = MTConfig(pruning=pruning, distill_weight=0.5, init_from="runs/dense")
-    assert run_variant(config, pruning) == "exit after 1,2,3,4; kd 0.5"
+    assert run_variant(config, pruning) == "exit after 1,2,3,4,5; kd 0.5"
+    assert run_variant(config, PruningConfig(method="ts-dtp")) == "delete after 1,2,3,4; trained exit; kd 0.5"
     gate = pruning.with_overrides({"prune_layers": (2,)})
     assert run_variant(config, gate) == "exit after 2; kd 0.5"
     assert run_variant(config, gate.with_overrides({"exit_mode": "delete"})) == "delete after 2; trained exit; kd 0.5"

@@ -111,7 +111,7 @@ def pareto_front(xs: Sequence[float], ys: Sequence[float], higher_x_is_better: b
 def runs_shown(results: pd.DataFrame, seed: int | None = 0, variants: dict[str, str] | None = None) -> pd.DataFrame:
     """The rows of one `seed` (None: every seed; a row without a seed counts as seed 0) and, for each task named in
     `variants`, of that results variant only (a row without one has the empty variant), e.g.
-    `{"wmt16": "exit after 1,2,3,4; kd 0.5"}` so that other exit modes and gates of the same method are not shown."""
+    `{"wmt16": "exit after 1,2,3,4,5; kd 0.5"}` so that other exit modes and gates of the same method are not shown."""
     shown = pd.Series(True, index=results.index)
     if seed is not None and "seed" in results.columns:
         shown &= results["seed"].fillna(0).astype(int) == seed

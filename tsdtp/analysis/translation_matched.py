@@ -115,7 +115,7 @@ def _stacked_at(curves: Sequence[Curve], point: float) -> np.ndarray | None:
 def read_system_rows(translation: pd.DataFrame, systems: dict[str, tuple[str, str | None]], eval_split: str
                      ) -> dict[str, pd.DataFrame]:
     """Each system's rows of translation.csv on one test set (by its `eval_split` label): a system is a
-    (method, variant) pair, e.g. `("ts-dtp", "exit after 1,2,3,4; kd 0.5")`; the dense system is `("none", "")`.
+    (method, variant) pair, e.g. `("ts-dtp", "exit after 1,2,3,4,5; kd 0.5")`; the dense system is `("none", "")`.
     A variant of None takes the method's only variant; DataError when it has several."""
     on_split = translation[translation["eval_split"] == eval_split]
     variants = (on_split["variant"].astype(object).fillna("") if "variant" in on_split

@@ -142,9 +142,9 @@ def translation_rows(record: dict[str, Any], config: MTConfig) -> list[dict[str,
 
 def run_variant(config: MTConfig, pruning: PruningConfig) -> str:
     """What tells this evaluation apart from others of the same method, k, gamma and keep target (results.csv's
-    `variant`): the exit mode and the 0-based pruning layers of a pruning method (resolved, so the default reads
-    `exit after 1,2,3,4` for six layers), the trained exit mode when evaluated under another, and distillation;
-    the seed has its own column. Empty for a dense run."""
+    `variant`): the exit mode and the 0-based pruning layers of a pruning method (resolved: a translation run's
+    default reads `exit after 1,2,3,4,5` for six layers, `translation_pruning`), the trained exit mode when
+    evaluated under another, and distillation; the seed has its own column. Empty for a dense run."""
     parts = []
     if pruning.prunes:
         layers = pruning.resolved_prune_layers(config.encoder_layers)
