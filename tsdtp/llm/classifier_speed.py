@@ -48,9 +48,11 @@ def classifier_speed(model: PrunedLlamaClassifier, split: PromptSplit, batch_siz
 
     def engine(pruning_on: bool) -> None:
         model.pruning = pruned if pruning_on else dense
-        for batch in batches:
-            model(batch)
-        model.pruning = pruned
+        try:
+            for batch in batches:
+                model(batch)
+        finally:
+            model.pruning = pruned
 
     def library() -> None:
         for batch in batches:

@@ -55,9 +55,8 @@ HYPOTHESES_FOLDER = "hypotheses"
 
 def forget_runs(staging: Path, run_dirs: set[str]) -> None:
     """Drop the staged rows, stored traces and translations of `run_dirs` (as the tables write them), which this
-    reproduce
-    evaluates again: their evaluations then stand as this run wrote them, and none is left from an earlier
-    run with other settings or another thread count."""
+    reproduce evaluates again: their evaluations then stand as this run wrote them, and none is left from an
+    earlier run with other settings or another thread count."""
     data = staging / DATA_FOLDER
     for name in RUN_TABLES:
         path = data / name
