@@ -193,8 +193,58 @@ def test_until_runs_the_training_steps_up_to_one_then_every_step_that_trains_not
     with pytest.raises(ConfigError, match="'heatmaps' is not a training step of profile tiny; its training steps are "
                                           "sst2-none, sst2-ts-dtp,"):
         reproduce("tiny", spec_path=clone, until="heatmaps", log=lambda line: None)
-    with pytest.raises(ConfigError, match="--until has nothing to stop"):
+    with pytest.raises(ConfigError, match="--until sst2-none has nothing to bound"):
         reproduce("tiny", spec_path=clone, until="sst2-none", figures_only=True, log=lambda line: None)
+
+
+def test_a_window_runs_the_training_steps_inside_it_and_drops_the_results_of_runs_whose_settings_changed(
+        reproduced, tmp_path):
+    root, spec, manifest, _ = reproduced
+    clone = clone_reports(root, spec, tmp_path / "clone")
+    (tmp_path / "clone" / "runs").symlink_to(root / "runs")
+    data = tmp_path / "clone" / "reports" / "data"
+    results = pd.read_csv(data / "results.csv")
+    stale = results.iloc[:1].assign(run_dir="runs/sst2-general-dtp-000000000000")
+    elsewhere = results.iloc[:1].assign(run_dir="elsewhere/sst2-none-111111111111", model="another model")
+    pd.concat([results, stale, elsewhere]).to_csv(data / "results.csv", index=False)
+    (data / "traces" / "sst2-general-dtp-000000000000").mkdir()
+    (data / "traces" / "sst2-general-dtp-000000000000" / "general-dtp_k0.5_g0.parquet").write_bytes(b"stale")
+    last = json.loads((data.parent / "manifest.json").read_text())
+    last["steps"] = [{**s, "run_dir": "runs/sst2-general-dtp-000000000000"} if s["id"] == "sst2-general-dtp" else s
+                     for s in last["steps"]]
+    (data.parent / "manifest.json").write_text(json.dumps(last))
+    lines: list[str] = []
+    again = json.loads(reproduce("tiny", spec_path=clone, log=lines.append, start="qnli-none",
+                                 until="wmt16-none").read_text())
+    steps = {s["id"]: s for s in again["steps"]}
+    assert [steps[i]["action"] for i in ("qnli-none", "wmt16-none", "heatmaps")] == ["evaluate", "evaluate", "run"]
+    kept = ("sst2-none", "sst2-ts-dtp", "sst2-general-dtp", "wmt16-ts-dtp", "wmt16-general-dtp")
+    assert all(steps[i]["kept"] for i in kept) and "5 training step(s) not run" in "\n".join(lines)
+    assert again["command"] == "tsdtp reproduce --profile tiny --from qnli-none --until wmt16-none"
+    assert (again["from"], again["until"]) == ("qnli-none", "wmt16-none")
+    assert "ran the training steps from `qnli-none` and up to `wmt16-none`; the others" in (
+        tmp_path / "clone" / "reports" / "README.md").read_text()
+    published = pd.read_csv(data / "results.csv")
+    assert "runs/sst2-general-dtp-000000000000" not in set(published["run_dir"])
+    assert "elsewhere/sst2-none-111111111111" in set(published["run_dir"]), "rows no reproduce made are left alone"
+    assert not (data / "traces" / "sst2-general-dtp-000000000000").exists()
+    assert any("1 run(s) that the last reproduce made for steps whose settings have changed since: "
+               "runs/sst2-general-dtp-000000000000" in line for line in lines)
+    before = {s["id"]: s["run_dir"] for s in manifest["steps"]}
+    assert (published["run_dir"] == before["sst2-ts-dtp"]).sum() == (results["run_dir"] == before["sst2-ts-dtp"]).sum()
+
+
+def test_a_window_is_checked_before_anything_runs(reproduced, tmp_path):
+    root, spec, _, _ = reproduced
+    clone = clone_reports(root, spec, tmp_path / "clone")
+    with pytest.raises(ConfigError, match="step wmt16-ts-dtp needs the run of wmt16-none \\(init_from\\), which is "
+                                          "not in the run cache runs; start earlier: --from wmt16-none"):
+        reproduce("tiny", spec_path=clone, start="wmt16-ts-dtp", log=lambda line: None)
+    with pytest.raises(ConfigError, match="--from 'wmt16-none' comes after --until 'sst2-none'"):
+        reproduce("tiny", spec_path=clone, start="wmt16-none", until="sst2-none", log=lambda line: None)
+    with pytest.raises(ConfigError, match="--from 'results' is not a training step of profile tiny"):
+        reproduce("tiny", spec_path=clone, start="results", log=lambda line: None)
+    assert not (tmp_path / "clone" / "reports" / ".staging").exists()
 
 
 def test_a_figure_without_its_data_is_listed_and_the_others_are_drawn(reproduced, tmp_path):

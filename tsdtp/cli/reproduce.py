@@ -19,6 +19,9 @@ def add_reproduce_command(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser.add_argument("--until", default=None, metavar="STEP",
                         help="run the training steps up to this one (its id) and none after, then every step that "
                              "trains nothing, and publish: a long profile in parts")
+    parser.add_argument("--from", dest="start", default=None, metavar="STEP",
+                        help="run the training steps from this one (its id) on; the earlier ones keep their "
+                             "published results (their runs must be cached where later steps start from them)")
     parser.add_argument("--spec", default=SPEC_FILE, help=f"the pipeline spec (default ./{SPEC_FILE})")
     parser.add_argument("--data-dir", default=None, help="GLUE-layout folder (default: $TSDTP_DATA_DIR, else hub)")
     parser.add_argument("--runs-root", default=None, help="the run cache (default: runs/ beside the spec)")
@@ -35,5 +38,5 @@ def reproduce_command(args: argparse.Namespace) -> int:
             print(f"adopted {step_id}: {path}", file=sys.stderr)
     reproduce(args.profile, args.force, args.spec, args.data_dir, args.runs_root, args.out_dir,
               log=lambda line: print(line, file=sys.stderr, flush=True), figures_only=args.figures_only,
-              stream=sys.stderr, until=args.until)
+              stream=sys.stderr, until=args.until, start=args.start)
     return 0

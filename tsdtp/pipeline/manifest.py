@@ -17,6 +17,7 @@ from tsdtp import glue_tasks
 from tsdtp.data_files import file_sha256
 from tsdtp.glue_tasks import get_task
 from tsdtp.pipeline.plan import Plan, display_path
+from tsdtp.pipeline.window import window_flags
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.translation import data as translation_data
 from tsdtp.translation.config import MTConfig
@@ -71,20 +72,20 @@ def _task_files(task: str, plan: Plan, data_dir: Path) -> list[Path]:
 
 
 def write_manifest(path: Path, plan: Plan, force: bool, started: datetime, wall_s: float, data: dict[str, Any],
-                   steps: list[dict[str, Any]], figures_only: bool = False, until: str | None = None
-                   ) -> dict[str, Any]:
+                   steps: list[dict[str, Any]], figures_only: bool = False, until: str | None = None,
+                   start: str | None = None) -> dict[str, Any]:
     """Write `manifest.json` for a run of `plan` (`data`: `data_checksums`, `steps`: one record each); returns it.
 
     With `figures_only` the training steps' records (marked `kept`) and `data` are those of the
-    last run that trained, which made the reports' data the figures were drawn from; with `until` those of the
-    training steps after that one.
+    last run that trained, which made the reports' data the figures were drawn from; with `start` and `until`
+    those of the training steps outside that window (`tsdtp.pipeline.window`).
     """
     flags = ((" --force" if force else "") + (" --figures-only" if figures_only else "")
-             + (f" --until {until}" if until else ""))
+             + window_flags(start, until))
     manifest = {
         "profile": plan.profile, "description": plan.description,
         "command": f"tsdtp reproduce --profile {plan.profile}{flags}", "figures_only": figures_only,
-        "until": until,
+        "from": start, "until": until,
         "spec": plan.spec_path.name, "spec_sha256": file_sha256(plan.spec_path),
         "started": started.isoformat(timespec="seconds"), "wall_s": wall_s,
         "git": git_state(plan.root), "platform": platform.platform(), "packages": package_versions(),

@@ -53,6 +53,7 @@ from tsdtp.pipeline.staging import (
     stage,
     take_pending,
 )
+from tsdtp.pipeline.window import check_parents_cached, outside_window, window_flags
 from tsdtp.runs.cache import adopt_run, config_hash, read_run_config, run_finished
 from tsdtp.runs.launch import launcher_environment
 
@@ -158,25 +159,25 @@ def _pending_lines(plan: Plan, records: list[dict[str, Any]]) -> list[str]:
     return [header] + [f"  {name}: {reason}" for name, reason in pending]
 
 
-def _steps_after(plan: Plan, until: str) -> list[Step]:
-    """The training steps after the training step `until`; ConfigError when `until` is not one."""
-    training = [step.id for step in plan.steps if step.run_dir is not None]
-    if until not in training:
-        raise ConfigError(f"--until {until!r} is not a training step of profile {plan.profile}; "
-                          f"its training steps are {', '.join(training) or 'none'}")
-    return [step for step in plan.steps[[s.id for s in plan.steps].index(until) + 1:] if step.run_dir is not None]
+def _stale_runs(plan: Plan, previous: dict[str, dict[str, Any]]) -> set[str]:
+    """The runs the last reproduce recorded (`previous`) for steps of `plan` that now make another run."""
+    current = {step.id: display_path(step.run_dir, plan.root) for step in plan.steps if step.run_dir is not None}
+    return {record["run_dir"] for step_id, record in previous.items()
+            if record.get("run_dir") and step_id in current and record["run_dir"] != current[step_id]}
 
 
 def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = None,
               data_dir: str | Path | None = None, runs_root: str | Path | None = None,
               out_dir: str | Path | None = None, log: Callable[[str], None] = print, figures_only: bool = False,
-              stream: TextIO | None = None, until: str | None = None) -> Path:
+              stream: TextIO | None = None, until: str | None = None, start: str | None = None) -> Path:
     """Run every step of `profile` and publish its notebooks, figures, tables, data, manifest and gallery.
 
     `force` retrains every training step even when its cached run is finished. `figures_only`
     runs only the steps that train nothing (figures and tables from `<out_dir>/data/`); there a
-    figure whose data is missing is listed, not an error. `until` (a training step's id) runs the training
-    steps up to it and none after, then every step that trains nothing: a long profile published in parts.
+    figure whose data is missing is listed, not an error. `start` and `until` (training steps' ids) run the
+    training steps from `start` and up to `until` only, then every step that trains nothing: a long profile
+    published in parts (`tsdtp.pipeline.window`). A reproduce that trains drops the published rows, keep traces
+    and translations of the runs the last one made for steps whose settings have changed since.
     Before running, the plan is logged with estimates from the last run's manifest; each step's notebook
     output goes to `stream` (None: not shown). Returns the path of the written manifest.json. Raises
     ConfigError before running anything when the profile is invalid, and PipelineError when a notebook fails
@@ -184,12 +185,15 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     """
     if figures_only and force:
         raise ConfigError("--figures-only trains nothing, so --force has nothing to retrain; drop one of them")
-    if figures_only and until:
-        raise ConfigError("--figures-only runs no training step, so --until has nothing to stop; drop one of them")
+    if figures_only and (until or start):
+        raise ConfigError(f"--figures-only runs no training step, so{window_flags(start, until)} has nothing to "
+                          "bound; drop one of them")
     plan = make_plan(profile, spec_path, data_dir, runs_root, out_dir)
     old, previous = previous_records(plan.out_dir)
     actions = {step.id: step_action(step, force, figures_only) for step in plan.steps}
-    actions.update({step.id: KEPT for step in (_steps_after(plan, until) if until else [])})
+    actions.update({step.id: KEPT for step in outside_window(plan, start, until)})
+    check_parents_cached(plan, {i for i, a in actions.items() if a == KEPT},
+                         {i for i, a in actions.items() if a in (TRAIN, EVALUATE)})
     estimates = {step.id: estimate(step, actions[step.id], previous) for step in plan.steps}
     for line in plan_lines(plan, actions, estimates):
         log(line)
@@ -198,14 +202,18 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     data = old.get("data", {}) if figures_only else data_checksums(plan)
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     staging, carried = stage(plan.out_dir)
-    forget_runs(staging, {display_path(step.run_dir, plan.root) for step in plan.steps
-                          if step.run_dir is not None and actions[step.id] in (TRAIN, EVALUATE)})
+    stale = set() if figures_only else _stale_runs(plan, previous)
+    forget_runs(staging, stale | {display_path(step.run_dir, plan.root) for step in plan.steps
+                                  if step.run_dir is not None and actions[step.id] in (TRAIN, EVALUATE)})
+    if stale:
+        log(f"dropped the published results of {len(stale)} run(s) that the last reproduce made for steps whose "
+            f"settings have changed since: {', '.join(sorted(stale))}")
     run = _Run(plan, staging, force, figures_only, actions, estimates, log, stream)
     with launcher_environment(plan.launcher):
         records = _run_steps(run, previous)
     wall = round(time.perf_counter() - clock, 1)
-    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only, until)
-    write_gallery(plan, staging, records, figures_only, until)
+    write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only, until, start)
+    write_gallery(plan, staging, records, figures_only, until, start)
     publish(staging, plan.out_dir, carried)
     log(f"reports written to {display_path(plan.out_dir, plan.root)} in {duration(wall)}")
     for line in _pending_lines(plan, records):

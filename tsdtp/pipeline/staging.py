@@ -3,7 +3,8 @@
 The reports' data (`<out_dir>/data/`: results.csv, translation.csv, bench.csv, profile tables,
 the stored keep traces and translations) is copied in first, so the steps update it row by row and the
 figure notebooks read it; the rows and traces of the runs this reproduce evaluates again are dropped
-first (`forget_runs`). Every new or changed file is renamed into `<out_dir>/` at the end.
+first (`forget_runs`), and so are those of runs the last reproduce made for steps whose settings have changed.
+Every new or changed file is renamed into `<out_dir>/` at the end, and the data files dropped are deleted.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def take_pending(staging: Path) -> dict[str, str]:
 
 
 def publish(staging: Path, out_dir: Path, carried: dict[str, str]) -> None:
-    """Rename each new or changed staged file into `out_dir`, then remove the staging folder."""
+    """Rename each new or changed staged file into `out_dir`, delete the data files the run dropped (a carried
+    file no longer staged, and its folder when that is left empty), then remove the staging folder."""
+    dropped = sorted(relative for relative in carried if not (staging / relative).is_file())
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         relative = path.relative_to(staging).as_posix()
         if relative in carried and carried[relative] == file_sha256(path):
@@ -87,4 +90,10 @@ def publish(staging: Path, out_dir: Path, carried: dict[str, str]) -> None:
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
+    for relative in dropped:
+        (out_dir / relative).unlink(missing_ok=True)
+        folder = (out_dir / relative).parent
+        while folder != out_dir / DATA_FOLDER and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
     shutil.rmtree(staging)
