@@ -28,6 +28,8 @@ from tsdtp.translation.config import MTConfig
     ({"method": "ts-dtp", "k_offsets": (0.5, 11.0)}, r"k_offsets must hold values in \[-10, 10\]"),
     ({"method": "topk", "gamma": 0.0, "k_offsets": (0.5, 0.0)}, "topk has none"),
     ({"method": "reference-masking", "k_offsets": (0.5, 0.0)}, "reference-masking has none"),
+    ({"queries": "first"}, "queries"),
+    ({"method": "ts-dtp", "queries": "readout", "removal": "fuse"}, "queries 'readout' .* removal 'fuse'"),
 ])
 def test_out_of_range_pruning_settings_are_rejected(changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,6 +10,7 @@ from tsdtp.adapters.attention import biased_self_attention, query_chunk
 from tsdtp.classification.evaluate import predict_batch
 from tsdtp.core.config import K_MAX, PruningConfig
 from tsdtp.core.engine import EngineMode, run_layers, scored_layers
+from tsdtp.core.engine_common import readout_weight
 from tsdtp.core.flops import encoder_flops, encoder_shape
 from tsdtp.core.scoring import LayerRequest, attention_received
 from tsdtp.errors import ConfigError
@@ -32,9 +33,10 @@ def test_threshold_at_minus_infinity_prunes_nothing_and_matches_dense(model, bat
     assert torch.allclose(output.logits, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["ts-dtp", "general-dtp-posthoc", "topk", "random"])
-def test_gather_removal_equals_masking_the_same_tokens(model, batch, method):
-    model.pruning = PruningConfig(method=method, k=0.0, gamma=0.5 if method == "ts-dtp" else 0.0)
+@pytest.mark.parametrize(("method", "queries"), [("ts-dtp", "all"), ("general-dtp-posthoc", "all"), ("topk", "all"),
+                                                ("random", "all"), ("ts-dtp", "readout")])
+def test_gather_removal_equals_masking_the_same_tokens(model, batch, method, queries):
+    model.pruning = PruningConfig(method=method, k=0.0, gamma=0.5 if method == "ts-dtp" else 0.0, queries=queries)
     with torch.no_grad():
         output = model(batch, record_trace=True, generator=torch.Generator().manual_seed(1))
         trace = output.engine.keep_trace
@@ -106,8 +108,9 @@ def test_gradients_reach_the_task_specific_scorer(model, batch):
     assert all(p.grad is None for p in model.scorers[5].parameters())
 
 
-def test_straight_through_training_forward_equals_inference_and_still_trains_the_scorer(model, batch):
-    model.pruning = PruningConfig(method="ts-dtp", k=0.0)
+@pytest.mark.parametrize("queries", ["all", "readout"])
+def test_straight_through_training_forward_equals_inference_and_still_trains_the_scorer(model, batch, queries):
+    model.pruning = PruningConfig(method="ts-dtp", k=0.0, queries=queries)
     valid = batch["attention_mask"].bool()
     special = model.adapter.special_mask(batch["input_ids"])
     with torch.no_grad():
@@ -125,6 +128,22 @@ def test_straight_through_training_forward_equals_inference_and_still_trains_the
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.scorers[0].parameters())
     model.zero_grad(set_to_none=True)
+
+
+def test_readout_queries_score_each_token_by_the_attention_cls_pays_it(model, batch):
+    bert = model.adapter.model
+    valid = batch["attention_mask"].bool()
+    bias = torch.where(valid, 0.0, torch.finfo(torch.float32).min)
+    bert.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            attentions = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              token_type_ids=batch["token_type_ids"], output_attentions=True).attentions[0]
+            request = LayerRequest(bias, True, readout_weight(model.adapter, valid))
+            _, received = model.adapter.layer(0, model.adapter.embed(batch), request)
+    finally:
+        bert.set_attn_implementation("sdpa")
+    torch.testing.assert_close(received[valid], attentions[:, :, 0].mean(dim=1)[valid])
 
 
 def test_general_dtp_ignores_the_scorer(model, batch):

@@ -15,6 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassifi
 from tsdtp.adapters.llama import LlamaAdapter, causal_attention_received, last_valid_token
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.engine import EngineMode, EngineOutput, run_layers
+from tsdtp.core.engine_common import readout_weight
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.scoring import LayerRequest, TaskScorer, attention_received
 from tsdtp.gguf_models import DEFAULT_LLM, converted_dir
@@ -158,7 +159,8 @@ def test_the_last_token_and_special_tokens_survive_pruning(classifier: LlamaForS
 
 
 @pytest.mark.parametrize("pruning", [PruningConfig(method="ts-dtp", k=0.0), PruningConfig(method="topk", gamma=0.0),
-                                     PruningConfig(method="random", gamma=0.0)])
+                                     PruningConfig(method="random", gamma=0.0),
+                                     PruningConfig(method="ts-dtp", k=0.0, queries="readout")])
 def test_removal_equals_masking_the_same_tokens(classifier: LlamaForSequenceClassification, pruning: PruningConfig):
     adapter = LlamaAdapter(classifier, [SPECIAL_ID])
     batch = make_batch()
@@ -177,10 +179,12 @@ def test_removal_equals_masking_the_same_tokens(classifier: LlamaForSequenceClas
     assert torch.allclose(removed, masked, atol=1e-5)
 
 
-def test_straight_through_training_equals_inference_and_trains_the_scorer(classifier: LlamaForSequenceClassification):
+@pytest.mark.parametrize("queries", ["all", "readout"])
+def test_straight_through_training_equals_inference_and_trains_the_scorer(classifier: LlamaForSequenceClassification,
+                                                                          queries: str):
     adapter = LlamaAdapter(classifier, [SPECIAL_ID])
     batch = make_batch()
-    pruning = PruningConfig(method="ts-dtp", k=0.0)
+    pruning = PruningConfig(method="ts-dtp", k=0.0, queries=queries)
     with torch.no_grad():
         inference = run(adapter, batch, pruning, EngineMode.PACKED)
     torch.manual_seed(0)
@@ -211,6 +215,24 @@ def test_smollm2_with_pruning_off_matches_its_library_forward(smollm2_dir: Path)
         logits = adapter.head_logits(output.hidden)
     assert torch.allclose(logits, reference, atol=1e-4)
     assert torch.equal(logits[0, -1].argmax(), reference[0, -1].argmax())
+
+
+@pytest.mark.parametrize("left_padded", [False, True])
+def test_readout_queries_score_each_token_by_the_attention_the_last_token_pays_it(left_padded: bool):
+    torch.manual_seed(2)
+    model = LlamaForSequenceClassification(tiny_config(num_labels=3, attn_implementation="eager")).eval()
+    adapter = LlamaAdapter(model, [SPECIAL_ID])
+    batch = make_batch(left_padded)
+    valid = batch["attention_mask"].bool()
+    bias = torch.where(valid, 0.0, torch.finfo(torch.float32).min)
+    with torch.no_grad():
+        attentions = model(**batch, output_attentions=True).attentions[0]
+        _, received = adapter.layer(0, adapter.embed(batch["input_ids"]),
+                                    LayerRequest(bias, True, readout_weight(adapter, valid)))
+    rows = torch.arange(len(LENGTHS))
+    last_row = attentions[rows, :, last_valid_token(valid)].mean(dim=1)
+    torch.testing.assert_close(received[valid], last_row[valid])
+    assert received[valid].reshape(-1).sum() == pytest.approx(len(LENGTHS), abs=1e-5)
 
 
 def uniform_causal_probs(positions: torch.Tensor, valid: torch.Tensor, heads: int = 2) -> torch.Tensor:

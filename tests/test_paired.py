@@ -10,11 +10,12 @@ import pytest
 
 from tsdtp.analysis.choose import choose_settings, chosen_curves, pareto_front
 from tsdtp.analysis.comparison import compare_at
+from tsdtp.analysis.frames import row_stem
 from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, paired_bootstrap, seed_summary
 from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
 from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import PruningConfig
-from tsdtp.runs.eval_files import schedule_label, training_variant
+from tsdtp.runs.eval_files import eval_name, schedule_label, training_variant
 from tsdtp.runs.results import build_result_row, read_results, upsert_results
 
 
@@ -221,6 +222,17 @@ def test_a_thresholded_run_read_at_several_k_offsets_keeps_one_curve_the_one_cho
     assert set(curves["schedule"]) == {tilted} and sorted(curves["k"]) == [0.5, 1.0]
     uniform = chosen_curves(both, budgets=[0.7])
     assert uniform["schedule"].isna().all() and sorted(uniform["k"]) == [0.5, 1.0]
+
+
+def test_readout_queries_name_their_own_evaluation_files_and_rows():
+    readout = PruningConfig(method="ts-dtp", queries="readout")
+    both = PruningConfig(method="ts-dtp", queries="readout", k_offsets=(0.5, 0.0))
+    assert schedule_label(readout) == "readout" and schedule_label(both) == "dk 0.5/0 readout"
+    assert training_variant(readout) == "trained readout" and training_variant(both) == "trained dk 0.5/0 readout"
+    assert eval_name(readout) == "ts-dtp_k1_g0.5_sreadout" != eval_name(PruningConfig(method="ts-dtp"))
+    row = pd.Series({"method": "ts-dtp", "k": 1.0, "gamma": 0.5, "eval_split": "sst2 dev", "removal": None,
+                     "schedule": schedule_label(readout)})
+    assert row_stem(row) == eval_name(readout)
 
 
 def test_a_run_trained_with_k_offsets_is_its_own_setting_and_curve_beside_a_run_read_at_them():

@@ -12,6 +12,7 @@ from torch import nn
 from transformers import GenerationConfig, MarianConfig, MarianMTModel
 from transformers.modeling_outputs import BaseModelOutput
 
+from tsdtp.adapters.marian import MarianAdapter
 from tsdtp.core.config import PruningConfig
 from tsdtp.core.exits import ExitState, TokenExit, merge_flops, merge_into_kept
 from tsdtp.core.flops import counted_flops, encoder_shape, method_flops
@@ -239,9 +240,11 @@ def test_cross_attention_flops_match_the_counted_difference_between_source_lengt
     assert counted[1] - counted[0] == int(analytic[0] - analytic[1])
 
 
-def test_bad_settings_and_inputs_are_named():
+def test_bad_settings_and_inputs_are_named(marian: MarianMTModel):
     with pytest.raises(ConfigError, match="exit_mode"):
         PruningConfig(exit_mode="drop")
+    with pytest.raises(ConfigError, match="queries 'readout' needs a model whose head reads one token"):
+        MarianAdapter(marian, []).readout_slots(torch.ones(1, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="'drop' is not a valid TokenExit"):
         ExitState.start("drop", torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ConfigError, match="removal 'fuse' .* needs exit_mode 'delete' \\(got 'merge'\\)"):

@@ -63,6 +63,10 @@ class BertAdapter:
         """True where the token is special and must survive."""
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
 
+    def readout_slots(self, valid: torch.Tensor) -> torch.Tensor:
+        """Where the head reads, [B]: [CLS], each row's first slot."""
+        return torch.zeros(valid.shape[0], dtype=torch.long, device=valid.device)
+
     def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
               positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run layer `index` as `request` says (key bias, scoring, [CLS] only; `tsdtp.core.scoring.LayerRequest`).

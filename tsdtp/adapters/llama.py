@@ -107,6 +107,10 @@ class LlamaAdapter:
         special[torch.arange(input_ids.shape[0], device=input_ids.device), last] = True
         return special
 
+    def readout_slots(self, valid: torch.Tensor) -> torch.Tensor:
+        """Where the head reads, [B]: each row's last valid token (the label, or the next token)."""
+        return last_valid_token(valid)
+
     def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
               positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run decoder layer `index` as `request` says (key bias, scoring), causal over the original `positions`.

@@ -19,6 +19,7 @@ from tsdtp.adapters.attention import biased_self_attention, projected
 from tsdtp.core.packing import TokenLayout
 from tsdtp.core.regions import ATTENTION_OUTPUT, EMBEDDINGS, FFN, region
 from tsdtp.core.scoring import LayerRequest
+from tsdtp.errors import ConfigError
 
 
 class MarianAdapter:
@@ -46,6 +47,11 @@ class MarianAdapter:
     def special_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """True where the token is special (`</s>`) and must survive."""
         return torch.isin(input_ids, self.special_ids.to(input_ids.device))
+
+    def readout_slots(self, valid: torch.Tensor) -> torch.Tensor:
+        """Refused: the decoder reads every source token, so no single token is the readout."""
+        raise ConfigError("queries 'readout' needs a model whose head reads one token; a translation encoder "
+                          "is read whole by the decoder")
 
     def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
               positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -82,6 +82,9 @@ DENSE_METHOD: str = next(name for name, method in METHOD_TABLE.items() if not me
 REMOVALS: tuple[str, ...] = ("drop", "fuse")
 """What may happen to pruned tokens (`PruningConfig.removal`)."""
 
+QUERIES: tuple[str, ...] = ("all", "readout")
+"""Whose attention ranks the tokens (`PruningConfig.queries`): every live query's, or the readout token's."""
+
 K_MIN, K_MAX = -3.0, 1e6
 """The threshold width k. k >= K_MAX (or `math.inf`) switches pruning off."""
 
@@ -135,6 +138,10 @@ class PruningConfig(Settings):
     exit_mode: str = setting("delete", choices=EXIT_MODES, omit_default=True,
                              help="what becomes of a pruned token: deleted, kept at its last state in the output "
                                   "(exit), or merged into its most similar kept token (merge); see core/exits.py")
+    queries: str = setting("all", choices=QUERIES, omit_default=True,
+                           help="whose attention ranks the tokens: every live query's (the paper), or only the "
+                                "token the head reads, [CLS] of an encoder (EViT) or a decoder's last token "
+                                "(LazyLLM); the task scorer's queries follow")
 
     def check(self) -> None:
         """A method with a fixed gamma (general-dtp: 0) gets no other; prune layers are distinct."""
@@ -153,6 +160,9 @@ class PruningConfig(Settings):
         if self.fuses and self.exit_mode != TokenExit.DELETE:
             raise ConfigError(f"removal 'fuse' already decides what becomes of pruned tokens: it needs exit_mode "
                               f"'delete' (got {self.exit_mode!r})")
+        if self.reads_out and self.fuses:
+            raise ConfigError("queries 'readout' ranks by the token the head reads; removal 'fuse' adds a token "
+                              "after it, so the two do not combine")
 
     @property
     def spec(self) -> Method:
@@ -168,6 +178,11 @@ class PruningConfig(Settings):
     def fuses(self) -> bool:
         """Whether pruned tokens are fused into one kept token per example instead of dropped."""
         return self.removal == "fuse"
+
+    @property
+    def reads_out(self) -> bool:
+        """Whether only the readout token's attention ranks the tokens (`queries` 'readout')."""
+        return self.queries == "readout"
 
     @property
     def uses_scorer(self) -> bool:

@@ -23,6 +23,8 @@ class LayerAdapter(Protocol):
     """What the engine needs from a model family (see `tsdtp.adapters`).
 
     `layer` gets the original position of each live token [B, n] too (a decoder rotates and masks by it).
+    `readout_slots` says where each row's head reads ([CLS], or a decoder's last token), for the
+    `queries` 'readout' setting; a model without a readout token raises ConfigError there.
     """
 
     num_layers: int
@@ -30,6 +32,8 @@ class LayerAdapter(Protocol):
     def layer(self, index: int, hidden: torch.Tensor, request: LayerRequest, layout: TokenLayout | None = None,
               positions: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    def readout_slots(self, valid: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -122,6 +126,13 @@ def start_positions(valid: torch.Tensor) -> torch.Tensor:
     """The original position of every token of a batch, [B, N]."""
     batch, length = valid.shape
     return torch.arange(length, device=valid.device).expand(batch, length)
+
+
+def readout_weight(adapter: LayerAdapter, valid: torch.Tensor) -> torch.Tensor:
+    """The query weight [B, n] of `queries` 'readout': 1 at each row's readout token, 0 elsewhere."""
+    weight = torch.zeros(valid.shape, device=valid.device)
+    weight[torch.arange(valid.shape[0], device=valid.device), adapter.readout_slots(valid)] = 1.0
+    return weight
 
 
 def add_layer_importance(importance: torch.Tensor, config: PruningConfig, scorer: nn.Module, index: int,

@@ -22,6 +22,7 @@ from tsdtp.core.engine_common import (
     LayerRecord,
     add_layer_importance,
     mean_importance,
+    readout_weight,
     start_positions,
 )
 from tsdtp.core.exits import ExitState
@@ -85,10 +86,13 @@ class LiveTokens:
         """Packed with no padding slot (always so at batch size 1): no key bias, no query weights, no re-padding."""
         return self.layout is not None and self.layout.full
 
-    def request(self, scored: bool, cls_only: bool = False) -> LayerRequest:
+    def request(self, scored: bool, cls_only: bool = False, readout: torch.Tensor | None = None) -> LayerRequest:
         """What the next layer call needs: the key bias (log sizes when merging, `ExitState.key_bias`) and query
-        weights, none of them when nothing is padding (the key bias still, when merging)."""
-        query_weight = self.valid.float() if scored and not self.full else None
+        weights, none of them when nothing is padding (the key bias still, when merging). `readout` [B, n]: the
+        query weights of `queries` 'readout', given whether or not there is padding."""
+        query_weight = None
+        if scored:
+            query_weight = readout if readout is not None else None if self.full else self.valid.float()
         if self.full and self.exits.sizes is None:
             return LayerRequest(None, scored, None, cls_only)
         key_bias = self.exits.key_bias(self.valid, torch.finfo(self.hidden.dtype).min)
@@ -161,7 +165,9 @@ def run_inference(adapter: LayerAdapter, scorers: nn.ModuleList, config: Pruning
     record = LayerRecord.start(valid, plan.num_layers, record_trace)
     for index in range(plan.num_layers):
         record.add(index, live.positions, live.valid if live.fused is None else live.valid & ~live.fused, live.valid)
-        request = live.request(index in plan.scored, cls_only_last_layer and index == last)
+        scored = index in plan.scored
+        readout = readout_weight(adapter, live.valid) if scored and config.reads_out else None
+        request = live.request(scored, cls_only_last_layer and index == last, readout)
         layer_input = live.hidden
         live.hidden, received = adapter.layer(index, live.hidden, request, layout=live.layout,
                                               positions=live.positions)

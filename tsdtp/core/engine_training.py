@@ -31,6 +31,7 @@ from tsdtp.core.engine_common import (
     LayerRecord,
     add_layer_importance,
     mean_importance,
+    readout_weight,
     start_positions,
 )
 from tsdtp.core.exits import TokenExit, freeze_exited, log_sizes, merge_into_kept
@@ -132,6 +133,7 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
     mode = TokenExit(config.exit_mode)
     sizes = torch.ones(valid.shape, device=valid.device) if mode is TokenExit.MERGE and straight_through else None
     neg = torch.finfo(hidden.dtype).min
+    readout = readout_weight(adapter, masks.valid) if config.reads_out and plan.scored else None
     for index in range(plan.num_layers):
         record.add(index, positions[:, :length], masks.alive[:, :length], counted=masks.alive)
         soft_keep.append(masks.soft_keep())
@@ -139,14 +141,15 @@ def run_training(adapter: LayerAdapter, scorers: nn.ModuleList, config: PruningC
         if sizes is not None:
             key_bias = key_bias + log_sizes(sizes)
         layer_input = hidden
-        hidden, received = adapter.layer(index, hidden, LayerRequest(key_bias, index in plan.scored, weight),
+        queries = readout if readout is not None else weight
+        hidden, received = adapter.layer(index, hidden, LayerRequest(key_bias, index in plan.scored, queries),
                                          positions=positions)
         if mode is TokenExit.EXIT:
             hidden = freeze_exited(hidden, layer_input, key_bias)
         if received is not None:
             source = features if features is not None else layer_input
             masks.importance = add_layer_importance(masks.importance, config, scorers[index], index, received,
-                                                    weight, source, key_bias)
+                                                    queries, source, key_bias)
         if index in plan.prune_layers:
             prune_scores.append(masks.importance[:, :length])
             prune_candidates.append((masks.alive & ~special)[:, :length])

@@ -30,7 +30,7 @@ from tsdtp.llm.classifier_speed import classifier_speed
 from tsdtp.runs.batches import batch_indices
 from tsdtp.runs.device import draw_generator, model_device, on_device
 from tsdtp.runs.distributed import is_main
-from tsdtp.runs.eval_files import eval_file, write_keep_traces
+from tsdtp.runs.eval_files import eval_file, training_variant, write_keep_traces
 from tsdtp.runs.io import atomic_write_json
 from tsdtp.runs.keep_trace import trace_frame
 from tsdtp.runs.results import build_result_row, upsert_results
@@ -119,5 +119,5 @@ def evaluate_llm_run(run_dir: str | Path, data_dir: str | None = None, overrides
             metric=100 * result["accuracy"], keep_ratio=result["keep_ratio"], flops_ratio=result["flops_ratio"],
             speedup=speedup, batch_size=batch_size, threads=torch.get_num_threads(), n_eval=result["n_eval"],
             eval_split=split_name, scorer_overhead=result["scorer_overhead"], run_dir=str(run_dir),
-            speedups=speed, seed=config.seed)])
+            speedups=speed, seed=config.seed, variant=training_variant(config.pruning))])
     return record

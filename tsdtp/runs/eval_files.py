@@ -24,10 +24,21 @@ K_OFFSETS_PREFIX = "dk "
 """How results.csv's `schedule` starts for a thresholded method's per-layer k offsets (`schedule_label`)."""
 
 
+READOUT_WORD = "readout"
+"""What `schedule_label` adds when only the readout token's attention ranks the tokens (`queries` 'readout')."""
+
+
 def schedule_label(pruning: PruningConfig) -> str | None:
-    """What results.csv's `schedule` shows of a setting's per-layer rule when it is not the default: a scheduled
+    """What results.csv's `schedule` shows of a setting's read-time rule when it is not the default: a scheduled
     method's keep fractions (`0.8/0.6/0.4/0.3`, or `linear 0.5` for a linear fall to another final keep), or a
-    thresholded method's k offsets (`dk 0.5/0.25/0/-0.25`); else None."""
+    thresholded method's k offsets (`dk 0.5/0.25/0/-0.25`), then `readout` when the readout token's attention
+    ranks the tokens (`PruningConfig.queries`); else None."""
+    parts = [_layer_rule(pruning), READOUT_WORD if pruning.reads_out else None]
+    return " ".join(part for part in parts if part) or None
+
+
+def _layer_rule(pruning: PruningConfig) -> str | None:
+    """The per-layer part of `schedule_label`: keep fractions or k offsets, None for the default."""
     if pruning.k_offsets is not None:
         return K_OFFSETS_PREFIX + "/".join(f"{offset:g}" for offset in pruning.k_offsets)
     if not pruning.spec.scheduled:
@@ -39,10 +50,10 @@ def schedule_label(pruning: PruningConfig) -> str | None:
 
 
 def training_variant(trained: PruningConfig) -> str:
-    """What results.csv's `variant` says of a classification run trained with per-layer k offsets (`trained dk
-    0.6/0.2/-0.2/-0.6`), so its rows never share a key with a run trained without them and read at the same
-    offsets; empty otherwise."""
-    return f"trained {schedule_label(trained)}" if trained.k_offsets is not None else ""
+    """What results.csv's `variant` says of a classification run trained with per-layer k offsets or readout
+    queries (`trained dk 0.6/0.2/-0.2/-0.6`, `trained readout`), so its rows never share a key with a run trained
+    without them and read the same way; empty otherwise."""
+    return f"trained {schedule_label(trained)}" if trained.k_offsets is not None or trained.reads_out else ""
 
 
 def eval_stem(method: str, k: float, gamma: float, source: SourceTag | None = None, removal: str = "drop",
