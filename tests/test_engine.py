@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -131,18 +133,15 @@ def test_straight_through_training_forward_equals_inference_and_still_trains_the
 
 
 def test_readout_queries_score_each_token_by_the_attention_cls_pays_it(model, batch):
-    bert = model.adapter.model
+    bert = copy.deepcopy(model.adapter.model)  # eager attention and the library's attention capture stay on the copy
+    bert.set_attn_implementation("eager")
     valid = batch["attention_mask"].bool()
     bias = torch.where(valid, 0.0, torch.finfo(torch.float32).min)
-    bert.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            attentions = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              token_type_ids=batch["token_type_ids"], output_attentions=True).attentions[0]
-            request = LayerRequest(bias, True, readout_weight(model.adapter, valid))
-            _, received = model.adapter.layer(0, model.adapter.embed(batch), request)
-    finally:
-        bert.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        attentions = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          token_type_ids=batch["token_type_ids"], output_attentions=True).attentions[0]
+        request = LayerRequest(bias, True, readout_weight(model.adapter, valid))
+        _, received = model.adapter.layer(0, model.adapter.embed(batch), request)
     torch.testing.assert_close(received[valid], attentions[:, :, 0].mean(dim=1)[valid])
 
 
