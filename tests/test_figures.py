@@ -109,6 +109,8 @@ def test_select_settings_realization_and_results_table(tmp_path):
     results = upsert_results(tmp_path / "results.csv", rows)
     chosen = frames.select_settings(results, 0.4)
     assert chosen.set_index("method").loc["ts-dtp", "k"] == 0.0 and len(chosen) == 3
+    tilted = pd.concat([results.assign(schedule="dk 0.3/-0.3", metric=0.0), results]).reset_index(drop=True)
+    assert (frames.select_settings(tilted, 0.4).set_index("method").loc["ts-dtp", "metric"]) == 85.0
     realized = frames.realization(results).set_index(["method", "k"])
     assert realized.loc[("ts-dtp", 1.0), "realization"] == pytest.approx(0.9)
     assert ("topk", 1.0) not in realized.index
