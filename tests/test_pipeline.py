@@ -26,8 +26,9 @@ from tsdtp.classification.experiments import train_config
 from tsdtp.cli.reproduce import add_reproduce_command, reproduce_command
 from tsdtp.errors import CheckpointError, ConfigError
 from tsdtp.llm.classifier_config import LlmTrainConfig
-from tsdtp.pipeline.plan import make_plan
-from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce
+from tsdtp.pipeline.plan import Plan, Step, make_plan
+from tsdtp.pipeline.progress import EVALUATE, KEPT, TRAIN
+from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce, rerun_runs
 from tsdtp.pipeline.spec import notebook_parameters, project_root
 from tsdtp.pipeline.staging import forget_runs
 from tsdtp.runs import cache as run_cache
@@ -232,6 +233,16 @@ def test_a_window_runs_the_training_steps_inside_it_and_drops_the_results_of_run
                "runs/sst2-general-dtp-000000000000" in line for line in lines)
     before = {s["id"]: s["run_dir"] for s in manifest["steps"]}
     assert (published["run_dir"] == before["sst2-ts-dtp"]).sum() == (results["run_dir"] == before["sst2-ts-dtp"]).sum()
+
+
+def test_a_step_in_the_window_leaves_the_results_of_a_kept_step_that_shares_its_run(tmp_path):
+    def step(step_id: str, run: str) -> Step:
+        return Step(step_id, tmp_path / "08.ipynb", {}, frozenset(), run_dir=tmp_path / "runs" / run)
+    plan = Plan("p", "", tmp_path / "pipeline.yaml", tmp_path, tmp_path / "reports", tmp_path / "runs", None,
+                (step("ts", "ts-1"), step("ts-tilt", "ts-1"), step("general", "general-1"), step("seed1", "ts-2")))
+    actions = {"ts": KEPT, "ts-tilt": EVALUATE, "general": EVALUATE, "seed1": TRAIN}
+    assert rerun_runs(plan, actions) == {"runs/general-1", "runs/ts-2"}
+    assert rerun_runs(plan, {**actions, "ts": EVALUATE}) == {"runs/ts-1", "runs/general-1", "runs/ts-2"}
 
 
 def test_a_window_is_checked_before_anything_runs(reproduced, tmp_path):

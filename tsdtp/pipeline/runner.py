@@ -166,6 +166,15 @@ def _stale_runs(plan: Plan, previous: dict[str, dict[str, Any]]) -> set[str]:
             if record.get("run_dir") and step_id in current and record["run_dir"] != current[step_id]}
 
 
+def rerun_runs(plan: Plan, actions: dict[str, str]) -> set[str]:
+    """The runs whose published rows and traces the steps about to train or evaluate replace: each such step's
+    run, unless a kept step (outside `--from`/`--until`) shares it, whose results must stand."""
+    def runs(wanted: tuple[str, ...]) -> set[str]:
+        return {display_path(step.run_dir, plan.root) for step in plan.steps
+                if step.run_dir is not None and actions[step.id] in wanted}
+    return runs((TRAIN, EVALUATE)) - runs((KEPT,))
+
+
 def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = None,
               data_dir: str | Path | None = None, runs_root: str | Path | None = None,
               out_dir: str | Path | None = None, log: Callable[[str], None] = print, figures_only: bool = False,
@@ -203,8 +212,7 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     staging, carried = stage(plan.out_dir)
     stale = set() if figures_only else _stale_runs(plan, previous)
-    forget_runs(staging, stale | {display_path(step.run_dir, plan.root) for step in plan.steps
-                                  if step.run_dir is not None and actions[step.id] in (TRAIN, EVALUATE)})
+    forget_runs(staging, stale | rerun_runs(plan, actions))
     if stale:
         log(f"dropped the published results of {len(stale)} run(s) that the last reproduce made for steps whose "
             f"settings have changed since: {', '.join(sorted(stale))}")
