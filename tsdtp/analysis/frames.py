@@ -68,16 +68,13 @@ def _split_by(frame: pd.DataFrame, column: str, title: str) -> list[tuple[str, p
 
 
 def select_settings(results: pd.DataFrame, k: float) -> pd.DataFrame:
-    """One row per task, model and method: the setting whose k is closest to `k` (dense, top-k and random have one);
-    between rows at the same k, the one read with the default rule (no `schedule`, e.g. no k offsets)."""
+    """Per task, model and method, the setting whose k is closest to `k` (ties: the default rule, no `schedule`)."""
     if results.empty:
         return results
-    distance = (results["k"].astype(float) - k).abs()
     ruled = results["schedule"].notna() if "schedule" in results.columns else False
-    ranked = results.assign(_distance=distance, _ruled=ruled).sort_values(
+    ranked = results.assign(_distance=(results["k"].astype(float) - k).abs(), _ruled=ruled).sort_values(
         ["task", "model", "method", "_distance", "_ruled", "k"], kind="stable")
-    return (ranked.drop_duplicates(["task", "model", "method"]).drop(columns=["_distance", "_ruled"])
-            .reset_index(drop=True))
+    return ranked.drop_duplicates(["task", "model", "method"], ignore_index=True).drop(columns=["_distance", "_ruled"])
 
 
 def row_stem(row: pd.Series, with_source: bool = True) -> str:
