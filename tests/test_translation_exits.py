@@ -245,6 +245,8 @@ def test_bad_settings_and_inputs_are_named(marian: MarianMTModel):
         PruningConfig(exit_mode="drop")
     with pytest.raises(ConfigError, match="queries 'readout' needs a model whose head reads one token"):
         MarianAdapter(marian, []).readout_slots(torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="queries 'readout' needs a model whose head reads one token"):
+        MTConfig(pruning=PruningConfig(method="ts-dtp", queries="readout"), init_from="runs/dense")
     with pytest.raises(ValueError, match="'drop' is not a valid TokenExit"):
         ExitState.start("drop", torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ConfigError, match="removal 'fuse' .* needs exit_mode 'delete' \\(got 'merge'\\)"):

@@ -90,9 +90,9 @@ class LiveTokens:
         """What the next layer call needs: the key bias (log sizes when merging, `ExitState.key_bias`) and query
         weights, none of them when nothing is padding (the key bias still, when merging). `readout` [B, n]: the
         query weights of `queries` 'readout', given whether or not there is padding."""
-        query_weight = None
-        if scored:
-            query_weight = readout if readout is not None else None if self.full else self.valid.float()
+        query_weight = readout
+        if scored and readout is None and not self.full:
+            query_weight = self.valid.float()
         if self.full and self.exits.sizes is None:
             return LayerRequest(None, scored, None, cls_only)
         key_bias = self.exits.key_bias(self.valid, torch.finfo(self.hidden.dtype).min)

@@ -107,6 +107,8 @@ class MTConfig(Settings):
                  "give either --init-from (a run of this workbench) or a pretrained --model, not both")
         _require(self.distill_weight == 0 or self.teacher_run is not None,
                  "distillation needs a teacher: give --teacher <dense run dir> or --init-from")
+        _require(not self.pruning.reads_out, "queries 'readout' needs a model whose head reads one token; a "
+                                             "translation encoder is read whole by the decoder")
 
     @property
     def teacher_run(self) -> str | None:
