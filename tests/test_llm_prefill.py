@@ -19,6 +19,8 @@ from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
+from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_train import train_llm
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
@@ -349,3 +351,16 @@ def test_llama_cpp_is_timed_only_when_its_decode_works(tmp_path):
     stamps = [engine(torch.tensor([1, 9690, 198, 2683, 359, 253]), 3) for _ in range(2)]
     assert [len(times) for times in stamps] == [4, 4]  # the start, then one stamp per token, every call
     assert all(later[0] > earlier[0] for times in stamps for earlier, later in zip(times, times[1:]))
+
+
+def test_the_prefill_command_measures_a_classification_run_with_its_head(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    config = LlmTrainConfig(model=str(model), max_length=48, batch_size=8, max_train_samples=8, max_eval_samples=2)
+    train_llm(config, tmp_path / "run", progress=False)
+    status = main(["prefill", "--classifier", str(tmp_path / "run"), "--lengths", "80", "--few-shot", "2",
+                   "--passages", "0", "--speed-repeats", "0", "--final-keep", "0.5", "--schedule", "1:0.6,2:0.3",
+                   "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
+    assert status == 0, capsys.readouterr().err
+    quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
+    assert set(quality["model"]) == {"run (classifier)"} and len(quality) == 3
+    assert quality.set_index("setting").loc["dense", "answer_agreement"] == 1.0
