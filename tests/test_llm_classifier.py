@@ -299,7 +299,7 @@ def test_a_classification_run_as_a_causal_lm_answers_with_its_head(tiny_llama: P
     with torch.inference_mode():
         expected = classifier({"input_ids": ids[None], "attention_mask": torch.ones_like(ids)[None]}).logits[0]
         logits = prefill(causal, ids, PrefillPruning()).logits
-    assert torch.allclose(logits[list(few_shot_label_ids(tokenizer))], expected, atol=1e-5)
+    assert torch.allclose(logits[list(few_shot_label_ids(tokenizer))], expected, atol=1e-4)
     pretrained = LlamaForCausalLM.from_pretrained(tiny_llama).get_output_embeddings().weight
     others = [i for i in range(pretrained.shape[0]) if i not in few_shot_label_ids(tokenizer)]
     assert torch.equal(causal.lm_head.weight[others], pretrained[others])

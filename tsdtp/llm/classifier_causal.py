@@ -2,10 +2,11 @@
 few-shot prompts with a model that can do the task.
 
 SmolLM2-135M-Instruct alone is below chance on long few-shot SST-2 prompts (docs/llm-prefill.md), so its
-few-shot accuracy compares two failures. Here the run's body (the frozen base with its LoRA adapters in place)
-sits under the pretrained model's output layer (reloaded from the run's model id), whose rows for the few-shot
-label words (`tsdtp.llm.prompts`) become the run's trained head: at a few-shot prompt's last token the two
-label logits are the classifier's, and every other token's logit is the pretrained output layer's.
+few-shot accuracy compares two failures. Here the run's body (the frozen base with its LoRA adapters merged
+in, so it runs as fast as the base) sits under the pretrained model's output layer (reloaded from the run's
+model id), whose rows for the few-shot label words (`tsdtp.llm.prompts`) become the run's trained head: at a
+few-shot prompt's last token the two label logits are the classifier's, and every other token's logit is the
+pretrained output layer's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from pathlib import Path
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
@@ -32,6 +34,9 @@ def classifier_causal_lm(run_dir: str | os.PathLike) -> tuple[LlamaForCausalLM, 
         raise ConfigError(f"run {run_dir} classifies {config.task}; the few-shot prompts are SST-2's, so only an "
                           "sst2 run can answer them")
     body = classifier.model.model
+    for module in body.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
     pretrained, _ = load_causal_lm(config.model)
     causal_config = copy.deepcopy(body.config)
     causal_config.tie_word_embeddings = False
