@@ -15,6 +15,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tsdtp.analysis.prefill_plots import prefill_plot
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
@@ -364,3 +365,13 @@ def test_the_prefill_command_measures_a_classification_run_with_its_head(tiny_ll
     quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
     assert set(quality["model"]) == {"run (classifier)"} and len(quality) == 3
     assert quality.set_index("setting").loc["dense", "answer_agreement"] == 1.0
+
+
+def test_the_prefill_figure_keeps_each_models_few_shot_lines_apart():
+    rows = [{"model": model, "kind": "few-shot sst2", "length": length, "setting": setting, "accuracy": 0.5,
+             "examples": 2} for model in ("base", "run (classifier)") for setting in ("dense", "pruned")
+            for length in (512, 2048)]
+    speed = pd.DataFrame([{"engine": "dense", "length": 512, "ttft_speedup_vs_hf": 1.0, "flops_implied_speedup": 1.0}])
+    few_shot = prefill_plot(pd.DataFrame(rows), speed).axes[1]
+    assert [line.get_xdata().tolist() for line in few_shot.lines[:4]] == [[512, 2048]] * 4
+    assert [text.get_text() for text in few_shot.get_legend().get_texts()] == ["base", "run (classifier)"]
