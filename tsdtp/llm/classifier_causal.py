@@ -1,5 +1,6 @@
-"""A fine-tuned SST-2 LLM classification run as a causal LM, so that pruned prefill is measured on long
-few-shot prompts with a model that can do the task.
+"""A fine-tuned SST-2 LLM classification run as a causal LM, so that pruned prefill can be measured on long
+few-shot prompts with a model trained for the task (docs/llm-prefill.md, session 12: trained on one review per
+prompt, it is at chance on 2,048-token few-shot prompts).
 
 SmolLM2-135M-Instruct alone is below chance on long few-shot SST-2 prompts (docs/llm-prefill.md), so its
 few-shot accuracy compares two failures. Here the run's body (the frozen base with its LoRA adapters merged
