@@ -19,7 +19,7 @@ MARKERS = ("o", "s", "^", "D")
 """The marker of each model in the quality panels, in the order the tables first name them."""
 
 
-def _colours(settings: list[str]) -> dict[str, tuple[float, float, float]]:
+def setting_colours(settings: list[str]) -> dict[str, tuple[float, float, float]]:
     """Dense in grey, every pruned setting its own colour, the same in every panel."""
     pruned = [name for name in settings if name != "dense"]
     return {"dense": (0.35, 0.35, 0.35), **dict(zip(pruned, sns.color_palette("colorblind", len(pruned))))}
@@ -63,7 +63,7 @@ def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
     One colour per setting, dense in grey."""
     settings = list(dict.fromkeys([*quality.get("setting", pd.Series(dtype=str)),
                                    *speed.get("engine", pd.Series(dtype=str))]))
-    colours = _colours([name for name in settings if name != HF_ENGINE])
+    colours = setting_colours([name for name in settings if name != HF_ENGINE])
     fig = Figure(figsize=(15, 4.2), layout="constrained")
     axes = fig.subplots(1, 3)
     _speed_panel(axes[0], speed, colours)

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from tsdtp.analysis.prefill_plots import FEW_SHOT, PASSAGES
+from tsdtp.analysis.prefill_plots import FEW_SHOT, PASSAGES, setting_colours
 
 
 def alive_matrix(rows: pd.DataFrame) -> np.ndarray:
@@ -45,8 +45,9 @@ def survival_figure(survival: pd.DataFrame, model: str) -> Figure:
     axes = fig.subplots(1, len(names) + 1, squeeze=False)[0]
     for ax, name in zip(axes, names):
         _heatmap(ax, rows[rows["setting"] == name], name)
+    colours = setting_colours(list(dict.fromkeys(rows["setting"])))
     for name, points in rows.groupby("setting", sort=False):
-        axes[-1].step(points["layer"], points["cached"], where="post", label=name)
+        axes[-1].step(points["layer"], points["cached"], where="post", label=name, color=colours[name])
     axes[-1].set(title="tokens each layer computes and caches", xlabel="layer", ylabel="cached prompt tokens",
                  ylim=(0, None))
     axes[-1].legend(fontsize="x-small")
@@ -57,25 +58,27 @@ def survival_figure(survival: pd.DataFrame, model: str) -> Figure:
 def ttft_quality_figure(quality: pd.DataFrame, speed: pd.DataFrame, length: int) -> Figure:
     """At `length` prompt tokens, each setting's TTFT speedup over transformers' generate() against the share of
     few-shot answers equal to dense's (left) and the greedy agreement on news passages, free-running (filled)
-    and teacher-forced (open; right). Only models with speed rows are drawn."""
+    and teacher-forced (open; right), with issue 15's targets dotted (1.5x; 90% agreement). A colour per
+    setting, as in the prefill figure; only models with speed rows are drawn."""
     timed = speed[speed["length"] == length].rename(columns={"engine": "setting"})
     joined = quality[quality["length"] == length].merge(timed[["model", "setting", "ttft_speedup_vs_hf"]],
                                                         on=["model", "setting"])
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    colours = setting_colours(list(dict.fromkeys(joined["setting"])))
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
     left, right = fig.subplots(1, 2)
-    panels = [(left, FEW_SHOT, [("answer_agreement", "o")], "few-shot answers equal to dense's"),
-              (right, PASSAGES, [("agreement", "o"), ("agreement_teacher_forced", "s")],
-               "next tokens equal to dense's")]
+    panels = [(left, FEW_SHOT, ["answer_agreement"], "few-shot answers equal to dense's"),
+              (right, PASSAGES, ["agreement", "agreement_teacher_forced"],
+               "next tokens equal to dense's (open: teacher-forced)")]
     for ax, kind, columns, ylabel in panels:
-        points = joined[joined["kind"] == kind]
-        for column, marker in columns:
-            filled = column != "agreement_teacher_forced"
-            ax.scatter(points["ttft_speedup_vs_hf"], points[column], marker=marker,
-                       facecolors="tab:blue" if filled else "none", edgecolors="tab:blue", label=column)
-        for _, point in points.iterrows():
-            ax.annotate(point["setting"], (point["ttft_speedup_vs_hf"], point[columns[0][0]]), fontsize="x-small",
-                        xytext=(4, 4), textcoords="offset points")
+        for name, point in joined[joined["kind"] == kind].groupby("setting", sort=False):
+            for column in columns:
+                filled = column != "agreement_teacher_forced"
+                ax.scatter(point["ttft_speedup_vs_hf"], point[column], s=45, edgecolors=colours[name],
+                           facecolors=colours[name] if filled else "none", label=name if filled else None)
+        ax.axvline(1.5, color="black", linewidth=0.8, linestyle=":")
         ax.set(title=f"{kind}, {length} tokens", xlabel="TTFT speedup over transformers' generate()",
                ylabel=ylabel, ylim=(0, 1.05))
-    right.legend(fontsize="small")
+    right.axhline(0.9, color="black", linewidth=0.8, linestyle=":")
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
     return fig
