@@ -3,6 +3,8 @@
 #   make reproduce  retrain and re-evaluate every run of the full profile, refresh reports/data/, then the figures
 #   make quick      the whole pipeline on small subsets into build/quick/reports (training included)
 #   make test       the offline test suite; installs Debian's chromium for the browser test when it can
+#   make llama-cpp  builds llama-cpp-python from source (about 20 minutes on 2 cores), so `tsdtp prefill`
+#                   times llama.cpp on the packaged GGUF too
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +12,7 @@ DATA ?= $(abspath ../shared/data)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 PROFILE ?= full
 
-.PHONY: setup test reports reproduce quick clean-venv
+.PHONY: setup test reports reproduce quick clean-venv llama-cpp
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+llama-cpp: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(VENV)/bin/pip install --quiet llama-cpp-python==0.3.36
 
 test: setup
 	@skipped=$$(scripts/ensure_chromium.sh); \

@@ -27,6 +27,7 @@ from tsdtp.data_files import DATA_DIR_VARIABLE
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.hub import load_tokenizer
 from tsdtp.llm import classifier_teacher
+from tsdtp.llm.classifier_causal import classifier_causal_lm
 from tsdtp.llm.classifier_checkpoint import load_checkpoint
 from tsdtp.llm.classifier_config import LlmTrainConfig
 from tsdtp.llm.classifier_evaluate import evaluate_llm_run
@@ -42,6 +43,9 @@ from tsdtp.llm.classifier_prompts import (
 )
 from tsdtp.llm.classifier_speed import classifier_speed
 from tsdtp.llm.classifier_train import train_llm, training_loss
+from tsdtp.llm.prefill import prefill
+from tsdtp.llm.prefill_config import PrefillPruning
+from tsdtp.llm.prompts import label_token_ids as few_shot_label_ids
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 
@@ -285,3 +289,23 @@ def test_a_pruned_or_unfinished_teacher_is_refused_before_the_run_folder_exists(
             train_llm(tiny_config(tiny_llama, pruning=PruningConfig(method="ts-dtp", k=0.0), teacher=str(teacher)),
                       tmp_path / "student", progress=False)
         assert not (tmp_path / "student").exists()
+
+
+def test_a_classification_run_as_a_causal_lm_answers_with_its_head(tiny_llama: Path, tmp_path: Path):
+    train_llm(tiny_config(tiny_llama, max_eval_samples=4), tmp_path / "sst2", progress=False)
+    causal, tokenizer = classifier_causal_lm(tmp_path / "sst2")
+    classifier, _, _ = load_checkpoint(tmp_path / "sst2")
+    ids = torch.tensor(tokenizer("a gorgeous , witty , seductive movie . sentiment :")["input_ids"])
+    with torch.inference_mode():
+        expected = classifier({"input_ids": ids[None], "attention_mask": torch.ones_like(ids)[None]}).logits[0]
+        logits = prefill(causal, ids, PrefillPruning()).logits
+    assert torch.allclose(logits[list(few_shot_label_ids(tokenizer))], expected, atol=1e-4)
+    pretrained = LlamaForCausalLM.from_pretrained(tiny_llama).get_output_embeddings().weight
+    others = [i for i in range(pretrained.shape[0]) if i not in few_shot_label_ids(tokenizer)]
+    assert torch.equal(causal.lm_head.weight[others], pretrained[others])
+
+    train_llm(tiny_config(tiny_llama, task="qnli", max_eval_samples=4), tmp_path / "qnli", progress=False)
+    with pytest.raises(ConfigError, match="classifies qnli"):
+        classifier_causal_lm(tmp_path / "qnli")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        classifier_causal_lm(tmp_path / "missing")

@@ -15,18 +15,23 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from tsdtp.analysis.prefill_plots import prefill_plot
+from tsdtp.analysis.prefill_token_plots import alive_matrix, survival_figure, ttft_quality_figure
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
+from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_train import train_llm
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
 from tsdtp.llm.prefill_decode import continuation_logits, decode, greedy_tokens
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prefill_rank import pool_scores
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
+from tsdtp.llm.prefill_survival import survival_rows
 from tsdtp.llm.prefill_train import scorer_targets, train_scorers
-from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, few_shot_prompts, label_token_ids, passages
+from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, FewShotPrompt, few_shot_prompts, label_token_ids, passages
 from tsdtp.measure.ttft import llama_cpp_engine, llama_cpp_problem
 
 SPECIAL = 1
@@ -287,12 +292,18 @@ def test_the_prefill_notebook_measures_then_draws_from_the_tables_alone(tiny_llm
                                kernel_name="python3", progress_bar=False)
     speed = pd.read_csv(tables / "llm_prefill_speed.csv")
     assert set(speed["engine"]) == {"hf-generate", "dense", PRUNED_TITLE, EXPLICIT_TITLE}
-    (figures / "llm_prefill.png").unlink()
+    survival = pd.read_parquet(tables / "llm_prefill_survival.parquet")
+    assert set(survival["setting"]) == {"dense", PRUNED_TITLE, EXPLICIT_TITLE}
+    assert set(survival["layer"]) == set(range(4))
+    figure_names = ["llm_prefill.png", "llm_prefill_tokens.png", "llm_prefill_tradeoff.png"]
+    for name in figure_names:
+        (figures / name).unlink()
     papermill.execute_notebook(str(NOTEBOOK), str(tmp_path / "drawn.ipynb"), kernel_name="python3",
-                               parameters={**parameters, "measure": False, "model_id": "nobody/no-such-model"},
-                               progress_bar=False)
-    assert (figures / "llm_prefill.png").stat().st_size > 0
+                               parameters={**parameters, "measure": False, "trace_tokens": False,
+                                           "model_id": "nobody/no-such-model"}, progress_bar=False)
+    assert all((figures / name).stat().st_size > 0 for name in figure_names)
     assert pd.read_csv(tables / "llm_prefill_speed.csv").equals(speed)
+    assert pd.read_parquet(tables / "llm_prefill_survival.parquet").equals(survival)
 
 
 def test_scorers_learn_the_later_layers_attention_and_survive_a_round_trip(model, prompt, tmp_path):
@@ -349,3 +360,55 @@ def test_llama_cpp_is_timed_only_when_its_decode_works(tmp_path):
     stamps = [engine(torch.tensor([1, 9690, 198, 2683, 359, 253]), 3) for _ in range(2)]
     assert [len(times) for times in stamps] == [4, 4]  # the start, then one stamp per token, every call
     assert all(later[0] > earlier[0] for times in stamps for earlier, later in zip(times, times[1:]))
+
+
+def test_the_prefill_command_measures_a_classification_run_with_its_head(tiny_llm, tmp_path, capsys):
+    model, data = tiny_llm
+    config = LlmTrainConfig(model=str(model), max_length=48, batch_size=8, max_train_samples=8, max_eval_samples=2)
+    train_llm(config, tmp_path / "run", progress=False)
+    status = main(["prefill", "--classifier", str(tmp_path / "run"), "--lengths", "80", "--few-shot", "2",
+                   "--passages", "0", "--speed-repeats", "0", "--final-keep", "0.5", "--schedule", "1:0.6,2:0.3",
+                   "--data-dir", str(data), "--tables-dir", str(tmp_path / "tables")])
+    assert status == 0, capsys.readouterr().err
+    quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
+    assert set(quality["model"]) == {"run (classifier)"} and len(quality) == 3
+    assert quality.set_index("setting").loc["dense", "answer_agreement"] == 1.0
+
+
+def test_the_prefill_figure_keeps_each_models_few_shot_lines_apart():
+    rows = [{"model": model, "kind": "few-shot sst2", "length": length, "setting": setting, "accuracy": 0.5,
+             "examples": 2} for model in ("base", "run (classifier)") for setting in ("dense", "pruned")
+            for length in (512, 2048)]
+    speed = pd.DataFrame([{"engine": "dense", "length": 512, "ttft_speedup_vs_hf": 1.0, "flops_implied_speedup": 1.0}])
+    few_shot = prefill_plot(pd.DataFrame(rows), speed).axes[1]
+    assert [line.get_xdata().tolist() for line in few_shot.lines[:4]] == [[512, 2048]] * 4
+    assert [text.get_text() for text in few_shot.get_legend().get_texts()] == ["base", "run (classifier)"]
+
+
+def test_the_survival_trace_holds_every_layers_cached_tokens(model, prompt):
+    few_shot = FewShotPrompt(prompt, label=1, demonstrations=2, query_start=30)
+    label_ids = (int(prompt[3]), int(prompt[11]))
+    rows = pd.DataFrame(survival_rows(model, few_shot, {"dense": PrefillPruning(), "pruned": PRUNING},
+                                      frozenset({SPECIAL}), label_ids))
+    dense, pruned = (rows[rows["setting"] == name] for name in ("dense", "pruned"))
+    assert all(list(positions) == list(range(40)) for positions in dense["positions"])
+    assert pruned["cached"].tolist() == prefill(model, prompt, PRUNING, {SPECIAL}).keep_counts()
+    kept = [set(positions) for positions in pruned["positions"]]
+    assert all(later <= earlier and {0, 7, 19, 39} <= later for earlier, later in zip(kept, kept[1:]))
+    labels = torch.isin(prompt, torch.tensor(label_ids)).nonzero().flatten().tolist()
+    assert {3, 11} <= set(labels) and list(rows["label_positions"].iloc[0]) == labels
+    assert alive_matrix(pruned).sum() == pruned["cached"].sum() and alive_matrix(pruned).shape == (4, 40)
+
+    figure = survival_figure(rows.assign(model="tiny"), "tiny")
+    assert len(figure.axes) == 2 and len(figure.axes[1].lines) == 2, "one heatmap (pruned) and both cache lines"
+
+
+def test_the_tradeoff_figure_puts_each_timed_setting_at_its_speedup():
+    quality = pd.DataFrame([{"model": "m", "kind": kind, "length": 2048, "setting": setting, "answer_agreement": 0.9,
+                             "agreement": 0.7, "agreement_teacher_forced": 0.95}
+                            for kind in ("few-shot sst2", "passages newstest2016") for setting in ("dense", "pruned")])
+    speed = pd.DataFrame([{"model": "m", "length": 2048, "engine": engine, "ttft_speedup_vs_hf": value}
+                          for engine, value in (("dense", 1.0), ("pruned", 1.8), ("hf-generate", 1.0))])
+    few_shot, passages_panel = ttft_quality_figure(quality, speed, 2048).axes
+    assert sorted(x for points in few_shot.collections for x in points.get_offsets()[:, 0]) == [1.0, 1.8]
+    assert len(passages_panel.collections) == 4, "free-running and teacher-forced agreement of each setting"

@@ -10,13 +10,16 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from tsdtp.measure.prefill_report import HF_ENGINE
 
 FEW_SHOT, PASSAGES = "few-shot sst2", "passages newstest2016"
+MARKERS = ("o", "s", "^", "D")
+"""The marker of each model in the quality panels, in the order the tables first name them."""
 
 
-def _colours(settings: list[str]) -> dict[str, tuple[float, float, float]]:
+def setting_colours(settings: list[str]) -> dict[str, tuple[float, float, float]]:
     """Dense in grey, every pruned setting its own colour, the same in every panel."""
     pruned = [name for name in settings if name != "dense"]
     return {"dense": (0.35, 0.35, 0.35), **dict(zip(pruned, sns.color_palette("colorblind", len(pruned))))}
@@ -36,15 +39,20 @@ def _speed_panel(ax: Axes, speed: pd.DataFrame, colours: dict[str, tuple[float, 
 
 def _quality_panel(ax: Axes, quality: pd.DataFrame, kind: str, column: str, ylabel: str,
                    colours: dict[str, tuple[float, float, float]], dashed: str | None = None) -> None:
-    """One quality column of one kind of prompt against the prompt length, a line per setting (and the
-    `dashed` column, when given, as a dashed line of the same colour)."""
+    """One quality column of one kind of prompt against the prompt length, a line per model and setting (a
+    marker shape per model, named in the panel's legend when there are several), and the `dashed` column,
+    when given, as a dashed line of the same colour."""
     rows = quality[quality["kind"] == kind]
-    for name, points in rows.groupby("setting", sort=False):
+    models = list(dict.fromkeys(rows["model"]))
+    for (model, name), points in rows.groupby(["model", "setting"], sort=False):
         points = points.sort_values("length")
-        colour = colours.get(name, (0.6, 0.6, 0.6))
-        ax.plot(points["length"], points[column], marker="o", color=colour, label=name)
+        colour, marker = colours.get(name, (0.6, 0.6, 0.6)), MARKERS[models.index(model) % len(MARKERS)]
+        ax.plot(points["length"], points[column], marker=marker, color=colour, label=name)
         if dashed is not None and dashed in points:
             ax.plot(points["length"], points[dashed], linestyle="--", color=colour, alpha=0.7)
+    if len(models) > 1:
+        ax.legend(handles=[Line2D([], [], color="black", linestyle="", marker=MARKERS[i % len(MARKERS)], label=model)
+                           for i, model in enumerate(models)], fontsize="small")
     count = int(rows["examples"].max()) if not rows.empty else 0
     ax.set(title=f"{kind} ({count} per length)", xlabel="prompt tokens", ylabel=ylabel)
 
@@ -55,7 +63,7 @@ def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
     One colour per setting, dense in grey."""
     settings = list(dict.fromkeys([*quality.get("setting", pd.Series(dtype=str)),
                                    *speed.get("engine", pd.Series(dtype=str))]))
-    colours = _colours([name for name in settings if name != HF_ENGINE])
+    colours = setting_colours([name for name in settings if name != HF_ENGINE])
     fig = Figure(figsize=(15, 4.2), layout="constrained")
     axes = fig.subplots(1, 3)
     _speed_panel(axes[0], speed, colours)

@@ -18,7 +18,7 @@ import torch
 
 from tsdtp.data_files import require_data_dir
 from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
-from tsdtp.hub import load_causal_lm, short_model_name
+from tsdtp.llm.classifier_causal import load_prefill_model
 from tsdtp.llm.prefill_config import (
     DEFAULT_RANKING,
     PrefillPruning,
@@ -59,6 +59,14 @@ def _ranking_flags(parser: argparse.ArgumentParser) -> None:
                         help="odd width of the max-pooling of scores (1: none)")
 
 
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of which model to load, shared by both commands."""
+    parser.add_argument("--model", default=DEFAULT_LLM, help="a Llama-architecture causal LM (default %(default)s)")
+    parser.add_argument("--classifier", type=Path, default=None,
+                        help="an SST-2 run of `tsdtp llm-train` as the model instead: its trained head answers the "
+                             "few-shot prompts (tsdtp.llm.classifier_causal)")
+
+
 def _ranking(args: argparse.Namespace) -> dict[str, int]:
     return {"last_queries": args.last_queries, "keep_last": args.keep_last, "pool": args.pool}
 
@@ -66,7 +74,7 @@ def _ranking(args: argparse.Namespace) -> dict[str, int]:
 def add_prefill_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `tsdtp prefill` to the CLI's subparsers; the handler is `run_prefill_command`."""
     parser = subparsers.add_parser("prefill", help="quality and speed of pruned prefill on long prompts")
-    parser.add_argument("--model", default=DEFAULT_LLM, help="a Llama-architecture causal LM (default %(default)s)")
+    _model_flags(parser)
     parser.add_argument("--lengths", type=_numbers(int), default=(512, 1024, 2048), help="prompt lengths in tokens")
     parser.add_argument("--final-keep", type=_numbers(float), default=(0.5,),
                         help="one progressive schedule per value: the prompt fraction left after the last pruning "
@@ -102,8 +110,11 @@ def _settings(args: argparse.Namespace, num_layers: int, trained: PrefillPruning
 
 
 def _gguf(args: argparse.Namespace) -> Path | None:
-    """The GGUF file llama.cpp is timed on: --gguf, else the model's packaged one; None with --no-llama-cpp."""
-    return None if args.no_llama_cpp else args.gguf or packaged_gguf(args.model)
+    """The GGUF file llama.cpp is timed on: --gguf, else the model's packaged one; None with --no-llama-cpp or
+    --classifier (no GGUF holds a fine-tuned run's weights)."""
+    if args.no_llama_cpp or args.classifier:
+        return None
+    return args.gguf or packaged_gguf(args.model)
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -114,11 +125,10 @@ def run_prefill_command(args: argparse.Namespace) -> int:
     """Run `tsdtp prefill` from parsed arguments; prints both tables' new rows."""
     data_dir = _data_dir(args)
     torch.set_num_threads(args.prefill_threads)
-    model, tokenizer = load_causal_lm(args.model, attn_implementation="sdpa")
-    model.eval()
+    model, tokenizer, label = load_prefill_model(args.model, args.classifier)
     scorers, trained = load_scorers(args.scorers, model.config.hidden_size) if args.scorers else (None, None)
     settings = _settings(args, model.config.num_hidden_layers, trained)
-    work = PrefillWorkload(model, tokenizer, short_model_name(args.model), settings, scorers)
+    work = PrefillWorkload(model, tokenizer, label, settings, scorers)
     report = PrefillReportSettings(args.lengths, args.few_shot, args.passages, args.steps, args.speed_repeats,
                                    args.prefill_threads, _gguf(args), args.tables_dir, args.new_tokens)
     quality, speed = record_prefill_report(work, report, data_dir)
@@ -130,7 +140,7 @@ def run_prefill_command(args: argparse.Namespace) -> int:
 def add_prefill_train_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `tsdtp prefill-train` to the CLI's subparsers; the handler is `run_prefill_train_command`."""
     parser = subparsers.add_parser("prefill-train", help="train the task scorers of TS-DTP's prefill variant")
-    parser.add_argument("--model", default=DEFAULT_LLM, help="a Llama-architecture causal LM (default %(default)s)")
+    _model_flags(parser)
     parser.add_argument("--out", type=Path, required=True, help="where the trained scorers go (.pt)")
     parser.add_argument("--length", type=int, default=512, help="tokens of each training prompt")
     parser.add_argument("--prompts", type=int, default=24, help="training prompts (queries from SST-2 train)")
@@ -150,8 +160,7 @@ def run_prefill_train_command(args: argparse.Namespace) -> int:
     """Run `tsdtp prefill-train`: targets from dense prefills, then the scorers' epochs; saves them."""
     data_dir = _data_dir(args)
     torch.set_num_threads(args.prefill_threads)
-    model, tokenizer = load_causal_lm(args.model, attn_implementation="sdpa")
-    model.eval()
+    model, tokenizer, _ = load_prefill_model(args.model, args.classifier)
     pruning = progressive_schedule(model.config.num_hidden_layers, args.final_keep, args.steps_prune,
                                    d_task=args.d_task, **_ranking(args))
     started = time.perf_counter()

@@ -4,7 +4,8 @@
 greedy agreement and perplexity), with mean FLOPs and keep ratios. `llm_prefill_speed.csv`: one row per prompt
 length and engine (`tsdtp.measure.ttft`), with the TTFT speedup over transformers' `generate()` (in wall
 and in CPU seconds), the FLOPs-implied speedup of the same prompt and the realization (wall speedup /
-implied). Rows are upserted by model, length, kind or engine, and setting.
+implied). Rows are upserted by model, length, kind or engine, and setting. `record_survival` writes the third,
+`llm_prefill_survival.parquet`: which prompt tokens each layer keeps, traced on one few-shot prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,6 +26,7 @@ from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prefill_quality import few_shot_quality, passage_quality
+from tsdtp.llm.prefill_survival import SURVIVAL_TABLE, survival_rows
 from tsdtp.llm.prompts import few_shot_prompts, label_token_ids, passages
 from tsdtp.measure.ttft import (
     Engine,
@@ -33,6 +36,7 @@ from tsdtp.measure.ttft import (
     prefill_engine,
     time_engines,
 )
+from tsdtp.runs.io import atomic_write_bytes
 from tsdtp.runs.tables import upsert_csv
 
 QUALITY_TABLE, SPEED_TABLE = "llm_prefill_quality.csv", "llm_prefill_speed.csv"
@@ -139,3 +143,17 @@ def record_prefill_report(work: PrefillWorkload, settings: PrefillReportSettings
     if speed:
         upsert_csv(settings.tables_dir / SPEED_TABLE, speed, ["model", "length", "engine"])
     return quality, speed
+
+
+def record_survival(work: PrefillWorkload, length: int, data_dir: Path, tables_dir: Path) -> pd.DataFrame:
+    """Trace the first few-shot prompt of `length` tokens through every setting (`survival_rows`) and replace
+    the model's rows of the survival table in `tables_dir` with them; returns the whole table."""
+    (prompt,) = few_shot_prompts(work.tokenizer, data_dir, length, 1)
+    new = pd.DataFrame(survival_rows(work.model, prompt, work.settings, work.special_ids,
+                                     label_token_ids(work.tokenizer), work.scorers)).assign(model=work.label)
+    path = Path(tables_dir) / SURVIVAL_TABLE
+    old = pd.read_parquet(path) if path.is_file() else new.iloc[:0]
+    table = pd.concat([old[old["model"] != work.label], new], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, table.to_parquet(index=False))
+    return table
