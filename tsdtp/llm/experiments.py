@@ -27,17 +27,19 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
                topk_final_keep: float = 0.3, batch_size: int = 8, lora_rank: int = 8,
                max_length: int = 256, prune_layers: list[int] | None = None,
-               selection_fraction: float = 0.0) -> LlmTrainConfig:
+               selection_fraction: float = 0.0, k_offsets: list[float] | None = None) -> LlmTrainConfig:
     """The validated `LlmTrainConfig` of the LLM training notebook's parameters (everything else at its default).
 
     `gamma=None` is the method's default, as for `tsdtp llm-train`; `prune_layers=None` prunes after every layer
     but the first and the last; `topk_final_keep` sets top-k's linear keep schedule over the pruning layers;
-    `selection_fraction` holds out part of the training data to choose settings on (`tsdtp.runs.selection`).
+    `selection_fraction` holds out part of the training data to choose settings on (`tsdtp.runs.selection`);
+    `k_offsets` trains with per-layer thresholds `mean - (k + offset) * std` (rows get the variant `trained dk ...`).
     """
     get_task(task)
     given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp,
              "topk_final_keep": topk_final_keep, **({} if gamma is None else {"gamma": gamma}),
-             **({} if prune_layers is None else {"prune_layers": tuple(prune_layers)})}
+             **({} if prune_layers is None else {"prune_layers": tuple(prune_layers)}),
+             **({} if k_offsets is None else {"k_offsets": tuple(k_offsets)})}
     return LlmTrainConfig(task=task, model=model, pruning=PruningConfig().with_overrides(given),
                           epochs=float(epochs), max_train_samples=max_train_samples, seed=seed,
                           max_eval_samples=max_eval_samples, init_from=None if init_from is None else str(init_from),
