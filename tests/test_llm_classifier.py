@@ -43,9 +43,12 @@ from tsdtp.llm.classifier_prompts import (
 )
 from tsdtp.llm.classifier_speed import classifier_speed
 from tsdtp.llm.classifier_train import train_llm, training_loss
+from tsdtp.llm.experiments import llm_config
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning
 from tsdtp.llm.prompts import label_token_ids as few_shot_label_ids
+from tsdtp.runs.cache import run_cache_dir
+from tsdtp.runs.eval_files import training_variant
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.training_loop import seed_everything
 
@@ -309,3 +312,13 @@ def test_a_classification_run_as_a_causal_lm_answers_with_its_head(tiny_llama: P
         classifier_causal_lm(tmp_path / "qnli")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         classifier_causal_lm(tmp_path / "missing")
+
+
+def test_llm_config_trains_with_k_offsets_as_its_own_run():
+    tilted = llm_config(method="ts-dtp", k=0.5, prune_layers=[3, 7], k_offsets=[0.3, -0.3])
+    uniform = llm_config(method="ts-dtp", k=0.5, prune_layers=[3, 7])
+    assert tilted.pruning.k_offsets == (0.3, -0.3) and tilted.pruning.k_at(1) == pytest.approx(0.2)
+    assert training_variant(tilted.pruning) == "trained dk 0.3/-0.3" and training_variant(uniform.pruning) == ""
+    assert run_cache_dir(tilted, "runs") != run_cache_dir(uniform, "runs")
+    with pytest.raises(ConfigError, match="k_offsets set a per-layer threshold"):
+        llm_config(method="topk", k_offsets=[0.3, -0.3])
