@@ -21,7 +21,10 @@ from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
 from tsdtp.gguf_models import DEFAULT_LLM, packaged_gguf
+from tsdtp.hub import load_tokenizer
 from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_few_shot import prompt_budgets
+from tsdtp.llm.classifier_prompts import prepare_splits
 from tsdtp.llm.classifier_train import train_llm
 from tsdtp.llm.prefill import prefill
 from tsdtp.llm.prefill_config import PrefillPruning, progressive_schedule
@@ -31,7 +34,15 @@ from tsdtp.llm.prefill_rank import pool_scores
 from tsdtp.llm.prefill_scorers import load_scorers, make_scorers, save_scorers
 from tsdtp.llm.prefill_survival import survival_rows
 from tsdtp.llm.prefill_train import scorer_targets, train_scorers
-from tsdtp.llm.prompts import INSTRUCTION, LABEL_WORDS, FewShotPrompt, few_shot_prompts, label_token_ids, passages
+from tsdtp.llm.prompts import (
+    ANSWER_PREFIX,
+    INSTRUCTION,
+    LABEL_WORDS,
+    FewShotPrompt,
+    few_shot_prompts,
+    label_token_ids,
+    passages,
+)
 from tsdtp.measure.ttft import llama_cpp_engine, llama_cpp_problem
 
 SPECIAL = 1
@@ -373,6 +384,34 @@ def test_the_prefill_command_measures_a_classification_run_with_its_head(tiny_ll
     quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
     assert set(quality["model"]) == {"run (classifier)"} and len(quality) == 3
     assert quality.set_index("setting").loc["dense", "answer_agreement"] == 1.0
+
+
+def contains(ids: list[int], part: list[int]) -> int:
+    """How often `part` occurs in `ids` as a contiguous run."""
+    return sum(ids[start:start + len(part)] == part for start in range(len(ids) - len(part) + 1))
+
+
+def test_a_few_shot_run_trains_on_few_shot_prompts_of_drawn_lengths(tiny_llm, tmp_path):
+    model, data = tiny_llm
+    config = LlmTrainConfig(model=str(model), max_length=256, few_shot_tokens=256, batch_size=4,
+                            max_train_samples=6, max_eval_samples=2)
+    tokenizer = load_tokenizer(str(model))
+    train, evaluation, _ = prepare_splits(config, tokenizer, str(data))
+    answer = tokenizer.encode(ANSWER_PREFIX, add_special_tokens=False)
+    for split in (train, evaluation):
+        for ids, (sentence,) in zip(split.input_ids, split.texts):
+            assert ids[-len(answer):] == answer and len(ids) <= 256
+            assert contains(ids, tokenizer.encode(f"Review: {sentence.strip()}", add_special_tokens=False)) == 1
+    budgets = prompt_budgets(6, 256, config.seed, drawn=True)
+    assert len(set(budgets)) > 1 and all(budget - 40 < length <= budget
+                                         for budget, length in zip(budgets, train.lengths()))
+    assert all(length > 256 - 40 for length in evaluation.lengths())  # an evaluated prompt fills the budget
+    metrics = train_llm(config, tmp_path / "run", str(data), progress=False)
+    assert metrics["steps"] == 2
+    with pytest.raises(ConfigError, match="few_shot_tokens builds SST-2 few-shot prompts; task 'qnli'"):
+        LlmTrainConfig(task="qnli", max_length=512, few_shot_tokens=512)
+    with pytest.raises(ConfigError, match="few_shot_tokens must be between 256 and max_length \\(256\\); got 512"):
+        LlmTrainConfig(few_shot_tokens=512)
 
 
 def test_the_prefill_figure_keeps_each_models_few_shot_lines_apart():

@@ -15,6 +15,7 @@ from tsdtp.core.settings import Settings, setting
 from tsdtp.errors import ConfigError
 from tsdtp.gguf_models import DEFAULT_LLM
 from tsdtp.glue_tasks import TASKS
+from tsdtp.llm.classifier_few_shot import MIN_FEW_SHOT_TOKENS
 
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The Llama linears a LoRA adapter may wrap."""
@@ -62,6 +63,11 @@ class LlmTrainConfig(Settings):
                                     help="with a teacher: loss = (1 - w) * CE + w * T^2 * KL(teacher || student)")
     distill_temperature: float = setting(2.0, low=0.0, high=100.0, low_open=True, omit_default=True,
                                          help="temperature T of the logit distillation")
+    few_shot_tokens: int = setting(0, low=0, high=8192, omit_default=True,
+                                   help="SST-2: train and evaluate on few-shot prompts, demonstrations from the "
+                                        "training part before each review up to this many tokens (a training "
+                                        "prompt's budget drawn from a quarter of it up; tsdtp.llm."
+                                        "classifier_few_shot); 0: one review per prompt")
     lora_rank: int = setting(8, low=1, high=1024, help="rank of the LoRA adapters")
     lora_alpha: float = setting(16.0, low=0.0, low_open=True, help="LoRA scaling numerator (scale = alpha / rank)")
     lora_dropout: float = setting(0.0, low=0.0, high=1.0, high_open=True, help="dropout on the LoRA input")
@@ -71,5 +77,11 @@ class LlmTrainConfig(Settings):
     def check(self) -> None:
         """Only a method with its own fine-tuning recipe is trained; LoRA wraps at least one linear."""
         self.pruning.check_trainable()
+        if self.few_shot_tokens:
+            if self.task != "sst2":
+                raise ConfigError(f"few_shot_tokens builds SST-2 few-shot prompts; task {self.task!r} has none")
+            if not MIN_FEW_SHOT_TOKENS <= self.few_shot_tokens <= self.max_length:
+                raise ConfigError(f"few_shot_tokens must be between {MIN_FEW_SHOT_TOKENS} and max_length "
+                                  f"({self.max_length}); got {self.few_shot_tokens}")
         if not self.lora_targets:
             raise ConfigError(f"lora_targets is empty; expected some of {', '.join(LORA_TARGETS)}")

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.errors import ConfigError, DataError
 from tsdtp.glue_tasks import get_task, load_task_data
 from tsdtp.llm.classifier_config import LlmTrainConfig
+from tsdtp.llm.classifier_few_shot import demonstration_pool, few_shot_prompt_ids, prompt_budgets
 from tsdtp.runs.selection import SELECTION_WORD, training_and_evaluation
 
 PLACEHOLDER = "\ue000"
@@ -130,16 +131,25 @@ def prepare_splits(config: LlmTrainConfig, tokenizer: PreTrainedTokenizerBase, d
                    include_train: bool = True, split: str = "eval") -> tuple[PromptSplit | None, PromptSplit, str]:
     """The train prompts (a seeded subset of `max_train_samples`, without the held-out selection part; None without
     `include_train`), the prompts of `split` (`eval`, or the held-out `selection` part: the first
-    `max_eval_samples`) and that split's label (`tsdtp.runs.selection`)."""
-    need_train = include_train or split == SELECTION_WORD
+    `max_eval_samples`) and that split's label (`tsdtp.runs.selection`). With `few_shot_tokens`, every prompt is
+    a few-shot prompt (`tsdtp.llm.classifier_few_shot`)."""
+    need_train = include_train or split == SELECTION_WORD or config.few_shot_tokens > 0
     data = load_task_data(get_task(config.task), data_dir, need_train=need_train)
     train, evaluation, name = training_and_evaluation(data, config.selection_fraction, split)
+    pool = demonstration_pool(train) if config.few_shot_tokens else []
     if config.max_train_samples is not None and config.max_train_samples < len(train):
         train = train.shuffle(seed=config.seed).select(range(config.max_train_samples))
     if config.max_eval_samples is not None and config.max_eval_samples < len(evaluation):
         evaluation = evaluation.select(range(config.max_eval_samples))
-    encoded_train = encode_split(tokenizer, config.task, train, config.max_length) if include_train else None
-    return encoded_train, encode_split(tokenizer, config.task, evaluation, config.max_length), name
+
+    def encode(part: Dataset, training: bool) -> PromptSplit:
+        if not config.few_shot_tokens:
+            return encode_split(tokenizer, config.task, part, config.max_length)
+        budgets = prompt_budgets(len(part), config.few_shot_tokens, config.seed, drawn=training)
+        ids = few_shot_prompt_ids(tokenizer, part, pool, budgets, config.seed if training else -1)
+        return PromptSplit(ids, list(part["label"]), [(text,) for text in part["sentence"]], [False] * len(ids))
+
+    return (encode(train, training=True) if include_train else None), encode(evaluation, training=False), name
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, task: str) -> list[int]:

@@ -27,13 +27,15 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                teacher: str | None = None, hard_ratio: float = 0.0, keep_ramp: float = 0.0,
                topk_final_keep: float = 0.3, batch_size: int = 8, lora_rank: int = 8,
                max_length: int = 256, prune_layers: list[int] | None = None,
-               selection_fraction: float = 0.0, k_offsets: list[float] | None = None) -> LlmTrainConfig:
+               selection_fraction: float = 0.0, k_offsets: list[float] | None = None,
+               few_shot_tokens: int = 0) -> LlmTrainConfig:
     """The validated `LlmTrainConfig` of the LLM training notebook's parameters (everything else at its default).
 
     `gamma=None` is the method's default, as for `tsdtp llm-train`; `prune_layers=None` prunes after every layer
     but the first and the last; `topk_final_keep` sets top-k's linear keep schedule over the pruning layers;
     `selection_fraction` holds out part of the training data to choose settings on (`tsdtp.runs.selection`);
-    `k_offsets` trains with per-layer thresholds `mean - (k + offset) * std` (rows get the variant `trained dk ...`).
+    `k_offsets` trains with per-layer thresholds `mean - (k + offset) * std` (rows get the variant `trained dk ...`);
+    `few_shot_tokens > 0` trains and evaluates on SST-2 few-shot prompts of up to that many tokens.
     """
     get_task(task)
     given = {"method": method, "k": k, "keep_target": keep_target, "keep_ramp": keep_ramp,
@@ -45,7 +47,7 @@ def llm_config(task: str = "sst2", model: str = DEFAULT_LLM, method: str = "none
                           max_eval_samples=max_eval_samples, init_from=None if init_from is None else str(init_from),
                           teacher=None if teacher is None else str(teacher), hard_ratio=float(hard_ratio),
                           batch_size=batch_size, lora_rank=lora_rank, max_length=max_length,
-                          selection_fraction=float(selection_fraction))
+                          selection_fraction=float(selection_fraction), few_shot_tokens=int(few_shot_tokens))
 
 
 def evaluate_llm_settings(run_dir: str | Path, evals: Iterable[dict[str, Any]], data_dir: str | None = None,
