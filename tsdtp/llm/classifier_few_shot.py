@@ -7,8 +7,8 @@ is measured on (`tsdtp.llm.classifier_causal`).
 
 Each prompt is `tsdtp.llm.prompts.few_shot_prompt`'s: balanced demonstrations from the training part (never the
 query's own sentence), then the query review. A training prompt's token budget is drawn uniformly, seeded per
-prompt, between a quarter of `few_shot_tokens` and all of it, so that the classifier sees short and long
-contexts; an evaluated prompt gets the whole budget.
+prompt, between a quarter of `few_shot_tokens` (at least `MIN_FEW_SHOT_TOKENS`) and all of it, so that the
+classifier sees short and long contexts; an evaluated prompt gets the whole budget.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.llm.prompts import MIN_DEMO_WORDS, few_shot_prompt
 
 MIN_FEW_SHOT_TOKENS = 256
-"""The smallest `few_shot_tokens`: a quarter of it still fits a demonstration and the longest SST-2 review."""
+"""The smallest prompt budget: it holds SmolLM2's chat template, the longest SST-2 review and a few
+demonstrations."""
+EVALUATION_SEED = -1
+"""Seeds the evaluated prompts' demonstrations, so that runs of every seed are evaluated on the same prompts."""
 
 
 def demonstration_pool(train: Dataset) -> list[tuple[str, int]]:
@@ -31,23 +34,20 @@ def demonstration_pool(train: Dataset) -> list[tuple[str, int]]:
 
 
 def prompt_budgets(count: int, few_shot_tokens: int, seed: int, drawn: bool) -> list[int]:
-    """The token budget of each of `count` prompts: drawn uniformly from [few_shot_tokens / 4, few_shot_tokens]
-    (seeded by `seed` and the prompt's index) when `drawn`, else `few_shot_tokens` for all."""
+    """The token budget of each of `count` prompts: drawn uniformly from [max(few_shot_tokens / 4,
+    MIN_FEW_SHOT_TOKENS), few_shot_tokens] (seeded by `seed` and the prompt's index) when `drawn`, else
+    `few_shot_tokens` for all."""
     if not drawn:
         return [few_shot_tokens] * count
-    return [random.Random(f"budget-{seed}-{index}").randint(few_shot_tokens // 4, few_shot_tokens)
-            for index in range(count)]
+    low = min(few_shot_tokens, max(few_shot_tokens // 4, MIN_FEW_SHOT_TOKENS))
+    return [random.Random(f"budget-{seed}-{index}").randint(low, few_shot_tokens) for index in range(count)]
 
 
 def few_shot_prompt_ids(tokenizer: PreTrainedTokenizerBase, queries: Dataset, pool: list[tuple[str, int]],
                         budgets: list[int], seed: int) -> list[list[int]]:
-    """The token ids of a few-shot prompt for every SST-2 row of `queries`, its demonstrations from `pool`
-    without the query's own sentence, each within its budget (`few_shot_prompt`, seeded by `seed` and the row's
-    index)."""
-    prompts = []
-    for index, (sentence, label) in enumerate(zip(queries["sentence"], queries["label"])):
-        query = (sentence.strip(), label)
-        others = [row for row in pool if row[0] != query[0]]
-        prompt = few_shot_prompt(tokenizer, others, query, budgets[index], random.Random(f"{seed}-{index}"))
-        prompts.append(prompt.input_ids.tolist())
-    return prompts
+    """The token ids of a few-shot prompt for every SST-2 row of `queries`, its demonstrations from `pool`, each
+    within its budget (`few_shot_prompt`, seeded by `seed` and the row's index)."""
+    rows = zip(queries["sentence"], queries["label"])
+    return [few_shot_prompt(tokenizer, pool, (sentence.strip(), label), budgets[index],
+                            random.Random(f"{seed}-{index}")).input_ids.tolist()
+            for index, (sentence, label) in enumerate(rows)]

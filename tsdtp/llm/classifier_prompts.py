@@ -19,7 +19,12 @@ from transformers import PreTrainedTokenizerBase
 from tsdtp.errors import ConfigError, DataError
 from tsdtp.glue_tasks import get_task, load_task_data
 from tsdtp.llm.classifier_config import LlmTrainConfig
-from tsdtp.llm.classifier_few_shot import demonstration_pool, few_shot_prompt_ids, prompt_budgets
+from tsdtp.llm.classifier_few_shot import (
+    EVALUATION_SEED,
+    demonstration_pool,
+    few_shot_prompt_ids,
+    prompt_budgets,
+)
 from tsdtp.runs.selection import SELECTION_WORD, training_and_evaluation
 
 PLACEHOLDER = "\ue000"
@@ -146,7 +151,7 @@ def prepare_splits(config: LlmTrainConfig, tokenizer: PreTrainedTokenizerBase, d
         if not config.few_shot_tokens:
             return encode_split(tokenizer, config.task, part, config.max_length)
         budgets = prompt_budgets(len(part), config.few_shot_tokens, config.seed, drawn=training)
-        ids = few_shot_prompt_ids(tokenizer, part, pool, budgets, config.seed if training else -1)
+        ids = few_shot_prompt_ids(tokenizer, part, pool, budgets, config.seed if training else EVALUATION_SEED)
         return PromptSplit(ids, list(part["label"]), [(text,) for text in part["sentence"]], [False] * len(ids))
 
     return (encode(train, training=True) if include_train else None), encode(evaluation, training=False), name

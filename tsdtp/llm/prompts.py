@@ -82,8 +82,9 @@ def _demo(sentence: str, label: int) -> str:
 
 def few_shot_prompt(tokenizer: PreTrainedTokenizerBase, pool: list[tuple[str, int]], query: tuple[str, int],
                     budget: int, rng: random.Random) -> FewShotPrompt:
-    """As many balanced demonstrations from `pool` as fit `budget` tokens before the query, in random order."""
-    by_label = [[row for row in pool if row[1] == label] for label in (0, 1)]
+    """As many balanced demonstrations from `pool` as fit `budget` tokens before the query, in random order; the
+    query's own sentence is never one of them."""
+    by_label = [[row for row in pool if row[1] == label and row[0] != query[0]] for label in (0, 1)]
     head, tail = f"{INSTRUCTION}\n\n", f"Review: {query[0]}"
     demos: list[str] = []
     for index in range(len(pool)):
