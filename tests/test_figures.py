@@ -125,6 +125,10 @@ def test_select_settings_realization_and_results_table(tmp_path):
     assert [p.suffix for p in written] == [".csv", ".md", ".tex"]
     markdown = (tmp_path / "results_table.md").read_text().splitlines()
     assert len(markdown) == 2 + len(table) and markdown[2].startswith("| sst2 |  | none | 1.00 |")
+    assert "seed" not in table.columns
+    seeded = frames.results_table(pd.concat([results.assign(seed=1), results.assign(seed=0, schedule="dk 0.1/-0.1")]))
+    assert list(seeded.columns[5:7]) == ["seed", "schedule"]
+    assert seeded.loc[seeded["method"] == "ts-dtp", "seed"].tolist() == [0, 1, 0, 1]
     latex = (tmp_path / "results_table.tex").read_text()
     assert r"\toprule" in latex and r"metric\_name" in latex and latex.count(r"\\") == 1 + len(table)
 

@@ -227,11 +227,16 @@ def bench_memory(bench: pd.DataFrame | None) -> pd.DataFrame | None:
     return memory.reset_index(drop=True)
 
 
+SETTING_COLUMNS: tuple[str, ...] = ("seed", "variant", "schedule")
+"""results.csv columns that tell apart rows of one method at one k (seeds, a trained variant, per-layer k
+offsets); the results table shows each one that has a value in some row."""
+
+
 def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's table: one row per task, test set, method and setting, with metric, keep, FLOPs, speedup, memory.
 
     Memory (peak MiB) comes from bench.csv, matched on task, method and k at the same batch
-    size where it has that column; otherwise it is left empty.
+    size where it has that column; otherwise it is left empty. The `SETTING_COLUMNS` that have values follow gamma.
     """
     table = results.copy()
     table["memory_mb"] = np.nan
@@ -241,10 +246,11 @@ def results_table(results: pd.DataFrame, bench: pd.DataFrame | None = None) -> p
         memory = memory.groupby(keys, as_index=False)["memory_mb"].median()
         table = table.drop(columns="memory_mb").merge(memory, on=keys, how="left")
     order = {name: index for index, name in enumerate(method_order(table["method"].tolist()))}
-    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "eval_split", "_order", "k"],
-                                                                        kind="stable")
-    columns = ["task", "eval_split", "method", "k", "gamma", "metric_name", "metric", "keep_ratio", "flops_ratio",
-               "speedup", "memory_mb", "n_eval"]
+    settings = [name for name in SETTING_COLUMNS if name in table.columns and table[name].notna().any()]
+    table = table.assign(_order=table["method"].map(order)).sort_values(["task", "eval_split", "_order", "k",
+                                                                         *settings], kind="stable")
+    columns = ["task", "eval_split", "method", "k", "gamma", *settings, "metric_name", "metric", "keep_ratio",
+               "flops_ratio", "speedup", "memory_mb", "n_eval"]
     return table[columns].reset_index(drop=True)
 
 
