@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import papermill
 import pytest
@@ -383,7 +384,13 @@ def test_the_prefill_command_measures_a_classification_run_with_its_head(tiny_ll
     assert status == 0, capsys.readouterr().err
     quality = pd.read_csv(tmp_path / "tables" / "llm_prefill_quality.csv")
     assert set(quality["model"]) == {"run (classifier)"} and len(quality) == 3
-    assert quality.set_index("setting").loc["dense", "answer_agreement"] == 1.0
+    by_setting = quality.set_index("setting")
+    assert by_setting.loc["dense", "answer_agreement"] == 1.0
+    assert (by_setting.loc["dense", ["difference", "difference_low", "difference_high"]] == 0.0).all()
+    dense_accuracy = by_setting.loc["dense", "accuracy"]
+    assert np.allclose(quality["difference"], 100 * (quality["accuracy"] - dense_accuracy))
+    assert (quality["difference_low"] <= quality["difference"]).all()
+    assert (quality["difference"] <= quality["difference_high"]).all()
 
 
 def contains(ids: list[int], part: list[int]) -> int:

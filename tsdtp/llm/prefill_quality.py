@@ -13,10 +13,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from tsdtp.analysis.paired import paired_bootstrap
 from tsdtp.llm.prefill import PrefillResult, prefill
 from tsdtp.llm.prefill_config import PrefillPruning
 from tsdtp.llm.prefill_decode import continuation_logits, greedy_tokens
@@ -37,9 +40,11 @@ def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
 def few_shot_quality(model: PreTrainedModel, prompts: Sequence[FewShotPrompt], settings: Mapping[str, PrefillPruning],
                      special_ids: frozenset[int], label_ids: tuple[int, int],
                      scorers: nn.ModuleDict | None = None) -> dict[str, dict[str, Any]]:
-    """Per setting: accuracy, agreement of the answer with the dense answer, mean FLOPs and keep ratios."""
+    """Per setting: accuracy, agreement of the answer with the dense answer, mean FLOPs and keep ratios, and the
+    accuracy difference from the first setting (percent points) with its paired bootstrap 95% interval over the
+    prompts (`difference_low`, `difference_high`)."""
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
-    for prompt in prompts:
+    for prompt in tqdm(prompts, desc="few-shot prompts", leave=False):
         answers = {}
         for name, pruning in settings.items():
             result = prefill(model, prompt.input_ids, pruning, special_ids, scorers)
@@ -49,7 +54,13 @@ def few_shot_quality(model: PreTrainedModel, prompts: Sequence[FewShotPrompt], s
         dense = answers[next(iter(settings))]
         for name in settings:
             rows[name][-1]["answer_agreement"] = float(answers[name] == dense)
-    return {name: {**_mean_rows(found), "examples": len(found)} for name, found in rows.items()}
+    reference = [row["accuracy"] for row in rows[next(iter(settings))]]
+    found = {}
+    for name, settings_rows in rows.items():
+        interval = paired_bootstrap(np.array([row["accuracy"] for row in settings_rows]), np.array(reference))
+        found[name] = {**_mean_rows(settings_rows), "examples": len(settings_rows), "difference": interval.difference,
+                       "difference_low": interval.low, "difference_high": interval.high}
+    return found
 
 
 def _nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
