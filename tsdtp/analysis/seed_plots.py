@@ -1,6 +1,6 @@
 """Figures over seeds: every setting as its mean with ± sd error bars, each method's Pareto front as a line.
 
-They take `tsdtp.analysis.paired.seed_summary` frames (one row per setting: `<value>_mean`, `<value>_sd`,
+They take `tsdtp.stats.paired.seed_summary` frames (one row per setting: `<value>_mean`, `<value>_sd`,
 `seeds`) and the comparison table of `tsdtp.analysis.comparison.compare_at`.
 """
 

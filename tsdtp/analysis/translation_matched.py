@@ -3,10 +3,10 @@
 A system's curve, per seed, is its evaluated settings (k at evaluation): each one's encoder FLOPs ratio
 and its per-sentence sacreBLEU sufficient statistics on the test set. At a FLOPs ratio between two
 settings, each sentence's statistics are interpolated linearly between theirs
-(`tsdtp.analysis.paired.interpolate_correct`), so the corpus score is read off the curve and stays paired
+(`tsdtp.stats.paired.interpolate_correct`), so the corpus score is read off the curve and stays paired
 per sentence, as classification interpolates per-example correctness. The dense system has one setting
 and is read as it is at every point. The interval resamples the test sentences (the same for both
-systems) and each system's seeds with replacement, as `tsdtp.analysis.paired.paired_bootstrap` does.
+systems) and each system's seeds with replacement, as `tsdtp.stats.paired.paired_bootstrap` does.
 Scores are a seed mean of corpus scores.
 """
 
@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from sacrebleu.metrics import BLEU, CHRF
 
-from tsdtp.analysis.paired import Interval, bootstrap_interval, interpolate_correct, mean_sd
 from tsdtp.analysis.stored_hypotheses import load_hypotheses
 from tsdtp.core.config import DENSE_METHOD
 from tsdtp.errors import DataError
+from tsdtp.stats.paired import Interval, bootstrap_interval, interpolate_correct, mean_sd
 from tsdtp.translation.compare import BOOTSTRAP_SEED, corpus_score, sentence_statistics
 
 METRICS: dict[str, Callable[[], BLEU | CHRF]] = {"bleu": BLEU, "chrf": CHRF}

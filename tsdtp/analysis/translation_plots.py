@@ -1,6 +1,6 @@
 """The translation comparison's figure: each system's BLEU over its settings and seeds, and the matched differences.
 
-It takes a `tsdtp.analysis.paired.seed_summary` frame with a `system` column (one row per system and
+It takes a `tsdtp.stats.paired.seed_summary` frame with a `system` column (one row per system and
 setting: `metric_mean`, `metric_sd`, `flops_ratio_mean`, ...) and a `tsdtp.analysis.translation_matched.compare_matched`
 table.
 """

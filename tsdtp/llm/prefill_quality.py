@@ -19,12 +19,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from tsdtp.analysis.paired import paired_bootstrap
 from tsdtp.llm.prefill import PrefillResult, prefill
 from tsdtp.llm.prefill_config import PrefillPruning
 from tsdtp.llm.prefill_decode import continuation_logits, greedy_tokens
 from tsdtp.llm.prefill_flops import DecoderShape, prefill_flops
 from tsdtp.llm.prompts import FewShotPrompt, Passage
+from tsdtp.stats.paired import paired_bootstrap
 
 
 def _flops_columns(model: PreTrainedModel, result: PrefillResult, pruning: PrefillPruning) -> dict[str, float]:
