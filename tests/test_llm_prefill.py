@@ -17,7 +17,7 @@ from tokenizers.pre_tokenizers import Whitespace
 from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from tsdtp.analysis.prefill_plots import prefill_plot
-from tsdtp.analysis.prefill_token_plots import alive_matrix, survival_figure, ttft_quality_figure
+from tsdtp.analysis.prefill_token_plots import alive_matrix, speedups_at, survival_figure, ttft_quality_figure
 from tsdtp.cli import main
 from tsdtp.core.flops import counted_flops
 from tsdtp.errors import CheckpointError, ConfigError, DataError
@@ -459,3 +459,17 @@ def test_the_tradeoff_figure_puts_each_timed_setting_at_its_speedup():
     few_shot, passages_panel = ttft_quality_figure(quality, speed, 2048).axes
     assert sorted(x for points in few_shot.collections for x in points.get_offsets()[:, 0]) == [1.0, 1.8]
     assert len(passages_panel.collections) == 4, "free-running and teacher-forced agreement of each setting"
+
+
+def test_an_untimed_model_takes_its_settings_timing_from_the_timed_model():
+    quality = pd.DataFrame([{"model": model, "kind": "few-shot sst2", "length": 2048, "setting": setting,
+                             "answer_agreement": 0.9}
+                            for model in ("m", "m (classifier)") for setting in ("dense", "pruned", "scored")])
+    speed = pd.DataFrame([{"model": "m", "length": length, "engine": engine, "ttft_speedup_vs_hf": value}
+                          for length in (512, 2048) for engine, value in (("dense", 1.0), ("pruned", length / 1000))])
+    joined = speedups_at(quality, speed, 2048)
+    assert sorted(zip(joined["model"], joined["setting"], joined["ttft_speedup_vs_hf"], joined["timed_on"])) == [
+        ("m", "dense", 1.0, "m"), ("m", "pruned", 2.048, "m"),
+        ("m (classifier)", "dense", 1.0, "m"), ("m (classifier)", "pruned", 2.048, "m")], "never timed: dropped"
+    legend = [text.get_text() for text in ttft_quality_figure(quality, speed, 2048).legends[0].get_texts()]
+    assert legend == ["dense", "pruned", "m", "m (classifier) (timed as m)"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from tsdtp.analysis.prefill_plots import FEW_SHOT, PASSAGES, setting_colours
 
@@ -55,30 +56,53 @@ def survival_figure(survival: pd.DataFrame, model: str) -> Figure:
     return fig
 
 
+MODEL_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P")
+"""Marker per model in the TTFT-against-quality figure, in the quality table's order."""
+
+
+def speedups_at(quality: pd.DataFrame, speed: pd.DataFrame, length: int) -> pd.DataFrame:
+    """The quality rows at `length` with each setting's TTFT speedup over generate() (`ttft_speedup_vs_hf`) and
+    the model it was timed on (`timed_on`): the row's own model, or, for a model with no speed rows (a
+    classifier run: the same decoder, so the same prefill compute), the first timed model's timing of that
+    setting. Rows whose setting was never timed are dropped."""
+    timed = speed[speed["length"] == length].rename(columns={"engine": "setting"})
+    timed = timed[["model", "setting", "ttft_speedup_vs_hf"]].assign(timed_on=timed["model"])
+    rows = quality[quality["length"] == length]
+    own = rows.merge(timed, on=["model", "setting"])
+    untimed = rows[~rows["model"].isin(timed["model"])]
+    if timed.empty or untimed.empty:
+        return own
+    reference = timed[timed["model"] == timed["model"].iloc[0]].drop(columns="model")
+    return pd.concat([own, untimed.merge(reference, on="setting")], ignore_index=True)
+
+
 def ttft_quality_figure(quality: pd.DataFrame, speed: pd.DataFrame, length: int) -> Figure:
     """At `length` prompt tokens, each setting's TTFT speedup over transformers' generate() against the share of
     few-shot answers equal to dense's (left) and the greedy agreement on news passages, free-running (filled)
     and teacher-forced (open; right), with issue 15's targets dotted (1.5x; 90% agreement). A colour per
-    setting, as in the prefill figure; only models with speed rows are drawn."""
-    timed = speed[speed["length"] == length].rename(columns={"engine": "setting"})
-    joined = quality[quality["length"] == length].merge(timed[["model", "setting", "ttft_speedup_vs_hf"]],
-                                                        on=["model", "setting"])
+    setting, as in the prefill figure, and a marker per model; a model never timed takes its setting's timing
+    on the timed model (`speedups_at`), as its legend entry says."""
+    joined = speedups_at(quality, speed, length)
     colours = setting_colours(list(dict.fromkeys(joined["setting"])))
+    markers = dict(zip(dict.fromkeys(joined["model"]), MODEL_MARKERS * len(joined)))
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     panels = [(left, FEW_SHOT, ["answer_agreement"], "few-shot answers equal to dense's"),
               (right, PASSAGES, ["agreement", "agreement_teacher_forced"],
                "next tokens equal to dense's (open: teacher-forced)")]
     for ax, kind, columns, ylabel in panels:
-        for name, point in joined[joined["kind"] == kind].groupby("setting", sort=False):
+        for (model, name), point in joined[joined["kind"] == kind].groupby(["model", "setting"], sort=False):
             for column in columns:
                 filled = column != "agreement_teacher_forced"
-                ax.scatter(point["ttft_speedup_vs_hf"], point[column], s=45, edgecolors=colours[name],
-                           facecolors=colours[name] if filled else "none", label=name if filled else None)
+                ax.scatter(point["ttft_speedup_vs_hf"], point[column], s=45, marker=markers[model],
+                           edgecolors=colours[name], facecolors=colours[name] if filled else "none")
         ax.axvline(1.5, color="black", linewidth=0.8, linestyle=":")
         ax.set(title=f"{kind}, {length} tokens", xlabel="TTFT speedup over transformers' generate()",
                ylabel=ylabel, ylim=(0, 1.05))
     right.axhline(0.9, color="black", linewidth=0.8, linestyle=":")
-    handles, labels = left.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+    handles = [Line2D([], [], linestyle="", marker="o", color=colour, label=name) for name, colour in colours.items()]
+    for model, timed_on in joined.groupby("model", sort=False)["timed_on"].first().items():
+        label = model if timed_on == model else f"{model} (timed as {timed_on})"
+        handles.append(Line2D([], [], linestyle="", marker=markers[model], color="grey", label=label))
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize="small")
     return fig
