@@ -430,6 +430,18 @@ def test_the_prefill_figure_keeps_each_models_few_shot_lines_apart():
     few_shot = prefill_plot(pd.DataFrame(rows), speed).axes[1]
     assert [line.get_xdata().tolist() for line in few_shot.lines[:4]] == [[512, 2048]] * 4
     assert [text.get_text() for text in few_shot.get_legend().get_texts()] == ["base", "run (classifier)"]
+    assert few_shot.get_title() == "few-shot sst2 (2 per length)"
+
+
+def test_the_prefill_figure_names_a_setting_only_one_model_measured():
+    rows = [{"model": "base", "kind": "few-shot sst2", "length": 2048, "setting": "dense", "accuracy": 0.5,
+             "examples": 40},
+            {"model": "run", "kind": "few-shot sst2", "length": 2048, "setting": "scored", "accuracy": 0.5,
+             "examples": 80}]
+    speed = pd.DataFrame([{"engine": "dense", "length": 2048, "ttft_speedup_vs_hf": 1.0, "flops_implied_speedup": 1.0}])
+    figure = prefill_plot(pd.DataFrame(rows), speed)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == ["dense", "scored"]
+    assert figure.axes[1].get_title() == "few-shot sst2 (40-80 per point)"
 
 
 def test_the_survival_trace_holds_every_layers_cached_tokens(model, prompt):

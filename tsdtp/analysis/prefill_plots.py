@@ -53,14 +53,20 @@ def _quality_panel(ax: Axes, quality: pd.DataFrame, kind: str, column: str, ylab
     if len(models) > 1:
         ax.legend(handles=[Line2D([], [], color="black", linestyle="", marker=MARKERS[i % len(MARKERS)], label=model)
                            for i, model in enumerate(models)], fontsize="small")
-    count = int(rows["examples"].max()) if not rows.empty else 0
-    ax.set(title=f"{kind} ({count} per length)", xlabel="prompt tokens", ylabel=ylabel)
+    ax.set(title=f"{kind} ({_examples_text(rows['examples'])})", xlabel="prompt tokens", ylabel=ylabel)
+
+
+def _examples_text(examples: pd.Series) -> str:
+    """How many prompts each point averages: one count, or the range when the rows differ."""
+    low, high = (int(examples.min()), int(examples.max())) if not examples.empty else (0, 0)
+    return f"{high} per length" if low == high else f"{low}-{high} per point"
 
 
 def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
     """Three panels against the prompt length: TTFT speedup, few-shot SST-2 accuracy (dotted: chance), and the
     agreement of the greedy continuation with dense generation on news passages, free-running and teacher-forced.
-    One colour per setting, dense in grey."""
+    One colour per setting, dense in grey, every setting of either table in the legend (a setting only some
+    models measured, such as trained scorers, included)."""
     settings = list(dict.fromkeys([*quality.get("setting", pd.Series(dtype=str)),
                                    *speed.get("engine", pd.Series(dtype=str))]))
     colours = setting_colours([name for name in settings if name != HF_ENGINE])
@@ -71,6 +77,6 @@ def prefill_plot(quality: pd.DataFrame, speed: pd.DataFrame) -> Figure:
     axes[1].axhline(0.5, color="black", linewidth=0.8, linestyle=":")
     _quality_panel(axes[2], quality, PASSAGES, "agreement", "greedy tokens equal to dense (dashed: teacher-forced)",
                    colours, dashed="agreement_teacher_forced")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), fontsize="small")
+    handles = [Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, max(1, len(handles))), fontsize="small")
     return fig
