@@ -31,7 +31,7 @@ from tsdtp.pipeline.plan import Plan, Step, make_plan
 from tsdtp.pipeline.progress import EVALUATE, KEPT, TRAIN
 from tsdtp.pipeline.runner import PipelineError, adopt_runs, reproduce, rerun_runs
 from tsdtp.pipeline.spec import notebook_parameters, project_root
-from tsdtp.pipeline.staging import forget_runs
+from tsdtp.pipeline.staging import forget_runs, restore_later_rows
 from tsdtp.runs import cache as run_cache
 from tsdtp.runs.results import RESULT_COLUMNS
 from tsdtp.runs.selection import is_selection_label
@@ -294,6 +294,25 @@ def test_staging_forgets_the_rows_traces_and_translations_of_the_runs_a_reproduc
     assert pd.read_csv(staging / "data" / "results.csv")["run_dir"].tolist() == ["runs/b"]
     for folder in ("traces", "hypotheses"):
         assert sorted(p.name for p in (staging / "data" / folder).iterdir()) == ["b"]
+
+
+def test_a_teacher_rerun_alone_leaves_the_row_of_the_later_dense_run_that_shares_its_key(tmp_path):
+    def rows(*runs_and_metrics: tuple[str, float]) -> pd.DataFrame:
+        return pd.DataFrame([{"task": "qnli", "method": "none", "k": 1.0, "seed": 0, "metric": metric,
+                              "run_dir": run} for run, metric in runs_and_metrics])
+    published, staging = tmp_path / "results.csv", tmp_path / ".staging"
+    (staging / "data").mkdir(parents=True)
+    rows(("runs/extra", 75.9)).to_csv(published, index=False)
+    rows(("runs/teacher", 71.2)).to_csv(staging / "data" / "results.csv", index=False)
+    order = {"runs/teacher": 0, "runs/extra": 3}
+    assert restore_later_rows(staging, published, order, kept={"runs/extra"}) == ["runs/extra"]
+    assert pd.read_csv(staging / "data" / "results.csv")[["run_dir", "metric"]].values.tolist() == [
+        ["runs/extra", 75.9]]
+    rows(("runs/teacher", 71.2)).to_csv(staging / "data" / "results.csv", index=False)
+    assert restore_later_rows(staging, published, order, kept=set()) == [], "the dense run reran too: its row stands"
+    assert restore_later_rows(staging, published, {"runs/teacher": 5, "runs/extra": 3}, {"runs/extra"}) == [], \
+        "a later step's row wins over a kept earlier one"
+    assert pd.read_csv(staging / "data" / "results.csv")["run_dir"].tolist() == ["runs/teacher"]
 
 
 def test_figures_only_and_force_are_refused_together(tmp_path):

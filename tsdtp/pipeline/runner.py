@@ -50,6 +50,7 @@ from tsdtp.pipeline.staging import (
     TRACES_FOLDER,
     forget_runs,
     publish,
+    restore_later_rows,
     stage,
     take_pending,
 )
@@ -219,6 +220,13 @@ def reproduce(profile: str, force: bool = False, spec_path: str | Path | None = 
     run = _Run(plan, staging, force, figures_only, actions, estimates, log, stream)
     with launcher_environment(plan.launcher):
         records = _run_steps(run, previous)
+    kept = {display_path(step.run_dir, plan.root) for step in plan.steps
+            if step.run_dir is not None and actions[step.id] == KEPT}
+    order = {display_path(step.run_dir, plan.root): index for index, step in enumerate(plan.steps)
+             if step.run_dir is not None}
+    restored = restore_later_rows(staging, plan.out_dir / DATA_FOLDER / "results.csv", order, kept)
+    if restored:
+        log(f"kept the published rows of {', '.join(restored)}: a step earlier in the profile wrote the same keys")
     wall = round(time.perf_counter() - clock, 1)
     write_manifest(staging / "manifest.json", plan, force, started, wall, data, records, figures_only, until, start)
     write_gallery(plan, staging, records, figures_only, until, start)

@@ -18,6 +18,8 @@ import pandas as pd
 from tsdtp.analysis.pending import PENDING_SUFFIX, read_pending
 from tsdtp.data_files import file_sha256
 from tsdtp.runs.io import atomic_write_bytes
+from tsdtp.runs.results import KEY_COLUMNS
+from tsdtp.runs.tables import row_keys
 
 DATA_FOLDER = "data"
 """The reports' data: what the figure and results notebooks read, what training steps refresh."""
@@ -69,6 +71,31 @@ def forget_runs(staging: Path, run_dirs: set[str]) -> None:
     for run_dir in run_dirs:
         for folder in (TRACES_FOLDER, HYPOTHESES_FOLDER):
             shutil.rmtree(data / folder / Path(run_dir).name, ignore_errors=True)
+
+
+def restore_later_rows(staging: Path, published: Path, order: dict[str, int], kept: set[str]) -> list[str]:
+    """Put back the published results.csv rows of `kept` runs (of steps outside `--from`/`--until`) that a run
+    earlier in the profile (`order`: run_dir -> step index) overwrote with the same key, as when a dense
+    teacher is retrained alone and its row lands on the row of the dense run given the extra budget. A whole
+    reproduce leaves the later step's row; so does a window. Returns the run_dirs whose rows were put back."""
+    staged_path = staging / DATA_FOLDER / "results.csv"
+    if not published.is_file() or not staged_path.is_file():
+        return []
+    old, staged = pd.read_csv(published), pd.read_csv(staged_path)
+    old = old[old["run_dir"].isin(kept)]
+    old_keys, staged_keys = row_keys(old, KEY_COLUMNS), row_keys(staged, KEY_COLUMNS)
+    writers = staged["run_dir"].groupby(staged_keys).agg(list)
+
+    def overwritten(key: str, run: str) -> bool:
+        return any(order.get(writer, -1) < order.get(run, -1) for writer in writers.get(key, []))
+
+    later = old[[overwritten(key, run) for key, run in zip(old_keys, old["run_dir"])]]
+    if later.empty:
+        return []
+    staged = pd.concat([staged[~staged_keys.isin(set(row_keys(later, KEY_COLUMNS)))], later], ignore_index=True)
+    staged = staged.sort_values(["task", "method", "k"], kind="stable")
+    atomic_write_bytes(staged_path, staged.to_csv(index=False).encode())
+    return sorted(set(later["run_dir"]))
 
 
 def take_pending(staging: Path) -> dict[str, str]:
